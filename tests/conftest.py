@@ -1,0 +1,62 @@
+"""Shared fixtures: locally built model checkpoints and exported packages.
+
+Both are cached under ``.cache/`` (keyed by a fingerprint of the recipe code), so the
+first run builds them and later runs reuse them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+FAMILIES = ("marian", "bart", "t5", "pegasus", "blenderbot", "m2m100")
+# The task each family's test package is exported for.
+FAMILY_TASKS = {
+    "marian": "translation",
+    "bart": "summarization",
+    "t5": "translation",
+    "pegasus": "summarization",
+    "blenderbot": "chat",
+    "m2m100": "translation",
+}
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real-text data folder; tests needing it skip when it is absent."""
+    if not DATA_DIR.is_dir():
+        pytest.skip(f"shared data folder {DATA_DIR} is absent")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Callable[[str], Path]:
+    """Return a function building (or reusing) the tiny trained checkpoint of a family."""
+    from models.checkpoints import ensure_checkpoint
+
+    def get(family: str) -> Path:
+        return ensure_checkpoint(family, "tiny")
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_package() -> Callable[..., Path]:
+    """Return a function exporting (or reusing) the package of a family's tiny checkpoint."""
+    from export.pipeline import ensure_package
+    from models.checkpoints import ensure_checkpoint
+
+    def get(family: str, precisions: tuple[str, ...] = ("fp32", "int8")) -> Path:
+        checkpoint = ensure_checkpoint(family, "tiny")
+        return ensure_package(checkpoint, task=FAMILY_TASKS[family], name=f"tiny-{family}",
+                              precisions=precisions)
+
+    return get
