@@ -1,0 +1,158 @@
+"""Request state shared by the event loop (API side) and the engine's worker thread.
+
+A :class:`Job` is created on the event loop thread by ``Engine.submit``/``Engine.stream``
+and handed to the worker thread. The worker only ever *reads* the request, checks the
+cancellation flag and deadline between steps, and posts events back to the job's
+``asyncio.Queue`` with ``loop.call_soon_threadsafe``; it never touches the loop otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_keys = itertools.count(1)
+
+
+@dataclass
+class GenerationRequest:
+    """One generation: encoder input ids, resolved runtime options and a deadline.
+
+    ``deadline`` is an absolute ``time.monotonic()`` value (None: the engine's default
+    timeout applies). ``request_id`` is for logs only.
+    """
+
+    input_ids: Sequence[int]
+    options: Any
+    deadline: float | None = None
+    request_id: str = ""
+
+    @staticmethod
+    def deadline_in(timeout_ms: float | None) -> float | None:
+        """The absolute monotonic deadline ``timeout_ms`` from now (None stays None)."""
+        return None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+
+
+@dataclass
+class GenerationResult:
+    """What one request produced."""
+
+    sequences: list[list[int]]
+    input_tokens: int
+    generated_tokens: int
+    queue_wait_s: float
+    batch_size: int
+
+
+@dataclass
+class StreamChunk:
+    """One piece of a streamed generation: new token ids, and the result on the last one."""
+
+    token_ids: list[int]
+    result: GenerationResult | None = None
+
+
+@dataclass
+class _Tokens:
+    ids: list[int]
+
+
+@dataclass
+class _Done:
+    result: GenerationResult
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+Event = _Tokens | _Done | _Failed
+
+
+@dataclass
+class Job:
+    """Engine-internal state of one accepted request."""
+
+    request: GenerationRequest
+    loop: asyncio.AbstractEventLoop
+    stream: bool
+    key: int = field(default_factory=lambda: next(_keys))
+    enqueued_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    batch_size: int = 0
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+    _finished: bool = False
+
+    @property
+    def input_len(self) -> int:
+        """Number of encoder input tokens."""
+        return len(self.request.input_ids)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the consumer gave up (client gone or deadline passed)."""
+        return self._cancelled.is_set()
+
+    @property
+    def finished(self) -> bool:
+        """True once the worker posted a final event."""
+        return self._finished
+
+    def cancel(self) -> None:
+        """Ask the worker to drop this job at its next check (thread-safe)."""
+        self._cancelled.set()
+
+    def expired(self, now: float | None = None) -> bool:
+        """True when the deadline has passed."""
+        deadline = self.request.deadline
+        return deadline is not None and (now if now is not None else time.monotonic()) >= deadline
+
+    def mark_started(self, batch_size: int) -> None:
+        """Record that the job left the queue and joined a batch of ``batch_size``."""
+        self.started_at = time.monotonic()
+        self.batch_size = batch_size
+
+    @property
+    def queue_wait_s(self) -> float:
+        """Seconds between enqueue and start (0 if never started)."""
+        return 0.0 if self.started_at is None else self.started_at - self.enqueued_at
+
+    # Worker-side delivery: each call posts one event to the consumer's queue.
+    def emit_tokens(self, ids: list[int]) -> None:
+        """Post newly generated token ids (streaming jobs only)."""
+        if self.stream and ids and not self._finished:
+            self._post(_Tokens(list(ids)))
+
+    def finish(self, sequences: list[list[int]]) -> GenerationResult:
+        """Post the final result and return it."""
+        result = GenerationResult(
+            sequences=[list(s) for s in sequences],
+            input_tokens=self.input_len,
+            generated_tokens=sum(len(s) for s in sequences),
+            queue_wait_s=self.queue_wait_s,
+            batch_size=self.batch_size,
+        )
+        if not self._finished:
+            self._finished = True
+            self._post(_Done(result))
+        return result
+
+    def fail(self, error: BaseException) -> None:
+        """Post a failure; the consumer raises it."""
+        if not self._finished:
+            self._finished = True
+            self._post(_Failed(error))
+
+    def _post(self, event: Event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:
+            # The event loop is closed (process shutting down): nobody is waiting any more.
+            pass
