@@ -17,7 +17,7 @@ class EngineObserver:
         """A model call ran with ``size`` requests (a dynamic batch or one decode step)."""
 
     def on_step(self, seconds: float) -> None:
-        """One decode step (continuous) or one whole generate call (dynamic/off) took ``seconds``."""
+        """A decode step (continuous) or a generate call (dynamic/off) took ``seconds``."""
 
     def on_tokens(self, input_tokens: int, generated_tokens: int) -> None:
         """A request finished having read and produced these token counts."""

@@ -9,6 +9,7 @@ cancellation flag and deadline between steps, and posts events back to the job's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -151,8 +152,6 @@ class Job:
             self._post(_Failed(error))
 
     def _post(self, event: Event) -> None:
-        try:
+        # A closed event loop (process shutting down) means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:
-            # The event loop is closed (process shutting down): nobody is waiting any more.
-            pass

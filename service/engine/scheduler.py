@@ -291,9 +291,11 @@ class Scheduler:
         admitted: list[Job] = []
         while self._pending and room > 0:
             job = self._pending[0]
-            if admitted or self._running:
-                if tokens + job.input_len > self.config.max_batch_tokens:
-                    break
+            # The first joiner of an empty batch always fits, however long it is.
+            if (
+                admitted or self._running
+            ) and tokens + job.input_len > self.config.max_batch_tokens:
+                break
             self._pending.popleft()
             admitted.append(job)
             tokens += job.input_len
@@ -382,4 +384,3 @@ class Scheduler:
                 job.fail(self._error_for(exc))
             else:
                 self._generate([job])
-

@@ -110,8 +110,13 @@ class FakeBatch:
 class FakeRuntime:
     """Implements the runtime methods the engine and the API use."""
 
-    def __init__(self, name: str = "fake", task: str = "translation",
-                 step_delay_s: float = 0.0, poison_at: str = "generate") -> None:
+    def __init__(
+        self,
+        name: str = "fake",
+        task: str = "translation",
+        step_delay_s: float = 0.0,
+        poison_at: str = "generate",
+    ) -> None:
         self.step_delay_s = step_delay_s
         self.poison_at = poison_at
         self.steps = 0
@@ -121,25 +126,34 @@ class FakeRuntime:
         self.lock = threading.Lock()
         chat = SimpleNamespace(turn_separator="\n", max_history_turns=4)
         self.manifest = SimpleNamespace(
-            name=name, task=task, family="fake", description="fake model",
+            name=name,
+            task=task,
+            family="fake",
+            description="fake model",
             languages=SimpleNamespace(source=["en"], target=["de"], tokens={}),
             chat=chat if task == "chat" else None,
             model=SimpleNamespace(max_source_positions=64, eos_token_id=EOS),
             generation=SimpleNamespace(max_new_tokens=8),
         )
-        self.info = SimpleNamespace(precision="fp32", provider="CPUExecutionProvider",
-                                    providers=["CPUExecutionProvider"], intra_op_threads=1)
+        self.info = SimpleNamespace(
+            precision="fp32",
+            provider="CPUExecutionProvider",
+            providers=["CPUExecutionProvider"],
+            intra_op_threads=1,
+        )
 
     # text <-> ids: one id per character (mod 200), offset so ids stay clear of EOS.
-    def encode_texts(self, texts: list[str], source_lang: str | None = None,
-                     target_lang: str | None = None) -> list[list[int]]:
+    def encode_texts(
+        self, texts: list[str], source_lang: str | None = None, target_lang: str | None = None
+    ) -> list[list[int]]:
         out = []
         for text in texts:
             ids = [ord(c) % 200 + 20 for c in text] + [EOS]
             if len(ids) > self.manifest.model.max_source_positions:
                 raise FakeInputError(
                     f"input has {len(ids)} tokens; the model takes at most "
-                    f"{self.manifest.model.max_source_positions}")
+                    f"{self.manifest.model.max_source_positions}"
+                )
             out.append(ids)
         return out
 

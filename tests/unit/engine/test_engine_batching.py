@@ -82,11 +82,13 @@ async def test_dynamic_respects_max_batch_tokens() -> None:
     assert max(runtime.generate_sizes) == 2
 
 
-@pytest.mark.parametrize(("mode", "poison_at"),
-                         [("dynamic", "generate"), ("off", "generate"), ("continuous", "add"),
-                          ("continuous", "step")])
-async def test_failure_fails_only_its_request_and_scheduler_survives(mode: str,
-                                                                     poison_at: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "poison_at"),
+    [("dynamic", "generate"), ("off", "generate"), ("continuous", "add"), ("continuous", "step")],
+)
+async def test_failure_fails_only_its_request_and_scheduler_survives(
+    mode: str, poison_at: str
+) -> None:
     runtime = FakeRuntime(poison_at=poison_at)
     engine = Engine(runtime, EngineConfig(mode=mode, max_batch_size=8, max_wait_ms=30))
     await engine.start()
@@ -94,8 +96,9 @@ async def test_failure_fails_only_its_request_and_scheduler_survives(mode: str,
     inputs = _inputs(6, seed=2)
     inputs[3] = [40, POISON, 50]
     try:
-        outs = await asyncio.gather(*(_run(engine, ids, opts) for ids in inputs),
-                                    return_exceptions=True)
+        outs = await asyncio.gather(
+            *(_run(engine, ids, opts) for ids in inputs), return_exceptions=True
+        )
         after = await _run(engine, [21, 22], opts)
     finally:
         await engine.stop(1)
@@ -119,8 +122,9 @@ async def test_step_failure_fails_streams_in_that_batch_only() -> None:
         return got
 
     try:
-        outs = await asyncio.gather(consume([40, POISON]), consume([50, 60]),
-                                    return_exceptions=True)
+        outs = await asyncio.gather(
+            consume([40, POISON]), consume([50, 60]), return_exceptions=True
+        )
         later = await consume([50, 60])
     finally:
         await engine.stop(1)
@@ -172,8 +176,7 @@ async def test_deadline_exceeded_while_queued_or_running(mode: str) -> None:
         slow = asyncio.create_task(_run(engine, [30] * 5, FakeOptions(max_new_tokens=8)))
         await asyncio.sleep(0.01)
         with pytest.raises(DeadlineExceededError):
-            await _run(engine, [31], FakeOptions(),
-                       deadline=GenerationRequest.deadline_in(30))
+            await _run(engine, [31], FakeOptions(), deadline=GenerationRequest.deadline_in(30))
         await slow
         # The scheduler is still healthy afterwards.
         assert await _run(engine, [32], FakeOptions()) == expected([32], FakeOptions())
