@@ -1,0 +1,27 @@
+"""Generation runtime: model packages on ONNX Runtime, no torch, no asyncio.
+
+See docs/architecture.md ("Runtime API") for the contract.
+"""
+
+from service.runtime.detokenize import IncrementalDetokenizer
+from service.runtime.errors import PackageError, RuntimeInputError
+from service.runtime.generator import DecodeBatch
+from service.runtime.manifest import Manifest
+from service.runtime.model import Seq2SeqRuntime, load_runtime
+from service.runtime.options import GenerationOptions, ResolvedOptions
+from service.runtime.search import StepEvent
+from service.runtime.sessions import RuntimeInfo
+
+__all__ = [
+    "DecodeBatch",
+    "GenerationOptions",
+    "IncrementalDetokenizer",
+    "Manifest",
+    "PackageError",
+    "ResolvedOptions",
+    "RuntimeInfo",
+    "RuntimeInputError",
+    "Seq2SeqRuntime",
+    "StepEvent",
+    "load_runtime",
+]

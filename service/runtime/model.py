@@ -1,0 +1,189 @@
+"""Seq2SeqRuntime: one loaded model package (tokenizer, sessions, generation)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from service.runtime.errors import PackageError, RuntimeInputError
+from service.runtime.generator import Backend, DecodeBatch
+from service.runtime.manifest import Manifest
+from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
+from service.runtime.sessions import (
+    CUDA_PROVIDER,
+    CpuBackend,
+    CudaBackend,
+    RuntimeInfo,
+    cuda_available,
+    default_intra_op_threads,
+    make_session,
+)
+from service.runtime.tokenizer import PackageTokenizer
+
+log = logging.getLogger(__name__)
+
+
+class Seq2SeqRuntime:
+    """A loaded package: encode texts, resolve options, generate (whole or step by step)."""
+
+    def __init__(
+        self,
+        package_dir: Path,
+        manifest: Manifest,
+        tokenizer: PackageTokenizer,
+        backend: Backend,
+        info: RuntimeInfo,
+    ) -> None:
+        self.package_dir = package_dir
+        self.manifest = manifest
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.info = info
+
+    def encode_texts(
+        self,
+        texts: Sequence[str],
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+    ) -> list[list[int]]:
+        """Token ids per text (task prefix and source language applied); RuntimeInputError
+        for too-long inputs or unknown languages."""
+        self.tokenizer.check_target(target_lang)
+        return self.tokenizer.encode(texts, source_lang=source_lang)
+
+    def resolve(
+        self, options: GenerationOptions | None = None, target_lang: str | None = None
+    ) -> ResolvedOptions:
+        """Merge request options with the package defaults (forced BOS from target_lang)."""
+        forced_bos = self.tokenizer.check_target(target_lang)
+        return resolve_options(options or GenerationOptions(), self.manifest, forced_bos)
+
+    def new_batch(self) -> DecodeBatch:
+        """An empty decode batch for the step API."""
+        model = self.manifest.model
+        return DecodeBatch(
+            self.backend,
+            model.pad_token_id,
+            model.decoder_start_token_id,
+            model.max_source_positions,
+        )
+
+    def generate(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        options: ResolvedOptions | GenerationOptions | None = None,
+        batch_size: int | None = None,
+    ) -> list[list[list[int]]]:
+        """Generate for every input: per input, num_return_sequences lists of token ids
+        (without the decoder start token). Inputs run as one cohort (or chunks of
+        ``batch_size``) through the same step machinery as the step API."""
+        resolved = options if isinstance(options, ResolvedOptions) else self.resolve(options)
+        results: list[list[list[int]]] = [[] for _ in input_ids]
+        size = batch_size or max(1, len(input_ids))
+        for start in range(0, len(input_ids), size):
+            batch = self.new_batch()
+            for i in range(start, min(start + size, len(input_ids))):
+                batch.add(i, input_ids[i], resolved)
+            while len(batch):
+                for event in batch.step():
+                    if event.finished and event.sequences is not None:
+                        results[int(event.key)] = event.sequences  # type: ignore[call-overload]
+        return results
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of generated ids (special tokens skipped)."""
+        return self.tokenizer.decode(ids)
+
+    def generate_texts(
+        self,
+        texts: Sequence[str],
+        options: GenerationOptions | None = None,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+    ) -> list[list[str]]:
+        """Texts in, texts out: per input, num_return_sequences strings."""
+        ids = self.encode_texts(texts, source_lang=source_lang, target_lang=target_lang)
+        resolved = self.resolve(options, target_lang=target_lang)
+        return [[self.decode(seq) for seq in seqs] for seqs in self.generate(ids, resolved)]
+
+
+def _choose(manifest: Manifest, device: str, precision: str) -> tuple[str, str]:
+    """(device, precision) to load: CUDA+fp16 when possible, else CPU int8, else fp32."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    variants = manifest.variants
+    cuda = cuda_available()
+    if device == "auto":
+        if precision == "auto":
+            device = "cuda" if cuda and "fp16" in variants else "cpu"
+        else:
+            device = "cuda" if cuda and precision != "int8" else "cpu"
+    if precision == "auto":
+        order = ["fp16", "fp32"] if device == "cuda" else ["int8", "fp32", "fp16"]
+        found = [p for p in order if p in variants]
+        if not found:
+            raise PackageError(f"package {manifest.name!r} has no variant for {device}")
+        precision = found[0]
+    if precision not in variants:
+        raise PackageError(
+            f"package {manifest.name!r} has no {precision!r} variant (has: {', '.join(variants)})"
+        )
+    if device == "cuda" and not cuda:
+        log.warning("CUDA requested but onnxruntime offers no CUDA provider; using CPU")
+        device = "cpu"
+    return device, precision
+
+
+def load_runtime(
+    package_dir: str | Path,
+    device: str = "auto",
+    precision: str = "auto",
+    intra_op_threads: int | None = None,
+    verify: bool = False,
+) -> Seq2SeqRuntime:
+    """Load a model package. ``device``: auto/cpu/cuda; ``precision``: auto/fp32/int8/fp16;
+    ``verify``: check file sizes and hashes first. PackageError if the package is bad."""
+    root = Path(package_dir)
+    manifest = Manifest.load(root)
+    device, precision = _choose(manifest, device, precision)
+    if verify:
+        manifest.verify_files(root, [precision])
+    threads = intra_op_threads or default_intra_op_threads()
+    encoder_path, decoder_path = manifest.variant_paths(root, precision)
+    tokenizer = PackageTokenizer(manifest.tokenizer_dir(root), manifest)
+    encoder = make_session(encoder_path, device, threads)
+    decoder = make_session(decoder_path, device, threads)
+    providers = tuple(decoder.get_providers())
+    backend: Backend
+    if device == "cuda" and providers[0] == CUDA_PROVIDER:
+        backend = CudaBackend(encoder, decoder)
+    else:
+        if device == "cuda":
+            log.warning("CUDA provider did not initialize (missing CUDA/cuDNN libraries?); on CPU")
+            device = "cpu"
+        backend = CpuBackend(encoder, decoder)
+    if backend.sig.num_layers != manifest.model.num_decoder_layers:
+        raise PackageError(
+            f"decoder has {backend.sig.num_layers} layers, manifest says "
+            f"{manifest.model.num_decoder_layers}"
+        )
+    info = RuntimeInfo(
+        precision=precision,
+        provider=providers[0],
+        providers=providers,
+        intra_op_threads=threads,
+        device=device,
+    )
+    log.info(
+        "loaded %s: precision=%s provider=%s threads=%d",
+        manifest.name,
+        precision,
+        info.provider,
+        threads,
+    )
+
+    return Seq2SeqRuntime(root, manifest, tokenizer, backend, info)
+
+
+__all__ = ["RuntimeInputError", "Seq2SeqRuntime", "load_runtime"]

@@ -1,0 +1,342 @@
+"""ONNX Runtime sessions for one package variant, and the decoder-call primitives.
+
+Two backends share one interface (``encode``, ``decode_first``, ``decode_next``,
+``take``): ``CpuBackend`` keeps the caches as numpy arrays; ``CudaBackend`` keeps the
+encoder output and every K/V cache on the GPU as OrtValues, runs through IO binding, and
+only copies the logits to the host (row selection on the device is a tiny Gather graph).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from service.runtime.errors import PackageError
+
+log = logging.getLogger(__name__)
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+_PAST_RE = re.compile(r"^past_key_values\.(\d+)\.(decoder|encoder)\.(key|value)$")
+
+_ORT_TO_NUMPY = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What actually runs: the chosen variant and the provider ORT really uses."""
+
+    precision: str
+    provider: str
+    providers: tuple[str, ...]
+    intra_op_threads: int
+    device: str
+
+
+def default_intra_op_threads() -> int:
+    """Threads for one model's ops: the cores this process may use (ORT's own default
+    counts all host cores, which oversubscribes containers with a CPU quota)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores)
+
+
+def cuda_available() -> bool:
+    """True when this onnxruntime build offers the CUDA provider."""
+    return CUDA_PROVIDER in ort.get_available_providers()
+
+
+def make_session(path: Path, device: str, intra_op_threads: int) -> ort.InferenceSession:
+    """Create one inference session; PackageError if the file is missing or not loadable."""
+    if not path.is_file():
+        raise PackageError(f"{path}: missing model file")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    providers: list[Any] = [CPU_PROVIDER]
+    if device == "cuda":
+        providers = [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for bad files
+        raise PackageError(f"{path}: cannot load ONNX model: {exc}") from exc
+
+
+@dataclass
+class CohortCache:
+    """Decoder state of one cohort: encoder output and mask, self- and cross-attention K/V
+    (numpy arrays on CPU, OrtValues on CUDA), one row per decoder row."""
+
+    encoder_mask: Any
+    hidden: Any
+    self_kv: list[Any] = field(default_factory=list)
+    cross_kv: list[Any] = field(default_factory=list)
+
+
+class _DecoderSignature:
+    """Input/output names and dtypes of an optimum merged decoder."""
+
+    def __init__(self, decoder: ort.InferenceSession, encoder: ort.InferenceSession) -> None:
+        inputs = {i.name: i for i in decoder.get_inputs()}
+        outputs = [o.name for o in decoder.get_outputs()]
+        required = {"input_ids", "encoder_hidden_states", "encoder_attention_mask"}
+        if not required <= set(inputs) or "use_cache_branch" not in inputs:
+            raise PackageError(
+                f"decoder is not an optimum merged decoder with past (inputs: {sorted(inputs)})"
+            )
+        layers = sorted({int(m.group(1)) for n in inputs if (m := _PAST_RE.match(n))})
+        if not layers or layers != list(range(len(layers))):
+            raise PackageError(f"decoder has no usable past_key_values inputs: {sorted(inputs)}")
+        self.num_layers = len(layers)
+        self.self_in = [
+            f"past_key_values.{i}.decoder.{kv}"
+            for i in range(self.num_layers)
+            for kv in ("key", "value")
+        ]
+        self.cross_in = [
+            f"past_key_values.{i}.encoder.{kv}"
+            for i in range(self.num_layers)
+            for kv in ("key", "value")
+        ]
+        self.self_out = [n.replace("past_key_values", "present") for n in self.self_in]
+        self.cross_out = [n.replace("past_key_values", "present") for n in self.cross_in]
+        missing = [n for n in ["logits", *self.self_out, *self.cross_out] if n not in outputs]
+        if missing:
+            raise PackageError(f"decoder lacks outputs {missing}")
+        self.ids_dtype = _ORT_TO_NUMPY[inputs["input_ids"].type]
+        self.mask_dtype = _ORT_TO_NUMPY[inputs["encoder_attention_mask"].type]
+        self.kv_dtype = _ORT_TO_NUMPY[inputs[self.self_in[0]].type]
+        shape = inputs[self.self_in[0]].shape
+        if not (isinstance(shape[1], int) and isinstance(shape[3], int)):
+            raise PackageError(f"decoder past shape {shape} lacks static heads/head_dim")
+        self.num_heads, self.head_dim = int(shape[1]), int(shape[3])
+        enc_inputs = {i.name: i for i in encoder.get_inputs()}
+        if "input_ids" not in enc_inputs or "attention_mask" not in enc_inputs:
+            raise PackageError(
+                f"encoder inputs {sorted(enc_inputs)} are not input_ids/attention_mask"
+            )
+        self.enc_ids_dtype = _ORT_TO_NUMPY[enc_inputs["input_ids"].type]
+        self.enc_mask_dtype = _ORT_TO_NUMPY[enc_inputs["attention_mask"].type]
+        self.enc_output = encoder.get_outputs()[0].name
+
+
+class CpuBackend:
+    """Encoder/decoder calls with numpy arrays in and out."""
+
+    device = "cpu"
+
+    def __init__(self, encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+        self.encoder = encoder
+        self.decoder = decoder
+        self.sig = _DecoderSignature(decoder, encoder)
+        self._false = np.array([False])
+        self._true = np.array([True])
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> CohortCache:
+        """Run the encoder once for a cohort; the cache has no K/V yet."""
+        sig = self.sig
+        (hidden,) = self.encoder.run(
+            [sig.enc_output],
+            {
+                "input_ids": input_ids.astype(sig.enc_ids_dtype, copy=False),
+                "attention_mask": attention_mask.astype(sig.enc_mask_dtype, copy=False),
+            },
+        )
+        return CohortCache(attention_mask.astype(sig.mask_dtype, copy=False), hidden)
+
+    def decode_first(self, cache: CohortCache, input_ids: np.ndarray) -> np.ndarray:
+        """First decoder step (no past): fills self- and cross-attention K/V; returns logits."""
+        sig = self.sig
+        rows = input_ids.shape[0]
+        empty: np.ndarray = np.zeros((rows, sig.num_heads, 0, sig.head_dim), dtype=sig.kv_dtype)
+        feed = self._feed(cache, input_ids, self._false)
+        for name in (*sig.self_in, *sig.cross_in):
+            feed[name] = empty
+        outs = self.decoder.run(["logits", *sig.self_out, *sig.cross_out], feed)
+        n = len(sig.self_out)
+        cache.self_kv = outs[1 : 1 + n]
+        cache.cross_kv = outs[1 + n :]
+        return _last_logits(outs[0])
+
+    def decode_next(self, cache: CohortCache, input_ids: np.ndarray) -> np.ndarray:
+        """One cached decoder step; the cross-attention K/V arrays are reused as they are."""
+        sig = self.sig
+        feed = self._feed(cache, input_ids, self._true)
+        feed.update(zip(sig.self_in, cache.self_kv, strict=True))
+        feed.update(zip(sig.cross_in, cache.cross_kv, strict=True))
+        outs = self.decoder.run(["logits", *sig.self_out], feed)
+        cache.self_kv = outs[1:]
+        return _last_logits(outs[0])
+
+    def _feed(
+        self, cache: CohortCache, input_ids: np.ndarray, branch: np.ndarray
+    ) -> dict[str, Any]:
+        return {
+            "input_ids": input_ids.astype(self.sig.ids_dtype, copy=False),
+            "encoder_attention_mask": cache.encoder_mask,
+            "encoder_hidden_states": cache.hidden,
+            "use_cache_branch": branch,
+        }
+
+    def take(self, cache: CohortCache, rows: np.ndarray, self_only: bool = False) -> None:
+        """Keep (and reorder/duplicate) the given rows of every cache array.
+
+        ``self_only``: only the self-attention K/V change (beam reordering inside
+        requests, whose cross-attention rows are identical)."""
+        cache.self_kv = [a[rows] for a in cache.self_kv]
+        if not self_only:
+            cache.cross_kv = [a[rows] for a in cache.cross_kv]
+            cache.hidden = cache.hidden[rows]
+            cache.encoder_mask = cache.encoder_mask[rows]
+
+
+def _last_logits(logits: np.ndarray) -> np.ndarray:
+    out = logits[:, -1, :]
+    return out.astype(np.float32) if out.dtype != np.float32 else np.ascontiguousarray(out)
+
+
+class CudaBackend:
+    """Decoder calls through IO binding; all caches stay on the GPU between steps.
+
+    Not exercised by the CPU-only test machine: written to the ORT IO-binding API, it runs
+    once a GPU with onnxruntime-gpu is present (see the gpu-marked tests).
+    """
+
+    device = "cuda"
+
+    def __init__(self, encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+        self.encoder = encoder
+        self.decoder = decoder
+        self.sig = _DecoderSignature(decoder, encoder)
+        self._gather: dict[tuple[int, str], ort.InferenceSession] = {}
+        self._false = np.array([False])
+        self._true = np.array([True])
+
+    def _to_device(self, array: np.ndarray) -> ort.OrtValue:
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", 0)
+
+    def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> CohortCache:
+        """Run the encoder; its output stays on the GPU."""
+        sig = self.sig
+        binding = self.encoder.io_binding()
+        binding.bind_ortvalue_input(
+            "input_ids", self._to_device(input_ids.astype(sig.enc_ids_dtype))
+        )
+        binding.bind_ortvalue_input(
+            "attention_mask", self._to_device(attention_mask.astype(sig.enc_mask_dtype))
+        )
+        binding.bind_output(sig.enc_output, "cuda", 0)
+        self.encoder.run_with_iobinding(binding)
+        hidden = binding.get_outputs()[0]
+        mask = self._to_device(attention_mask.astype(sig.mask_dtype))
+        return CohortCache(mask, hidden)
+
+    def _run(self, cache: CohortCache, input_ids: np.ndarray, first: bool) -> np.ndarray:
+        sig = self.sig
+        binding = self.decoder.io_binding()
+        binding.bind_ortvalue_input("input_ids", self._to_device(input_ids.astype(sig.ids_dtype)))
+        binding.bind_ortvalue_input("encoder_attention_mask", cache.encoder_mask)
+        binding.bind_ortvalue_input("encoder_hidden_states", cache.hidden)
+        binding.bind_cpu_input("use_cache_branch", self._false if first else self._true)
+        if first:
+            rows = input_ids.shape[0]
+            empty = self._to_device(
+                np.zeros((rows, sig.num_heads, 0, sig.head_dim), dtype=sig.kv_dtype)
+            )
+            for name in (*sig.self_in, *sig.cross_in):
+                binding.bind_ortvalue_input(name, empty)
+        else:
+            for name, value in zip(sig.self_in, cache.self_kv, strict=True):
+                binding.bind_ortvalue_input(name, value)
+            for name, value in zip(sig.cross_in, cache.cross_kv, strict=True):
+                binding.bind_ortvalue_input(name, value)
+        # Logits go to the host (the search runs in numpy); K/V outputs stay on the device.
+        binding.bind_output("logits", "cpu")
+        outputs = [*sig.self_out, *(sig.cross_out if first else [])]
+        for name in outputs:
+            binding.bind_output(name, "cuda", 0)
+        self.decoder.run_with_iobinding(binding)
+        values = binding.get_outputs()
+        n = len(sig.self_out)
+        cache.self_kv = values[1 : 1 + n]
+        if first:
+            cache.cross_kv = values[1 + n :]
+        return _last_logits(values[0].numpy())
+
+    def decode_first(self, cache: CohortCache, input_ids: np.ndarray) -> np.ndarray:
+        """First decoder step (no past); fills the K/V caches on the device."""
+        return self._run(cache, input_ids, first=True)
+
+    def decode_next(self, cache: CohortCache, input_ids: np.ndarray) -> np.ndarray:
+        """One cached decoder step on the device."""
+        return self._run(cache, input_ids, first=False)
+
+    def take(self, cache: CohortCache, rows: np.ndarray, self_only: bool = False) -> None:
+        """Select rows of the device caches with a Gather graph (no host copy)."""
+        values = list(cache.self_kv)
+        if not self_only:
+            values += [*cache.cross_kv, cache.hidden]
+        gathered = self._gather_rows(values, rows)
+        n = len(cache.self_kv)
+        cache.self_kv = gathered[:n]
+        if not self_only:
+            cache.cross_kv = gathered[n : 2 * n]
+            cache.hidden = gathered[2 * n]
+            mask = cache.encoder_mask.numpy()[rows]
+            cache.encoder_mask = self._to_device(mask)
+
+    def _gather_rows(self, values: list[ort.OrtValue], rows: np.ndarray) -> list[ort.OrtValue]:
+        elem = values[0].data_type()
+        session = self._gather.get((len(values), elem))
+        if session is None:
+            session = _gather_session(len(values), elem)
+            self._gather[(len(values), elem)] = session
+        binding = session.io_binding()
+        for i, value in enumerate(values):
+            binding.bind_ortvalue_input(f"x{i}", value)
+        binding.bind_ortvalue_input("rows", self._to_device(rows.astype(np.int64)))
+        for i in range(len(values)):
+            binding.bind_output(f"y{i}", "cuda", 0)
+        session.run_with_iobinding(binding)
+        return list(binding.get_outputs())
+
+
+def _gather_session(count: int, elem_type: str) -> ort.InferenceSession:
+    """A CUDA session computing ``y_i = Gather(x_i, rows, axis=0)`` for ``count`` tensors."""
+    try:
+        from onnx import TensorProto, helper
+    except ImportError as exc:  # only the gpu install needs it
+        raise PackageError("the CUDA backend needs the 'onnx' package (pip install onnx)") from exc
+
+    onnx_type = {"tensor(float16)": TensorProto.FLOAT16, "tensor(float)": TensorProto.FLOAT}[
+        elem_type
+    ]
+    inputs = [helper.make_tensor_value_info("rows", TensorProto.INT64, ["n"])]
+    outputs = []
+    nodes = []
+    for i in range(count):
+        inputs.append(helper.make_tensor_value_info(f"x{i}", onnx_type, None))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", onnx_type, None))
+        nodes.append(helper.make_node("Gather", [f"x{i}", "rows"], [f"y{i}"], axis=0))
+    graph = helper.make_graph(nodes, "gather_rows", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return ort.InferenceSession(model.SerializeToString(), providers=[CUDA_PROVIDER, CPU_PROVIDER])
