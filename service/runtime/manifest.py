@@ -254,6 +254,7 @@ def write_json_atomic(path: Path, data: Any) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; packages are shared read-only data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

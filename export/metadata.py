@@ -1,0 +1,158 @@
+"""Everything the manifest says about a checkpoint: model facts, languages, prefixes, tools."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+from pathlib import Path
+from typing import Any
+
+from export.onnx_export import quiet
+from export.source import Checkpoint
+from service.runtime.manifest import (
+    ChatConfig,
+    GenerationDefaults,
+    Languages,
+    ModelInfo,
+)
+
+TOOL_PACKAGES = ("transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "torch")
+# BlenderBot's chat template joins turns with two spaces.
+TURN_SEPARATORS = {"blenderbot": "  "}
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the tools that shaped the package."""
+    versions: dict[str, str] = {}
+    for package in TOOL_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+def generation_config_dict(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint's generation settings that differ from transformers' defaults."""
+    from transformers import AutoConfig, GenerationConfig
+
+    with quiet():
+        if (checkpoint.path / "generation_config.json").is_file():
+            config = GenerationConfig.from_pretrained(checkpoint.path)
+        else:
+            config = GenerationConfig.from_model_config(AutoConfig.from_pretrained(checkpoint.path))
+    return dict(config.to_diff_dict())
+
+
+def _first_id(value: Any) -> int | None:
+    if isinstance(value, list):
+        return int(value[0]) if value else None
+    return None if value is None else int(value)
+
+
+def model_info(checkpoint: Checkpoint, generation: dict[str, Any]) -> ModelInfo:
+    """Architecture facts of the decoder (T5 spells them differently from BART-likes)."""
+    config = checkpoint.config
+
+    def token(name: str) -> int:
+        value = _first_id(generation.get(name))
+        if value is None:
+            value = _first_id(config.get(name))
+        if value is None:
+            raise ValueError(f"checkpoint config has no {name}")
+        return value
+
+    if checkpoint.family == "t5":
+        d_model, heads = int(config["d_model"]), int(config["num_heads"])
+        layers = int(config.get("num_decoder_layers") or config["num_layers"])
+        head_dim, max_positions = int(config["d_kv"]), None
+    else:
+        d_model, heads = int(config["d_model"]), int(config["decoder_attention_heads"])
+        layers, head_dim = int(config["decoder_layers"]), d_model // heads
+        max_positions = config.get("max_position_embeddings")
+    return ModelInfo(
+        vocab_size=int(config["vocab_size"]),
+        d_model=d_model,
+        num_decoder_layers=layers,
+        num_heads=heads,
+        head_dim=head_dim,
+        decoder_start_token_id=token("decoder_start_token_id"),
+        pad_token_id=token("pad_token_id"),
+        eos_token_id=token("eos_token_id"),
+        max_source_positions=None if max_positions is None else int(max_positions),
+        is_encoder_decoder=True,
+    )
+
+
+def generation_defaults(generation: dict[str, Any]) -> GenerationDefaults:
+    """The manifest's generation section from the checkpoint's generation config."""
+    return GenerationDefaults.from_dict(generation)
+
+
+def languages(checkpoint: Checkpoint, tokenizer: Any) -> Languages:
+    """Source/target languages, and the language-token map of multilingual models."""
+    lang_tokens = getattr(tokenizer, "lang_code_to_token", None)
+    if isinstance(lang_tokens, dict) and lang_tokens:
+        vocab_size = int(checkpoint.config["vocab_size"])
+        tokens = {
+            code: tok
+            for code, tok in lang_tokens.items()
+            if 0 <= tokenizer.convert_tokens_to_ids(tok) < vocab_size
+        }
+        codes = sorted(tokens)
+        return Languages(source=codes, target=codes, tokens=tokens)
+    source = getattr(tokenizer, "source_lang", None) or tokenizer.init_kwargs.get("source_lang")
+    target = getattr(tokenizer, "target_lang", None) or tokenizer.init_kwargs.get("target_lang")
+    if source and target:
+        return Languages(source=[str(source)], target=[str(target)])
+    for key in checkpoint.config.get("task_specific_params") or {}:
+        parts = key.split("_")
+        if len(parts) == 4 and parts[0] == "translation" and parts[2] == "to":
+            return Languages(source=[parts[1]], target=[parts[3]])
+    return Languages()
+
+
+def task_prefix(checkpoint: Checkpoint, task: str, langs: Languages) -> str:
+    """The input prefix from task_specific_params (T5: "summarize: ", "translate ...: ")."""
+    params: dict[str, Any] = checkpoint.config.get("task_specific_params") or {}
+    if task == "translation":
+        keys = [k for k in params if k.startswith("translation")]
+        if langs.source and langs.target and not langs.tokens:
+            wanted = f"translation_{langs.source[0]}_to_{langs.target[0]}"
+            keys = [k for k in keys if k == wanted] or keys
+        entry = params[keys[0]] if keys else {}
+    else:
+        entry = params.get(task) or (params.get("conversational") if task == "chat" else None) or {}
+    return str(entry.get("prefix") or "")
+
+
+def chat_config(checkpoint: Checkpoint, task: str) -> ChatConfig | None:
+    """Chat rendering settings for chat packages."""
+    if task != "chat":
+        return None
+    return ChatConfig(turn_separator=TURN_SEPARATORS.get(checkpoint.family, "\n"))
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The checkpoint's tokenizer (fast where the checkpoint has one)."""
+    from transformers import AutoTokenizer
+
+    with quiet():
+        return AutoTokenizer.from_pretrained(path)
+
+
+def write_tokenizer_dir(checkpoint: Checkpoint, tokenizer: Any, dst: Path) -> None:
+    """tokenizer.save_pretrained output + config.json + generation_config.json."""
+    from transformers import AutoConfig, GenerationConfig
+
+    dst.mkdir(parents=True, exist_ok=True)
+    with quiet():
+        tokenizer.save_pretrained(dst)
+        shutil.copyfile(checkpoint.path / "config.json", dst / "config.json")
+        if (checkpoint.path / "generation_config.json").is_file():
+            shutil.copyfile(
+                checkpoint.path / "generation_config.json", dst / "generation_config.json"
+            )
+        else:
+            config = AutoConfig.from_pretrained(checkpoint.path)
+            GenerationConfig.from_model_config(config).save_pretrained(dst)

@@ -1,0 +1,370 @@
+"""The export pipeline: checkpoint -> validated ONNX model package (and a test-time cache)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from export.errors import UsageError, ValidationFailedError
+from export.fp16 import convert_pair
+from export.metadata import (
+    chat_config,
+    generation_config_dict,
+    generation_defaults,
+    languages,
+    load_tokenizer,
+    model_info,
+    task_prefix,
+    tool_versions,
+    write_tokenizer_dir,
+)
+from export.onnx_export import OnnxPair, export_onnx
+from export.optimize import OptimizeReport, optimize_encoder
+from export.package import PackageWriter, check_name
+from export.quantize import Int8Options, quantize_pair
+from export.source import Checkpoint, check_task, hash_tree, resolve_checkpoint
+from export.validate import Generate, Reference, ValidationSetup, setup_for, validate_variant
+from service.runtime.manifest import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    PRECISION_DEVICE,
+    PRECISIONS,
+    TASKS,
+    TOKENIZER_DIR,
+    VALIDATION_FILE,
+    Manifest,
+    SourceInfo,
+    TokenizerInfo,
+    Variant,
+    file_entry,
+    write_json_atomic,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_CACHE = REPO_ROOT / ".cache" / "packages"
+# int8 recipes measured on every export; the best by validation is kept (first wins ties:
+# the fully quantized one is smaller and faster).
+INT8_CANDIDATES = (Int8Options(per_channel=True), Int8Options(per_channel=True, lm_head_fp32=True))
+FP16_NOT_VALIDATED = "fp16 runs on CUDA only and this export ran without a CUDA GPU"
+
+Progress = Callable[[str], None]
+GeneratorFactory = Callable[[Path, str, ValidationSetup], Generate]
+
+
+def parse_precisions(precisions: str | Sequence[str]) -> tuple[str, ...]:
+    """Normalize "fp32,int8" or a sequence; fp32 is always included (it is the reference)."""
+    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
+    wanted = [p.strip() for p in items if p.strip()]
+    unknown = [p for p in wanted if p not in PRECISIONS]
+    if unknown:
+        raise UsageError(
+            f"unknown precision {', '.join(map(repr, unknown))} "
+            f"(choose from {', '.join(PRECISIONS)})"
+        )
+    return tuple(p for p in PRECISIONS if p in wanted or p == "fp32")
+
+
+def check_task_name(task: str) -> None:
+    """Raise UsageError for a task the package format does not know."""
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
+
+
+class Stages:
+    """Reports each stage's start and duration through ``progress`` and keeps timings."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress: Progress = progress or (lambda message: None)
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def stage(self, name: str, detail: str = "") -> Iterator[None]:
+        """Time one stage."""
+        self.progress(f"[{name}] {detail}".rstrip())
+        started = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - started
+        self.timings[name] = round(self.timings.get(name, 0.0) + elapsed, 3)
+        self.progress(f"[{name}] done in {elapsed:.1f}s")
+
+
+def _variant(root: Path, precision: str, quantization: str) -> Variant:
+    folder = root / precision
+    return Variant(
+        encoder=file_entry(folder / ENCODER_FILE, root),
+        decoder=file_entry(folder / DECODER_FILE, root),
+        device="cuda" if PRECISION_DEVICE[precision] == "cuda" else "cpu",
+        quantization=quantization,
+        validated=False,
+    )
+
+
+def _install(pair: OnnxPair, root: Path, precision: str) -> None:
+    """Copy a pair of files into ``root/precision`` under the package file names."""
+    folder = root / precision
+    folder.mkdir(exist_ok=True)
+    shutil.copyfile(pair.encoder, folder / ENCODER_FILE)
+    shutil.copyfile(pair.decoder, folder / DECODER_FILE)
+
+
+def _build_manifest(
+    checkpoint: Checkpoint, task: str, name: str, root: Path, quantization: dict[str, str]
+) -> Manifest:
+    tokenizer = load_tokenizer(root / TOKENIZER_DIR)
+    generation = generation_config_dict(checkpoint)
+    langs = languages(checkpoint, tokenizer)
+    tokenizer_files = sorted(p for p in (root / TOKENIZER_DIR).rglob("*") if p.is_file())
+    return Manifest(
+        name=name,
+        task=task,  # type: ignore[arg-type]
+        family=checkpoint.family,
+        description=f"{checkpoint.family} {task} model exported from {checkpoint.ref}",
+        source=SourceInfo(ref=checkpoint.ref, sha256=checkpoint.sha256, kind=checkpoint.kind),
+        languages=langs,
+        task_prefix=task_prefix(checkpoint, task, langs),
+        chat=chat_config(checkpoint, task),
+        model=model_info(checkpoint, generation),
+        generation=generation_defaults(generation),
+        tokenizer=TokenizerInfo(
+            dir=TOKENIZER_DIR, files=[file_entry(p, root) for p in tokenizer_files]
+        ),
+        variants={p: _variant(root, p, q) for p, q in quantization.items()},
+        tools=tool_versions(),
+    )
+
+
+def _with_variant(manifest: Manifest, root: Path, precision: str, **changes: Any) -> Manifest:
+    """The manifest with one variant's file entries re-read from disk (and fields changed)."""
+    current = manifest.variants[precision]
+    fresh = _variant(root, precision, current.quantization).model_copy(update=changes)
+    variants = {**manifest.variants, precision: fresh}
+    return manifest.model_copy(update={"variants": variants})
+
+
+def _encoder_geometry(checkpoint: Checkpoint) -> tuple[int, int]:
+    config = checkpoint.config
+    heads = config.get("encoder_attention_heads") or config.get("num_heads") or 0
+    return int(heads), int(config["d_model"])
+
+
+def _exact(result: dict[str, Any]) -> bool:
+    return bool(result["greedy_exact"] == 1.0 and result["beam_exact"] == 1.0)
+
+
+def _int8_score(result: dict[str, Any]) -> tuple[float, float, float]:
+    return (result["greedy_exact"], result["beam_exact"], result["greedy_token_agreement"])
+
+
+def default_generator() -> tuple[GeneratorFactory, str]:
+    """The project's runtime generator (the only runner validation uses)."""
+    from export.validate import runtime_generator
+
+    return runtime_generator, "service.runtime"
+
+
+def export_package(
+    source: str | Path,
+    task: str,
+    name: str,
+    out_dir: str | Path,
+    precisions: str | Sequence[str] = ("fp32", "int8"),
+    overwrite: bool = False,
+    validate: bool = True,
+    progress: Progress | None = None,
+) -> Path:
+    """Export SOURCE into ``out_dir/name`` as a validated model package; return its path.
+
+    Raises an ``ExportError`` subclass (with a one-line message) for every user-facing
+    problem; nothing is left in ``out_dir`` when it does.
+    """
+    check_task_name(task)
+    wanted = parse_precisions(precisions)
+    check_name(name)
+    checkpoint = resolve_checkpoint(source)
+    check_task(checkpoint, task)
+    writer = PackageWriter(Path(out_dir), name, overwrite)
+    stages = Stages(progress)
+    with writer as root:
+        work = root / ".work"
+        with stages.stage("export", f"{checkpoint.family} checkpoint {checkpoint.ref} -> ONNX"):
+            exported = export_onnx(checkpoint.path, work / "onnx")
+        with stages.stage("optimize", "ORT transformer fusions"):
+            (root / "fp32").mkdir()
+            heads, hidden = _encoder_geometry(checkpoint)
+            report = optimize_encoder(
+                exported.pair.encoder,
+                root / "fp32" / ENCODER_FILE,
+                checkpoint.family,
+                heads,
+                hidden,
+            )
+            shutil.copyfile(exported.pair.decoder, root / "fp32" / DECODER_FILE)
+            write_tokenizer_dir(checkpoint, load_tokenizer(checkpoint.path), root / TOKENIZER_DIR)
+            stages.progress(f"[optimize] encoder fusions: {report.encoder_fusions or 'none'}")
+        quantization = {"fp32": "none"}
+        int8_pairs: list[tuple[Int8Options, OnnxPair]] = []
+        if len(wanted) > 1:
+            with stages.stage("quantize", "+".join(p for p in wanted if p != "fp32")):
+                if "int8" in wanted:
+                    for i, options in enumerate(INT8_CANDIDATES):
+                        pair = quantize_pair(exported.pair, work / f"int8-{i}", options)
+                        int8_pairs.append((options, pair))
+                    _install(int8_pairs[0][1], root, "int8")
+                    quantization["int8"] = int8_pairs[0][0].label
+                if "fp16" in wanted:
+                    convert_pair(
+                        exported.pair.encoder, exported.unmerged, root / "fp16", checkpoint.family
+                    )
+                    quantization["fp16"] = "fp16 weights/activations, fp32 IO and lm_head"
+        manifest = _build_manifest(checkpoint, task, name, root, quantization)
+        manifest.write(root)
+        validation: dict[str, Any] = {"format_version": 1, "optimization": report.as_dict()}
+        if validate:
+            with stages.stage("validate", "runtime vs transformers generate()"):
+                manifest, validation = _validate(
+                    checkpoint, manifest, root, exported.pair, report, int8_pairs, stages
+                )
+        else:
+            validation["skipped"] = "export ran with validation disabled"
+        validation["timings_s"] = stages.timings
+        manifest.write(root)
+        write_json_atomic(root / VALIDATION_FILE, validation)
+        shutil.rmtree(work)
+        return writer.commit()
+
+
+def _validate(
+    checkpoint: Checkpoint,
+    manifest: Manifest,
+    root: Path,
+    raw: OnnxPair,
+    report: OptimizeReport,
+    int8_pairs: list[tuple[Int8Options, OnnxPair]],
+    stages: Stages,
+) -> tuple[Manifest, dict[str, Any]]:
+    factory, runner = default_generator()
+    setup = setup_for(manifest)
+    reference = Reference(checkpoint.path, manifest, setup)
+    results: dict[str, Any] = {}
+
+    fp32 = validate_variant(root, "fp32", reference, factory)
+    if not _exact(fp32) and report.encoder_optimized:
+        stages.progress("[validate] fused encoder not exact; falling back to the unfused one")
+        report.notes.append(f"encoder fusions dropped: fused fp32 was not exact ({_summary(fp32)})")
+        report.encoder_optimized = False
+        shutil.copyfile(raw.encoder, root / "fp32" / ENCODER_FILE)
+        manifest = _with_variant(manifest, root, "fp32")
+        manifest.write(root)
+        fp32 = validate_variant(root, "fp32", reference, factory)
+    stages.progress(f"[validate] fp32: {_summary(fp32)}")
+    if fp32["greedy_exact"] < 1.0:
+        raise ValidationFailedError(
+            f"fp32 package does not reproduce the checkpoint's generate() output "
+            f"({_summary(fp32)}; mismatched inputs {fp32['mismatches']['greedy']}); "
+            "no package written"
+        )
+    results["fp32"] = fp32
+    manifest = _with_variant(manifest, root, "fp32", validated=True)
+
+    if int8_pairs:
+        candidates = []
+        for options, pair in int8_pairs:
+            _install(pair, root, "int8")
+            manifest = _with_variant(manifest, root, "int8", quantization=options.label)
+            manifest.write(root)
+            result = validate_variant(root, "int8", reference, factory)
+            stages.progress(f"[validate] int8 ({options.label}): {_summary(result)}")
+            candidates.append((options, pair, result))
+        best = max(candidates, key=lambda c: _int8_score(c[2]))  # max keeps the first of ties
+        _install(best[1], root, "int8")
+        manifest = _with_variant(manifest, root, "int8", quantization=best[0].label, validated=True)
+        results["int8"] = {
+            **best[2],
+            "quantization": best[0].label,
+            "candidates": [
+                {"quantization": o.label, **{k: r[k] for k in _SUMMARY_KEYS}}
+                for o, _, r in candidates
+            ],
+        }
+    if "fp16" in manifest.variants:
+        results["fp16"] = {"validated": False, "reason": FP16_NOT_VALIDATED}
+    validation = {
+        "format_version": 1,
+        "runner": runner,
+        "reference": "transformers generate() on the source checkpoint (torch, CPU)",
+        "inputs": setup.as_dict(),
+        "optimization": report.as_dict(),
+        "precisions": results,
+    }
+    return manifest, validation
+
+
+_SUMMARY_KEYS = (
+    "greedy_exact",
+    "beam_exact",
+    "greedy_token_agreement",
+    "beam_token_agreement",
+    "first_step_max_abs_logit_diff",
+)
+
+
+def _summary(result: dict[str, Any]) -> str:
+    return (
+        f"greedy_exact={result['greedy_exact']:.3f} beam_exact={result['beam_exact']:.3f} "
+        f"token_agreement={result['greedy_token_agreement']:.3f} "
+        f"max_logit_diff={result['first_step_max_abs_logit_diff']:.2e}"
+    )
+
+
+def _code_hash() -> str:
+    digest = hashlib.sha256()
+    files = sorted(Path(__file__).parent.glob("*.py"))
+    files.append(REPO_ROOT / "service" / "runtime" / "manifest.py")
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def package_fingerprint(checkpoint_dir: Path, task: str, precisions: Sequence[str]) -> str:
+    """Cache key: checkpoint files + export code + task + precisions."""
+    digest = hashlib.sha256()
+    for part in (hash_tree(Path(checkpoint_dir)), _code_hash(), task, ",".join(precisions)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def ensure_package(
+    checkpoint_dir: str | Path,
+    task: str,
+    name: str,
+    precisions: Sequence[str] = ("fp32", "int8"),
+    progress: Progress | None = None,
+) -> Path:
+    """Export once into ``.cache/packages/<name>-<fingerprint>/<name>/`` and reuse it."""
+    wanted = parse_precisions(precisions)
+    key = package_fingerprint(Path(checkpoint_dir), task, wanted)
+    out_dir = PACKAGE_CACHE / f"{name}-{key}"
+    package = out_dir / name
+    PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(PACKAGE_CACHE / f"{name}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (package / "manifest.json").is_file() and (package / VALIDATION_FILE).is_file():
+            return package
+        return export_package(
+            checkpoint_dir, task, name, out_dir, wanted, overwrite=True, progress=progress
+        )
+
+
+def read_validation(package_dir: str | Path) -> dict[str, Any]:
+    """The package's validation.json."""
+    data: dict[str, Any] = json.loads((Path(package_dir) / VALIDATION_FILE).read_text())
+    return data

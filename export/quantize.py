@@ -1,0 +1,94 @@
+"""Stage 3 (CPU): dynamic int8 quantization of the fp32 encoder and merged decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.errors import ConversionError
+from export.onnx_export import OnnxPair
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """One int8 recipe; the pipeline measures candidates and keeps the best."""
+
+    per_channel: bool = True
+    lm_head_fp32: bool = False
+
+    @property
+    def label(self) -> str:
+        """Short description stored as the variant's ``quantization``."""
+        scales = "per-channel" if self.per_channel else "per-tensor"
+        head = ", lm_head fp32" if self.lm_head_fp32 else ""
+        return f"dynamic int8 MatMul weights ({scales}{head})"
+
+
+def _graphs(graph: object) -> Iterator[object]:
+    import onnx
+
+    assert isinstance(graph, onnx.GraphProto)
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _graphs(sub)
+
+
+def lm_head_nodes(model_path: Path) -> list[str]:
+    """Names of the MatMul nodes that produce the logits (one per decoder branch)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    names: list[str] = []
+    for graph in _graphs(model.graph):
+        producers = {out: node for node in graph.node for out in node.output}  # type: ignore[attr-defined]
+        initializers = {init.name for init in graph.initializer}  # type: ignore[attr-defined]
+        for output in graph.output:  # type: ignore[attr-defined]
+            if not output.name.startswith("logits"):
+                continue
+            node = producers.get(output.name)
+            # Walk back over bias adds / casts / identities to the projection MatMul.
+            while node is not None and node.op_type != "MatMul":
+                if node.op_type not in ("Add", "Identity", "Cast"):
+                    node = None
+                    break
+                parents = [i for i in node.input if i in producers and i not in initializers]
+                node = producers[parents[0]] if parents else None
+            if node is not None and node.name:
+                names.append(node.name)
+    return names
+
+
+def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
+    """Quantize one ONNX file's MatMul weights to int8 (subgraphs included)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
+    try:
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=["MatMul"],
+            per_channel=options.per_channel,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            # The merged decoder keeps its weights inside If subgraphs: without this,
+            # nothing there is quantized.
+            extra_options={"EnableSubgraph": True},
+        )
+    except Exception as exc:  # ORT raises plain Exceptions for unsupported graphs
+        raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
+
+
+def quantize_pair(fp32: OnnxPair, dst_dir: Path, options: Int8Options) -> OnnxPair:
+    """Quantize an encoder/decoder pair into ``dst_dir`` (same file names)."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    out = OnnxPair(encoder=dst_dir / fp32.encoder.name, decoder=dst_dir / fp32.decoder.name)
+    quantize_file(fp32.encoder, out.encoder, Int8Options(options.per_channel, False))
+    quantize_file(fp32.decoder, out.decoder, options)
+    return out
