@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from export.errors import SourceError
 from export.onnx_export import quiet
 from export.source import Checkpoint
 from service.runtime.manifest import (
@@ -134,11 +135,15 @@ def chat_config(checkpoint: Checkpoint, task: str) -> ChatConfig | None:
 
 
 def load_tokenizer(path: Path) -> Any:
-    """The checkpoint's tokenizer (fast where the checkpoint has one)."""
+    """The checkpoint's tokenizer (fast where the checkpoint has one); SourceError if none."""
     from transformers import AutoTokenizer
 
-    with quiet():
-        return AutoTokenizer.from_pretrained(path)
+    try:
+        with quiet():
+            return AutoTokenizer.from_pretrained(path)
+    except Exception as exc:  # transformers raises OSError/ValueError/TypeError here
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceError(f"SOURCE {path} has no loadable tokenizer: {reason}") from exc
 
 
 def write_tokenizer_dir(checkpoint: Checkpoint, tokenizer: Any, dst: Path) -> None:

@@ -189,6 +189,7 @@ def export_package(
     check_name(name)
     checkpoint = resolve_checkpoint(source)
     check_task(checkpoint, task)
+    source_tokenizer = load_tokenizer(checkpoint.path)
     writer = PackageWriter(Path(out_dir), name, overwrite)
     stages = Stages(progress)
     with writer as root:
@@ -206,7 +207,7 @@ def export_package(
                 hidden,
             )
             shutil.copyfile(exported.pair.decoder, root / "fp32" / DECODER_FILE)
-            write_tokenizer_dir(checkpoint, load_tokenizer(checkpoint.path), root / TOKENIZER_DIR)
+            write_tokenizer_dir(checkpoint, source_tokenizer, root / TOKENIZER_DIR)
             stages.progress(f"[optimize] encoder fusions: {report.encoder_fusions or 'none'}")
         quantization = {"fp32": "none"}
         int8_pairs: list[tuple[Int8Options, OnnxPair]] = []

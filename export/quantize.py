@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,10 @@ def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    # ORT logs a "consider pre-processing" warning on the root logger for every file.
+    root_logger.setLevel(logging.ERROR)
     try:
         quantize_dynamic(
             str(src),
@@ -83,6 +88,8 @@ def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
         )
     except Exception as exc:  # ORT raises plain Exceptions for unsupported graphs
         raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
+    finally:
+        root_logger.setLevel(level)
 
 
 def quantize_pair(fp32: OnnxPair, dst_dir: Path, options: Int8Options) -> OnnxPair:
