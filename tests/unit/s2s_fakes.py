@@ -14,13 +14,15 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
+from service.runtime.errors import RuntimeInputError
+
 POISON = 13
 LONG = 99  # an input containing it generates max_new_tokens tokens
 EOS = 2
 
 
-class FakeInputError(ValueError):
-    """Stands in for the runtime's RuntimeInputError."""
+class FakeInputError(RuntimeInputError):
+    """The fake's input error (a RuntimeInputError, like the real runtime's)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,19 @@ class FakeBatch:
         return sum(r.opts.num_beams for r in self.rows_.values())
 
 
+class FakeDetokenizer:
+    """One character per token, so every push is complete text."""
+
+    def __init__(self, runtime: FakeRuntime) -> None:
+        self.runtime = runtime
+
+    def push(self, token_id: int) -> str:
+        return self.runtime.decode([token_id])
+
+    def flush(self) -> str:
+        return ""
+
+
 class FakeRuntime:
     """Implements the runtime methods the engine and the API use."""
 
@@ -142,13 +157,14 @@ class FakeRuntime:
             intra_op_threads=1,
         )
 
-    # text <-> ids: one id per character (mod 200), offset so ids stay clear of EOS.
+    # text <-> ids: one id per character (mod 200), offset so ids stay clear of EOS;
+    # "☠" encodes to POISON and "O" to LONG.
     def encode_texts(
         self, texts: list[str], source_lang: str | None = None, target_lang: str | None = None
     ) -> list[list[int]]:
         out = []
         for text in texts:
-            ids = [ord(c) % 200 + 20 for c in text] + [EOS]
+            ids = [POISON if c == "☠" else ord(c) % 200 + 20 for c in text] + [EOS]
             if len(ids) > self.manifest.model.max_source_positions:
                 raise FakeInputError(
                     f"input has {len(ids)} tokens; the model takes at most "
@@ -161,6 +177,9 @@ class FakeRuntime:
         fields = {k: v for k, v in vars(options or SimpleNamespace()).items() if v is not None}
         fields.setdefault("max_new_tokens", self.manifest.generation.max_new_tokens)
         return replace(FakeOptions(), **fields)
+
+    def new_detokenizer(self) -> FakeDetokenizer:
+        return FakeDetokenizer(self)
 
     def decode(self, ids: list[int]) -> str:
         return "".join(chr(ord("a") + i % 26) for i in ids if i != EOS)

@@ -1,0 +1,113 @@
+"""``python -m service --host H --port P --models-dir DIR``: serve every package in DIR.
+
+Every flag has an ``S2S_`` environment variable (see service/settings.py); flags win.
+SIGTERM drains: /ready turns 503 and new work gets 503 at once, in-flight work may
+finish for up to ``drain_grace_s``, then the server stops and the process exits 0.
+A second SIGTERM/SIGINT stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from types import FrameType
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.api.app import create_app
+from service.api.drain import DrainState
+from service.api.logs import setup_logging
+from service.settings import Settings, describe_error
+
+log = logging.getLogger("service")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m service", description=__doc__.split("\n")[0])
+    add = p.add_argument
+    add("--host", help="interface to bind (S2S_HOST)")
+    add("--port", type=int, help="TCP port (S2S_PORT)")
+    add("--models-dir", help="folder of model packages (S2S_MODELS_DIR)")
+    add("--models", help="comma-separated package names to serve (S2S_MODELS)")
+    add("--device", help="auto, cpu or cuda (S2S_DEVICE)")
+    add("--precision", help="auto, fp32, int8 or fp16 (S2S_PRECISION)")
+    add("--batch-mode", help="continuous, dynamic or off (S2S_BATCH_MODE)")
+    add("--max-batch-size", type=int, help="requests per batch (S2S_MAX_BATCH_SIZE)")
+    add("--max-wait-ms", type=float, help="batch collection wait (S2S_MAX_WAIT_MS)")
+    add("--max-queue", type=int, help="queued requests per model (S2S_MAX_QUEUE)")
+    add("--log-format", help="text or json (S2S_LOG_FORMAT)")
+    add("--drain-grace-s", type=float, help="SIGTERM grace period (S2S_DRAIN_GRACE_S)")
+    return p
+
+
+def load_settings(argv: list[str] | None = None) -> Settings:
+    """Settings from the environment with command-line overrides; exit 2 with a clear
+    message when invalid."""
+    args = vars(_parser().parse_args(argv))
+    overrides = {k: v for k, v in args.items() if v is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        print(describe_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose first SIGTERM drains instead of closing the socket at once."""
+
+    def __init__(self, config: uvicorn.Config, drain: DrainState, grace_s: float) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.grace_s = grace_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First SIGTERM: start draining. Anything else (or a second signal): stop now."""
+        if sig == signal.SIGTERM and not self.drain.draining:
+            log.info("SIGTERM: draining (grace %.1fs)", self.grace_s)
+            self.drain.begin()
+            return
+        # Not recorded in _captured_signals: uvicorn would re-raise it after shutdown and
+        # the process would die of the signal instead of exiting 0.
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        """Stop once draining and no work request is left (or the grace period is over)."""
+        if self.drain.draining:
+            idle = self.drain.active == 0
+            if idle or self.drain.elapsed_s() >= self.grace_s:
+                if not idle:
+                    log.warning("grace period over with %d requests unfinished", self.drain.active)
+                return True
+        return await super().on_tick(counter)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until it is stopped; return the exit code."""
+    settings = load_settings(argv)
+    setup_logging(settings.log_format, settings.log_level)
+    app = create_app(settings)
+    drain: DrainState = app.state.drain
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.drain_grace_s)),
+        lifespan="on",
+    )
+    server = DrainingServer(config, drain, settings.drain_grace_s)
+    started = time.monotonic()
+    server.run()
+    log.info("stopped after %.1fs", time.monotonic() - started)
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The FastAPI application factory and its lifespan (load and warm models, then drain)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service.api import errors
+from service.api.drain import DrainState
+from service.api.metrics import Metrics
+from service.api.middleware import ServiceMiddleware
+from service.api.registry import Loader, ModelRegistry
+from service.api.routes import chat, openai, ops, summarize, translate
+from service.settings import Settings
+
+
+def create_app(
+    settings: Settings, runtimes: dict[str, Any] | None = None, loader: Loader | None = None
+) -> FastAPI:
+    """Build the app for ``settings``.
+
+    Models are the packages in ``settings.models_dir``, loaded in the background after
+    start-up (``/ready`` turns 200 once all are warmed), or the given ``runtimes``
+    (name -> runtime object; tests use this).
+    """
+    metrics = Metrics()
+    registry = ModelRegistry(settings, metrics, runtimes, loader)
+    drain = DrainState()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await registry.start()
+        try:
+            yield
+        finally:
+            drain.begin()
+            await registry.stop(settings.drain_grace_s)
+
+    app = FastAPI(
+        title="seq2seq-serve",
+        version="0.1.0",
+        summary="Batched translation, summarization and chat with seq2seq models on ONNX Runtime.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.registry = registry
+    app.state.drain = drain
+    errors.install(app)
+    for module in (translate, summarize, chat, openai, ops):
+        app.include_router(module.router)
+    app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics, drain=drain)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    return app

@@ -1,0 +1,160 @@
+"""One pure-ASGI middleware for what every request goes through, in order:
+
+request id (accepted from ``X-Request-ID`` if sane, else generated; always returned),
+API-key check, draining (503 for new work), content type (415) and body size (413),
+then metrics (requests by route/status, duration) and one access-log line. Pure ASGI
+rather than BaseHTTPMiddleware so streaming responses and disconnects pass through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.auth import OPEN_PATHS, authorized
+from service.api.drain import DrainState
+from service.api.errors import ApiError, error_body, too_large
+from service.api.logs import request_id_var
+from service.api.metrics import Metrics, route_label
+from service.settings import Settings
+
+access_log = logging.getLogger("service.access")
+
+WORK_ROUTES = frozenset({"/translate", "/summarize", "/chat", "/v1/chat/completions"})
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class _BodyTooLargeError(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "too_large", f"request body over {limit} bytes", limit=limit)
+
+
+class ServiceMiddleware:
+    """Request id, auth, draining, content checks, metrics and access log."""
+
+    def __init__(
+        self, app: ASGIApp, settings: Settings, metrics: Metrics, drain: DrainState
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+        self.drain = drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        path: str = scope["path"]
+        is_work = scope["method"] == "POST" and path in WORK_ROUTES
+        status = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            error = self._precheck(path, headers, is_work)
+            if error is not None:
+                await self._send_error(error, request_id, send_with_id)
+                return
+            if is_work:
+                self.drain.active += 1
+            try:
+                await self.app(scope, self._limited(receive), send_with_id)
+            finally:
+                if is_work:
+                    self.drain.active -= 1
+        finally:
+            final = int(state.get("stream_status") or status[0])
+            route = route_label(path)
+            model = str(state.get("model", ""))
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(model=model, route=route, status=str(final)).inc()
+            self.metrics.request_duration.labels(route=route).observe(elapsed)
+            access_log.info(
+                "%s %s %d",
+                scope["method"],
+                route,
+                final,
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": final,
+                    "model": model,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+    def _precheck(self, path: str, headers: Headers, is_work: bool) -> ApiError | None:
+        keys = self.settings.api_keys
+        if keys and path not in OPEN_PATHS and not authorized(headers.get("authorization"), keys):
+            return ApiError(
+                401,
+                "unauthorized",
+                "a valid API key is required (Bearer token)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not is_work:
+            return None
+        if self.drain.draining:
+            return ApiError(
+                503, "draining", "the server is shutting down", headers={"Retry-After": "1"}
+            )
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return ApiError(
+                415, "unsupported_media_type", "send the request body as application/json"
+            )
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.settings.max_body_bytes:
+            return too_large(
+                f"request body over {self.settings.max_body_bytes} bytes",
+                limit=self.settings.max_body_bytes,
+            )
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        limit = self.settings.max_body_bytes
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLargeError(limit)
+            return message
+
+        return limited_receive
+
+    async def _send_error(self, error: ApiError, request_id: str, send: Send) -> None:
+        if error.status == 413:
+            self.metrics.reject("", "too_large")
+        if error.type == "draining":
+            self.metrics.reject("", "draining")
+        body = json.dumps(error_body(error, request_id)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,43 @@
+"""Operations endpoints: /health, /ready, /models, /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from service.api.metrics import CONTENT_TYPE
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: 200 whenever the process can answer."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """200 only when every model is loaded and warmed and the server is not draining."""
+    state = request.app.state
+    models = {
+        name: {"state": e.state, **({"reason": e.reason} if e.reason else {})}
+        for name, e in state.registry.entries.items()
+    }
+    is_ready = state.registry.all_ready and not state.drain.draining
+    body = {"ready": is_ready, "draining": state.drain.draining, "models": models}
+    return JSONResponse(body, status_code=200 if is_ready else 503)
+
+
+@router.get("/models")
+async def models(request: Request) -> dict[str, Any]:
+    """Every configured package: task, languages, precision, provider, state."""
+    return {"models": [e.describe() for e in request.app.state.registry.entries.values()]}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE)

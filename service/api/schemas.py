@@ -1,0 +1,207 @@
+"""Request and response bodies (pydantic); field names follow transformers' generation names."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_LANG = Field(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+
+
+class Options(BaseModel):
+    """Generation options; unset fields take the model package's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int | None = Field(None, ge=1, description="Largest number of new tokens.")
+    min_new_tokens: int | None = Field(None, ge=0)
+    num_beams: int | None = Field(None, ge=1, le=16)
+    do_sample: bool | None = None
+    temperature: float | None = Field(None, gt=0, le=10)
+    top_k: int | None = Field(None, ge=0, le=1000)
+    top_p: float | None = Field(None, gt=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    no_repeat_ngram_size: int | None = Field(None, ge=0, le=32)
+    length_penalty: float | None = Field(None, ge=-10, le=10)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    timeout_ms: int | None = Field(None, ge=1, le=3_600_000, description="Deadline (504 after).")
+
+    @model_validator(mode="after")
+    def _check(self) -> Options:
+        if (
+            self.min_new_tokens is not None
+            and self.max_new_tokens is not None
+            and self.min_new_tokens > self.max_new_tokens
+        ):
+            raise ValueError("min_new_tokens must not exceed max_new_tokens")
+        return self
+
+    def generation_fields(self) -> dict[str, Any]:
+        """The fields that go to the runtime (everything set except timeout_ms)."""
+        return self.model_dump(exclude_none=True, exclude={"timeout_ms"})
+
+
+def _texts(value: str | list[str]) -> str | list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not items:
+        raise ValueError("at least one text is required")
+    if any(not item.strip() for item in items):
+        raise ValueError("texts must not be empty")
+    return value
+
+
+class _Work(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="Model package name (default: chosen by task).")
+    options: Options = Field(default_factory=lambda: Options())
+    stream: bool = Field(False, description="Answer with server-sent events.")
+
+
+class TranslateRequest(_Work):
+    """POST /translate."""
+
+    text: str | list[str] = Field(description="A text or a list of texts.")
+    source_lang: str = _LANG
+    target_lang: str = _LANG
+
+    _check_text = field_validator("text")(classmethod(lambda cls, v: _texts(v)))
+
+    def texts(self) -> list[str]:
+        """The input as a list."""
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+
+class SummarizeRequest(_Work):
+    """POST /summarize."""
+
+    text: str | list[str] = Field(description="A text or a list of texts.")
+
+    _check_text = field_validator("text")(classmethod(lambda cls, v: _texts(v)))
+
+    def texts(self) -> list[str]:
+        """The input as a list."""
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+
+class ChatMessage(BaseModel):
+    """One turn of a conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1)
+
+
+class ChatRequest(_Work):
+    """POST /chat."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+
+    @field_validator("messages")
+    @classmethod
+    def _last_is_user(cls, value: list[ChatMessage]) -> list[ChatMessage]:
+        if value[-1].role != "user":
+            raise ValueError("the last message must come from the user")
+        return value
+
+
+class TranslateResponse(BaseModel):
+    """Translations in input order."""
+
+    model: str
+    translations: list[str]
+
+
+class SummarizeResponse(BaseModel):
+    """Summaries in input order."""
+
+    model: str
+    summaries: list[str]
+
+
+class Usage(BaseModel):
+    """Token counts."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    """The model's reply."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatResponse(BaseModel):
+    """POST /chat answer."""
+
+    model: str
+    message: AssistantMessage
+    usage: Usage
+
+
+# ---- OpenAI-compatible -----------------------------------------------------------------
+class OpenAIContentPart(BaseModel):
+    """A content part; only text parts are supported."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"]
+    text: str
+
+
+class OpenAIMessage(BaseModel):
+    """A chat message in OpenAI's format."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[OpenAIContentPart]
+
+    def text(self) -> str:
+        """The content as one string."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    """OpenAI stream_options."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """POST /v1/chat/completions (unknown OpenAI fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = Field(1, ge=1, le=8)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=0)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        items = [value] if isinstance(value, str) else (value or [])
+        if len(items) > 4 or any(not s for s in items):
+            raise ValueError("stop takes up to 4 non-empty strings")
+        return value
+
+    def stop_list(self) -> list[str]:
+        """Stop strings as a list."""
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

@@ -1,0 +1,94 @@
+"""All service settings: one pydantic-settings object, environment prefix ``S2S_``.
+
+Every field can be set with an environment variable (``S2S_PORT=9000``) and most with a
+command-line flag of ``python -m service`` (flags override the environment). List fields
+take a comma-separated string (``S2S_API_KEYS=key1,key2``) or a JSON list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The service configuration (validated once at start-up)."""
+
+    model_config = SettingsConfigDict(env_prefix="S2S_", extra="forbid", frozen=True)
+
+    # Server
+    host: str = Field("127.0.0.1", description="Interface to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0: any free port).")
+    models_dir: Path = Field(Path("models"), description="Folder whose subfolders are packages.")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Package names to serve (empty: every package)."
+    )
+    # Runtime
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Execution device.")
+    precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        "auto", description="Package variant (auto: int8 on CPU, fp16 on CUDA, else fp32)."
+    )
+    intra_op_threads: int | None = Field(None, ge=1, description="ORT threads per model.")
+    warmup: bool = Field(True, description="Run one generation per model before ready.")
+    # Batching
+    batch_mode: Literal["continuous", "dynamic", "off"] = Field(
+        "continuous", description="Batching policy."
+    )
+    max_batch_size: int = Field(16, ge=1, le=1024, description="Requests per batch.")
+    max_batch_tokens: int = Field(8192, ge=1, description="Input tokens per batch (padded).")
+    max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batch collection wait.")
+    max_queue: int = Field(256, ge=1, description="Queued requests per model before 429.")
+    default_timeout_ms: float = Field(
+        60_000, gt=0, description="Deadline of a generation without timeout_ms."
+    )
+    # Limits
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Request body limit (413).")
+    max_texts: int = Field(64, ge=1, description="Texts per request (413).")
+    max_chars: int = Field(20_000, ge=1, description="Characters per text (413).")
+    max_new_tokens_cap: int = Field(512, ge=1, description="Largest max_new_tokens (413).")
+    max_messages: int = Field(64, ge=1, description="Chat messages per request (413).")
+    # Security and operations
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Bearer keys; empty disables authentication."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Allowed CORS origins (empty: CORS off)."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="Log line format.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    drain_grace_s: float = Field(
+        30.0, ge=0, description="SIGTERM: how long in-flight work may take to finish."
+    )
+
+    @field_validator("models", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.models_dir.is_dir():
+            raise ValueError(f"models_dir {str(self.models_dir)!r} is not a directory")
+        if any(len(key) < 8 for key in self.api_keys):
+            raise ValueError("every API key must be at least 8 characters")
+        return self
+
+
+def describe_error(error: ValidationError) -> str:
+    """A short, operator-friendly message naming each bad setting and its env variable."""
+    lines = ["invalid settings:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "settings"
+        env = f" (S2S_{field.upper()})" if item["loc"] else ""
+        lines.append(f"  {field}{env}: {item['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Text handling around the model: sentence splitting and chat prompt rendering."""

@@ -1,0 +1,62 @@
+"""Build the app around fake runtimes and talk to it in-process (httpx + asgi-lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from s2s_fakes import FakeRuntime
+
+from service.api import create_app
+from service.settings import Settings
+
+
+def fake_runtimes(**kw: Any) -> dict[str, FakeRuntime]:
+    """One fake model per task."""
+    return {
+        "fake-mt": FakeRuntime("fake-mt", "translation", **kw),
+        "fake-sum": FakeRuntime("fake-sum", "summarization", **kw),
+        "fake-chat": FakeRuntime("fake-chat", "chat", **kw),
+    }
+
+
+@asynccontextmanager
+async def client_for(
+    tmp_path: Path, runtimes: dict[str, Any] | None = None, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on a started app whose models are ready."""
+    app = create_app(
+        Settings(models_dir=tmp_path, **settings),
+        runtimes=runtimes if runtimes is not None else fake_runtimes(),
+    )
+    async with LifespanManager(app) as manager:
+        await app.state.registry.wait_loaded()
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+def sse_events(text: str) -> list[Any]:
+    """Decode an SSE body into JSON objects (and the literal "[DONE]")."""
+    out: list[Any] = []
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+async def wait_until(predicate: Any, timeout: float = 2.0) -> bool:
+    """Poll ``predicate`` until true or timeout."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return bool(predicate())
