@@ -158,6 +158,10 @@ async def until_done_or_disconnect(request: Request, work: Awaitable[T]) -> T:
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        # Our own task was cancelled (server shutdown, or an in-process client gave up).
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if not task.done():

@@ -220,7 +220,9 @@ class ModelRegistry:
         )
         opts = runtime.resolve(make_options({"max_new_tokens": 2}), target_lang=target)
         assert entry.engine is not None
-        await entry.engine.submit(GenerationRequest(ids[0], opts))
+        # A generous deadline: a cold model on a busy machine may be slow the first time.
+        deadline = GenerationRequest.deadline_in(600_000)
+        await entry.engine.submit(GenerationRequest(ids[0], opts, deadline))
 
     # ---- lookup ----------------------------------------------------------------------
     def get(self, name: str) -> ModelEntry:

@@ -55,7 +55,7 @@ class _Work(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="Model package name (default: chosen by task).")
-    options: Options = Field(default_factory=lambda: Options())
+    options: Options = Field(default_factory=lambda: Options.model_validate({}))
     stream: bool = Field(False, description="Answer with server-sent events.")
 
 

@@ -2,8 +2,8 @@
 
 Outputs depend only on a request's own input ids and options, like a real model, so tests
 can compare batched against single-request results. Token 13 in an input is "poison":
-the runtime raises on it in ``generate`` and, per ``poison_at``, in ``batch.add`` or
-``batch.step``.
+the runtime raises on it in ``generate`` and, per ``poison_at`` ("add", "step" or
+"generate" only), in ``batch.add`` or ``batch.step``.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class FakeRuntime:
         name: str = "fake",
         task: str = "translation",
         step_delay_s: float = 0.0,
-        poison_at: str = "generate",
+        poison_at: str = "add",
     ) -> None:
         self.step_delay_s = step_delay_s
         self.poison_at = poison_at
@@ -186,7 +186,7 @@ class FakeRuntime:
 
     def generate(self, batch_ids: list[list[int]], opts: FakeOptions) -> list[list[list[int]]]:
         self.generate_sizes.append(len(batch_ids))
-        if self.poison_at in ("generate", "step") and any(POISON in ids for ids in batch_ids):
+        if any(POISON in ids for ids in batch_ids):
             raise FakeInputError("poisoned input")
         if self.step_delay_s:
             time.sleep(self.step_delay_s * 4)
