@@ -1,0 +1,185 @@
+"""Locally trained seq2seq checkpoints for tests and benchmarks (no hub access needed).
+
+``python -m models.checkpoints --out DIR --family FAMILY [--size tiny|full]`` writes a normal
+Hugging Face checkpoint dir (config.json, model.safetensors, generation_config.json, tokenizer
+files) whose tokenizer was trained here on Multi30k and whose model was briefly trained on a
+deterministic task (see ``models.checkpoint_recipes``) so that its output depends on its input.
+
+``ensure_checkpoint(family, size)`` builds once into ``.cache/checkpoints/`` and reuses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from models.checkpoint_data import LANGUAGES, REPO_ROOT, read_sentences, resolve_data_dir
+from models.checkpoint_recipes import FAMILIES, RECIPES, SIZES, TRAINING
+
+CACHE_DIR = REPO_ROOT / ".cache" / "checkpoints"
+SEED = 1234
+# Sentences per language: tokenizer training corpus / training examples.
+TOKENIZER_SENTENCES = {"tiny": 8000, "full": None}
+TRAIN_SENTENCES = 12000
+TRAIN_THREADS = {"tiny": 1, "full": 2}
+_LIBRARIES = ("torch", "transformers", "tokenizers", "sentencepiece")
+
+
+def fingerprint(family: str, size: str) -> str:
+    """Hash of the recipe source code, library versions, family and size (the cache key)."""
+    digest = hashlib.sha256(f"{family}:{size}:{SEED}".encode())
+    for path in sorted(Path(__file__).parent.glob("checkpoint*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    for library in _LIBRARIES:
+        digest.update(f"{library}={metadata.version(library)}".encode())
+    return digest.hexdigest()[:12]
+
+
+def _check(family: str, size: str) -> None:
+    if family not in RECIPES:
+        raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
+
+
+def build_checkpoint(
+    family: str, size: str, out_dir: str | Path, data_dir: str | Path | None = None
+) -> Path:
+    """Train a tokenizer and a model of ``family`` / ``size`` and save them into ``out_dir``."""
+    _check(family, size)
+    # Imported here so ``--help`` and cache hits stay fast.
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, GenerationConfig
+
+    from models.checkpoint_train import encode_examples, train
+
+    started = time.monotonic()
+    # One thread: on a shared, busy 2-core machine two OpenMP threads spin against each other
+    # and run ~10x slower than one.
+    torch.set_num_threads(int(os.environ.get("S2S_TRAIN_THREADS", TRAIN_THREADS[size])))
+    recipe, dims, training = RECIPES[family], RECIPES[family].dims[size], TRAINING[size]
+    data = resolve_data_dir(data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    corpus = [
+        s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TOKENIZER_SENTENCES[size])
+    ]
+    tokenizer = recipe.build_tokenizer(out, corpus, dims.vocab)
+
+    config = recipe.make_config(dims, len(tokenizer), training.dropout)
+    torch.manual_seed(SEED)
+    model = AutoModelForSeq2SeqLM.from_config(config)
+
+    rng = random.Random(SEED)
+    sentences = [s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TRAIN_SENTENCES)]
+    rng.shuffle(sentences)
+    pairs = encode_examples(tokenizer, recipe.make_examples(sentences, rng))
+    pad_id = config.pad_token_id
+    assert pad_id is not None, f"{family} config has no pad_token_id"
+    final_loss = train(model, pairs, pad_id, training, SEED)
+
+    values = dict(recipe.generation)
+    if values.get("bad_words_ids") == "pad":
+        values["bad_words_ids"] = [[pad_id]]
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id,
+        bos_token_id=getattr(config, "bos_token_id", None),
+        eos_token_id=config.eos_token_id,
+        pad_token_id=pad_id,
+        **values,
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    recipe_info = {
+        "family": family,
+        "size": size,
+        "seed": SEED,
+        "fingerprint": fingerprint(family, size),
+        "task": recipe.make_examples.__doc__,
+        "steps": training.steps,
+        "final_loss": round(final_loss, 4),
+        "parameters": model.num_parameters(),
+        "build_seconds": round(time.monotonic() - started, 1),
+        "libraries": {lib: metadata.version(lib) for lib in _LIBRARIES},
+    }
+    (out / "recipe.json").write_text(json.dumps(recipe_info, indent=1), encoding="utf-8")
+    return out
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_checkpoint(family: str, size: str = "tiny", data_dir: str | Path | None = None) -> Path:
+    """Return the cached checkpoint dir of ``family`` / ``size``, building it once if missing.
+
+    Builds into a temporary dir beside the cache entry and renames it into place, under a file
+    lock, so concurrent processes never see a half-written checkpoint or build it twice.
+    """
+    _check(family, size)
+    target = CACHE_DIR / f"{family}-{size}-{fingerprint(family, size)}"
+    if (target / "config.json").is_file():
+        return target
+    with _file_lock(target.with_name(target.name + ".lock")):
+        if (target / "config.json").is_file():
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=CACHE_DIR))
+        try:
+            build_checkpoint(family, size, staging, data_dir=data_dir)
+            os.chmod(staging, 0o755)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: build one checkpoint into ``--out``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m models.checkpoints",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint dir to write")
+    parser.add_argument("--family", required=True, choices=FAMILIES)
+    parser.add_argument("--size", default="tiny", choices=SIZES)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding multi30k/ (default: $S2S_DATA_DIR or ../shared/data)",
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.monotonic()
+    out = build_checkpoint(args.family, args.size, args.out, data_dir=args.data_dir)
+    print(
+        f"wrote {args.family}-{args.size} checkpoint to {out} in {time.monotonic() - started:.1f}s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
