@@ -1,0 +1,57 @@
+"""Settings: environment with S2S_ prefix, CLI overrides, clear start-up errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.__main__ import load_settings
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_env_and_cli_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S2S_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("S2S_PORT", "9001")
+    monkeypatch.setenv("S2S_API_KEYS", "key-number-1, key-number-2")
+    monkeypatch.setenv("S2S_BATCH_MODE", "dynamic")
+    s = Settings()
+    assert (s.port, s.api_keys, s.batch_mode) == (9001, ["key-number-1", "key-number-2"], "dynamic")
+    s = load_settings(["--port", "9002", "--batch-mode", "off"])
+    assert (s.port, s.batch_mode, s.models_dir) == (9002, "off", tmp_path)
+
+
+def test_json_list_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S2S_CORS_ORIGINS", '["https://a.example", "https://b.example"]')
+    assert Settings(models_dir=tmp_path).cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_invalid_settings_exit_2_with_a_clear_message(tmp_path: Path) -> None:
+    env = {**os.environ, "S2S_PORT": "not-a-port", "S2S_MODELS_DIR": str(tmp_path)}
+    r = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "invalid settings" in r.stderr and "S2S_PORT" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_models_dir_is_reported(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "service", "--models-dir", str(tmp_path / "no")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "is not a directory" in r.stderr
