@@ -26,7 +26,7 @@ from export.metadata import (
     write_tokenizer_dir,
 )
 from export.onnx_export import OnnxPair, export_onnx
-from export.optimize import OptimizeReport, optimize_encoder
+from export.optimize import OptimizeReport, optimize_pair
 from export.package import PackageWriter, check_name
 from export.quantize import Int8Options, quantize_pair
 from export.source import Checkpoint, check_task, hash_tree, resolve_checkpoint
@@ -40,6 +40,7 @@ from service.runtime.manifest import (
     TOKENIZER_DIR,
     VALIDATION_FILE,
     Manifest,
+    PackageError,
     SourceInfo,
     TokenizerInfo,
     Variant,
@@ -148,10 +149,13 @@ def _with_variant(manifest: Manifest, root: Path, precision: str, **changes: Any
     return manifest.model_copy(update={"variants": variants})
 
 
-def _encoder_geometry(checkpoint: Checkpoint) -> tuple[int, int]:
+def _geometry(checkpoint: Checkpoint) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(num_heads, hidden_size) of the encoder and of the decoder."""
     config = checkpoint.config
-    heads = config.get("encoder_attention_heads") or config.get("num_heads") or 0
-    return int(heads), int(config["d_model"])
+    hidden = int(config["d_model"])
+    encoder_heads = config.get("encoder_attention_heads") or config.get("num_heads") or 0
+    decoder_heads = config.get("decoder_attention_heads") or config.get("num_heads") or 0
+    return (int(encoder_heads), hidden), (int(decoder_heads), hidden)
 
 
 def _exact(result: dict[str, Any]) -> bool:
@@ -198,23 +202,24 @@ def export_package(
             exported = export_onnx(checkpoint.path, work / "onnx")
         with stages.stage("optimize", "ORT transformer fusions"):
             (root / "fp32").mkdir()
-            heads, hidden = _encoder_geometry(checkpoint)
-            report = optimize_encoder(
-                exported.pair.encoder,
-                root / "fp32" / ENCODER_FILE,
-                checkpoint.family,
-                heads,
-                hidden,
+            fp32_pair = OnnxPair(root / "fp32" / ENCODER_FILE, root / "fp32" / DECODER_FILE)
+            encoder_geometry, decoder_geometry = _geometry(checkpoint)
+            report = optimize_pair(
+                exported, fp32_pair, checkpoint.family, encoder_geometry, decoder_geometry
             )
-            shutil.copyfile(exported.pair.decoder, root / "fp32" / DECODER_FILE)
             write_tokenizer_dir(checkpoint, source_tokenizer, root / TOKENIZER_DIR)
-            stages.progress(f"[optimize] encoder fusions: {report.encoder_fusions or 'none'}")
+            stages.progress(
+                f"[optimize] fusions: encoder {report.encoder_fusions or 'none'}, "
+                f"decoder {report.decoder_fusions or 'none'}"
+            )
         quantization = {"fp32": "none"}
         int8_pairs: list[tuple[Int8Options, OnnxPair]] = []
         if len(wanted) > 1:
             with stages.stage("quantize", "+".join(p for p in wanted if p != "fp32")):
                 if "int8" in wanted:
                     for i, options in enumerate(INT8_CANDIDATES):
+                        # From the unfused export: quantizing fused graphs inside the If
+                        # branches yields a decoder ONNX Runtime refuses to load (measured).
                         pair = quantize_pair(exported.pair, work / f"int8-{i}", options)
                         int8_pairs.append((options, pair))
                     _install(int8_pairs[0][1], root, "int8")
@@ -255,15 +260,15 @@ def _validate(
     reference = Reference(checkpoint.path, manifest, setup)
     results: dict[str, Any] = {}
 
-    fp32 = validate_variant(root, "fp32", reference, factory)
-    if not _exact(fp32) and report.encoder_optimized:
-        stages.progress("[validate] fused encoder not exact; falling back to the unfused one")
-        report.notes.append(f"encoder fusions dropped: fused fp32 was not exact ({_summary(fp32)})")
-        report.encoder_optimized = False
-        shutil.copyfile(raw.encoder, root / "fp32" / ENCODER_FILE)
+    fp32 = _checked_validation(root, "fp32", reference, factory)
+    if not _exact(fp32) and report.optimized:
+        stages.progress("[validate] fused fp32 not exact; falling back to the unfused export")
+        report.notes.append(f"fusions dropped: fused fp32 was not exact ({_summary(fp32)})")
+        report.encoder_optimized = report.decoder_optimized = False
+        _install(raw, root, "fp32")
         manifest = _with_variant(manifest, root, "fp32")
         manifest.write(root)
-        fp32 = validate_variant(root, "fp32", reference, factory)
+        fp32 = _checked_validation(root, "fp32", reference, factory)
     stages.progress(f"[validate] fp32: {_summary(fp32)}")
     if fp32["greedy_exact"] < 1.0:
         raise ValidationFailedError(
@@ -280,9 +285,15 @@ def _validate(
             _install(pair, root, "int8")
             manifest = _with_variant(manifest, root, "int8", quantization=options.label)
             manifest.write(root)
-            result = validate_variant(root, "int8", reference, factory)
+            try:
+                result = _checked_validation(root, "int8", reference, factory)
+            except ValidationFailedError as exc:
+                stages.progress(f"[validate] int8 ({options.label}) unusable: {exc}")
+                continue
             stages.progress(f"[validate] int8 ({options.label}): {_summary(result)}")
             candidates.append((options, pair, result))
+        if not candidates:
+            raise ValidationFailedError("no int8 variant could be run; no package written")
         best = max(candidates, key=lambda c: _int8_score(c[2]))  # max keeps the first of ties
         _install(best[1], root, "int8")
         manifest = _with_variant(manifest, root, "int8", quantization=best[0].label, validated=True)
@@ -305,6 +316,16 @@ def _validate(
         "precisions": results,
     }
     return manifest, validation
+
+
+def _checked_validation(
+    root: Path, precision: str, reference: Reference, factory: GeneratorFactory
+) -> dict[str, Any]:
+    """validate_variant, with a variant the runtime cannot load reported as a failure."""
+    try:
+        return validate_variant(root, precision, reference, factory)
+    except PackageError as exc:
+        raise ValidationFailedError(f"the {precision} variant does not run: {exc}") from exc
 
 
 _SUMMARY_KEYS = (

@@ -26,7 +26,8 @@ class Int8Options:
         return f"dynamic int8 MatMul weights ({scales}{head})"
 
 
-def _graphs(graph: object) -> Iterator[object]:
+def iter_graphs(graph: object) -> Iterator[object]:
+    """The graph and, recursively, every subgraph of its nodes (If branches ...)."""
     import onnx
 
     assert isinstance(graph, onnx.GraphProto)
@@ -34,10 +35,10 @@ def _graphs(graph: object) -> Iterator[object]:
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
+                yield from iter_graphs(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for sub in attr.graphs:
-                    yield from _graphs(sub)
+                    yield from iter_graphs(sub)
 
 
 def lm_head_nodes(model_path: Path) -> list[str]:
@@ -46,7 +47,7 @@ def lm_head_nodes(model_path: Path) -> list[str]:
 
     model = onnx.load(str(model_path), load_external_data=False)
     names: list[str] = []
-    for graph in _graphs(model.graph):
+    for graph in iter_graphs(model.graph):
         producers = {out: node for node in graph.node for out in node.output}  # type: ignore[attr-defined]
         initializers = {init.name for init in graph.initializer}  # type: ignore[attr-defined]
         for output in graph.output:  # type: ignore[attr-defined]
@@ -67,6 +68,7 @@ def lm_head_nodes(model_path: Path) -> list[str]:
 
 def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
     """Quantize one ONNX file's MatMul weights to int8 (subgraphs included)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
@@ -84,7 +86,9 @@ def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
             nodes_to_exclude=exclude,
             # The merged decoder keeps its weights inside If subgraphs: without this,
             # nothing there is quantized.
-            extra_options={"EnableSubgraph": True},
+            # DefaultTensorType: fused contrib ops (BiasGelu, SkipLayerNormalization) have
+            # no ONNX type inference; their outputs are float.
+            extra_options={"EnableSubgraph": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     except Exception as exc:  # ORT raises plain Exceptions for unsupported graphs
         raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
