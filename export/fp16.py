@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from export.errors import ConversionError
-from export.onnx_export import OnnxPair, UnmergedDecoders
+from export.onnx_export import OnnxPair, UnmergedDecoders, merge_into
 from export.quantize import lm_head_nodes
 from service.runtime.manifest import DECODER_FILE, ENCODER_FILE
 
@@ -49,8 +49,6 @@ def convert_pair(
     fp32_encoder: Path, unmerged: UnmergedDecoders, dst_dir: Path, family: str
 ) -> OnnxPair:
     """Write ``dst_dir/encoder_model.onnx`` and a merged fp16 decoder."""
-    from optimum.onnx import merge_decoders
-
     dst_dir.mkdir(parents=True, exist_ok=True)
     out = OnnxPair(encoder=dst_dir / ENCODER_FILE, decoder=dst_dir / DECODER_FILE)
     convert_file(fp32_encoder, out.encoder, family)
@@ -59,11 +57,7 @@ def convert_pair(
     first, with_past = scratch / unmerged.first.name, scratch / unmerged.with_past.name
     convert_file(unmerged.first, first, family)
     convert_file(unmerged.with_past, with_past, family)
-    try:
-        # strict=False: only the first-step decoder outputs the cross-attention cache.
-        merge_decoders(first, with_past, save_path=out.decoder, strict=False)
-    except Exception as exc:  # optimum raises ValueError / onnx checker errors
-        raise ConversionError(f"merging the fp16 decoders failed: {exc}") from exc
+    merge_into(UnmergedDecoders(first, with_past), out.decoder)
     for path in (first, with_past):
         path.unlink()
     scratch.rmdir()

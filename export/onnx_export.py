@@ -108,3 +108,15 @@ def export_onnx(checkpoint_dir: Path, work_dir: Path) -> ExportedOnnx:
             else:
                 other.unlink()
     return ExportedOnnx(pair=OnnxPair(encoder=encoder, decoder=decoder), unmerged=unmerged)
+
+
+def merge_into(unmerged: UnmergedDecoders, dst: Path) -> None:
+    """Merge a first-step decoder and a with-past decoder into one file (optimum's merge:
+    shared weights stored once, ``use_cache_branch`` selects the branch)."""
+    from optimum.onnx import merge_decoders
+
+    try:
+        # strict=False: only the first-step decoder outputs the cross-attention cache.
+        merge_decoders(unmerged.first, unmerged.with_past, save_path=dst, strict=False)
+    except Exception as exc:  # optimum raises ValueError / onnx checker errors
+        raise ConversionError(f"merging the decoders into {dst.name} failed: {exc}") from exc

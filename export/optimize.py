@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.onnx_export import ExportedOnnx, OnnxPair
+from export.onnx_export import ExportedOnnx, OnnxPair, UnmergedDecoders, merge_into
 
 # ORT optimizer model types by package family (BART-like graphs share one fusion set).
 FUSION_MODEL_TYPE: dict[str, str] = {
@@ -42,6 +42,8 @@ class OptimizeReport:
     encoder_optimized: bool = False
     decoder_optimized: bool = False
     notes: list[str] = field(default_factory=list)
+    # The fused first-step / with-past decoders (before merging), for the int8 stage.
+    fused_unmerged: UnmergedDecoders | None = None
 
     @property
     def optimized(self) -> bool:
@@ -80,26 +82,26 @@ def _fuse(
 
 
 def _fuse_decoder(
-    exported: ExportedOnnx, dst: Path, model_type: str, num_heads: int, hidden_size: int
-) -> dict[str, int]:
-    from optimum.onnx import merge_decoders
-
-    scratch = dst.parent / ".fused-decoders"
-    scratch.mkdir(exist_ok=True)
-    try:
-        first = scratch / exported.unmerged.first.name
-        with_past = scratch / exported.unmerged.with_past.name
-        stats = _fuse(exported.unmerged.first, first, model_type, num_heads, hidden_size)
-        stats_past = _fuse(
-            exported.unmerged.with_past, with_past, model_type, num_heads, hidden_size
-        )
-        if stats != stats_past:
-            raise ValueError(f"decoders fused differently: {stats} vs {stats_past}")
-        # strict=False: only the first-step decoder outputs the cross-attention cache.
-        merge_decoders(first, with_past, save_path=dst, strict=False)
-        return stats
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    exported: ExportedOnnx,
+    dst: Path,
+    fused_dir: Path,
+    model_type: str,
+    num_heads: int,
+    hidden_size: int,
+) -> tuple[dict[str, int], UnmergedDecoders]:
+    fused_dir.mkdir(parents=True, exist_ok=True)
+    fused = UnmergedDecoders(
+        first=fused_dir / exported.unmerged.first.name,
+        with_past=fused_dir / exported.unmerged.with_past.name,
+    )
+    stats = _fuse(exported.unmerged.first, fused.first, model_type, num_heads, hidden_size)
+    stats_past = _fuse(
+        exported.unmerged.with_past, fused.with_past, model_type, num_heads, hidden_size
+    )
+    if stats != stats_past:
+        raise ValueError(f"decoders fused differently: {stats} vs {stats_past}")
+    merge_into(fused, dst)
+    return stats, fused
 
 
 def optimize_pair(
@@ -108,9 +110,11 @@ def optimize_pair(
     family: str,
     encoder_geometry: tuple[int, int],
     decoder_geometry: tuple[int, int],
+    fused_dir: Path,
 ) -> OptimizeReport:
     """Write fused copies of encoder and merged decoder to ``dst`` (unfused copies where
-    fusion finds nothing or fails). Geometries are (num_heads, hidden_size)."""
+    fusion finds nothing or fails); the fused unmerged decoders stay in ``fused_dir``.
+    Geometries are (num_heads, hidden_size)."""
     report = OptimizeReport()
     model_type = FUSION_MODEL_TYPE.get(family)
     raw = exported.pair
@@ -123,10 +127,11 @@ def optimize_pair(
         except Exception as exc:  # the optimizer is best-effort; the plain export stays valid
             report.notes.append(f"encoder fusion failed: {type(exc).__name__}: {exc}")
         try:
-            report.decoder_fusions = _fuse_decoder(
-                exported, dst.decoder, model_type, *decoder_geometry
+            stats, fused = _fuse_decoder(
+                exported, dst.decoder, fused_dir, model_type, *decoder_geometry
             )
-            report.decoder_optimized = bool(report.decoder_fusions)
+            report.decoder_fusions, report.decoder_optimized = stats, bool(stats)
+            report.fused_unmerged = fused if stats else None
         except Exception as exc:  # as above
             report.notes.append(f"decoder fusion failed: {type(exc).__name__}: {exc}")
     if not report.encoder_optimized:

@@ -205,7 +205,12 @@ def export_package(
             fp32_pair = OnnxPair(root / "fp32" / ENCODER_FILE, root / "fp32" / DECODER_FILE)
             encoder_geometry, decoder_geometry = _geometry(checkpoint)
             report = optimize_pair(
-                exported, fp32_pair, checkpoint.family, encoder_geometry, decoder_geometry
+                exported,
+                fp32_pair,
+                checkpoint.family,
+                encoder_geometry,
+                decoder_geometry,
+                fused_dir=work / "fused",
             )
             write_tokenizer_dir(checkpoint, source_tokenizer, root / TOKENIZER_DIR)
             stages.progress(
@@ -218,9 +223,12 @@ def export_package(
             with stages.stage("quantize", "+".join(p for p in wanted if p != "fp32")):
                 if "int8" in wanted:
                     for i, options in enumerate(INT8_CANDIDATES):
-                        # From the unfused export: quantizing fused graphs inside the If
-                        # branches yields a decoder ONNX Runtime refuses to load (measured).
-                        pair = quantize_pair(exported.pair, work / f"int8-{i}", options)
+                        pair = quantize_pair(
+                            fp32_pair.encoder,
+                            report.fused_unmerged or exported.unmerged,
+                            work / f"int8-{i}",
+                            options,
+                        )
                         int8_pairs.append((options, pair))
                     _install(int8_pairs[0][1], root, "int8")
                     quantization["int8"] = int8_pairs[0][0].label

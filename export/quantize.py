@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from export.errors import ConversionError
-from export.onnx_export import OnnxPair
+from export.onnx_export import OnnxPair, UnmergedDecoders, merge_into
+from service.runtime.manifest import DECODER_FILE, ENCODER_FILE
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,23 @@ def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
         root_logger.setLevel(level)
 
 
-def quantize_pair(fp32: OnnxPair, dst_dir: Path, options: Int8Options) -> OnnxPair:
-    """Quantize an encoder/decoder pair into ``dst_dir`` (same file names)."""
+def quantize_pair(
+    encoder: Path, unmerged: UnmergedDecoders, dst_dir: Path, options: Int8Options
+) -> OnnxPair:
+    """Quantize the encoder and both unmerged decoders, then merge the decoders, into
+    ``dst_dir``. Quantizing the merged decoder directly also works for the plain export
+    (with EnableSubgraph), but on fused graphs it yields a decoder ONNX Runtime refuses to
+    load (a Cast in the If branches loses its type); merging afterwards avoids that."""
     dst_dir.mkdir(parents=True, exist_ok=True)
-    out = OnnxPair(encoder=dst_dir / fp32.encoder.name, decoder=dst_dir / fp32.decoder.name)
-    quantize_file(fp32.encoder, out.encoder, Int8Options(options.per_channel, False))
-    quantize_file(fp32.decoder, out.decoder, options)
+    out = OnnxPair(encoder=dst_dir / ENCODER_FILE, decoder=dst_dir / DECODER_FILE)
+    quantize_file(encoder, out.encoder, Int8Options(options.per_channel, False))
+    scratch = dst_dir / ".unmerged"
+    scratch.mkdir()
+    quantized = UnmergedDecoders(
+        first=scratch / unmerged.first.name, with_past=scratch / unmerged.with_past.name
+    )
+    quantize_file(unmerged.first, quantized.first, options)
+    quantize_file(unmerged.with_past, quantized.with_past, options)
+    merge_into(quantized, out.decoder)
+    shutil.rmtree(scratch)
     return out
