@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.container,
     pytest.mark.slow,
+    pytest.mark.timeout(50 * 60),
     pytest.mark.skipif(
         os.environ.get("S2S_CONTAINER_CHECK") != "1",
         reason="container image check runs in .ci/run (set S2S_CONTAINER_CHECK=1 to run it)",
