@@ -102,7 +102,14 @@ class SearchGroup:
     def __init__(self, options: ResolvedOptions) -> None:
         self.options = options
         self.pipeline = LogitsPipeline(options)
-        self.eos = np.asarray(options.eos_token_ids, dtype=np.int64)
+
+    def is_eos(self, tokens: np.ndarray) -> np.ndarray:
+        """Boolean mask of EOS tokens (np.isin costs more than a compare per id)."""
+        eos = self.options.eos_token_ids
+        hit = tokens == eos[0]
+        for token in eos[1:]:
+            hit |= tokens == token
+        return hit
 
     @property
     def rows(self) -> int:
@@ -164,7 +171,7 @@ class RowGroup(SearchGroup):
         else:
             tokens = scores.argmax(axis=1)
         self.seqs[:, cur_len] = tokens
-        done = np.isin(tokens, self.eos)
+        done = self.is_eos(tokens)
         if cur_len + 1 >= opts.max_length:
             done[:] = True
         events: list[StepEvent] = []
@@ -284,7 +291,7 @@ class BeamGroup(SearchGroup):
         cand_ids = cand % vocab
         cand_seqs = np.take_along_axis(self.running, cand_beam[:, :, None], axis=1)
         cand_seqs[:, :, cur_len] = cand_ids
-        hits = np.isin(cand_ids, self.eos)
+        hits = self.is_eos(cand_ids)
         if cur_len + 1 >= opts.max_length:
             hits[:] = True
 
