@@ -83,7 +83,8 @@ class _Cohort:
         self.groups = [g for g in self.groups if g.rows]
         if changed:
             index = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-            if index.size:
+            unchanged = reorder_only and np.array_equal(index, np.arange(index.size))
+            if index.size and not unchanged:
                 self.backend.take(self.cache, index, self_only=reorder_only)
         next_tokens = np.concatenate(tokens) if len(tokens) > 1 else tokens[0]
         self.next_ids = next_tokens.reshape(-1, 1)
@@ -124,11 +125,13 @@ class DecodeBatch:
         pad_token_id: int,
         decoder_start_token_id: int,
         max_source_positions: int | None,
+        vocab_size: int | None = None,
     ) -> None:
         self.backend = backend
         self.pad_token_id = pad_token_id
         self.start_token = decoder_start_token_id
         self.max_source_positions = max_source_positions
+        self.vocab_size = vocab_size
         self._pending: list[tuple[SearchRequest, np.ndarray]] = []
         self._cohorts: list[_Cohort] = []
         self._keys: set[Hashable] = set()
@@ -157,6 +160,8 @@ class DecodeBatch:
                 f"input has {ids.size} tokens; the model accepts at most "
                 f"{self.max_source_positions}"
             )
+        if ids.min() < 0 or (self.vocab_size is not None and ids.max() >= self.vocab_size):
+            raise RuntimeInputError("input token id outside the vocabulary")
         rng = make_rng(options.seed) if options.do_sample else None
         self._pending.append((SearchRequest(key, options, rng), ids))
         self._keys.add(key)

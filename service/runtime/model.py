@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from service.runtime.detokenize import IncrementalDetokenizer
 from service.runtime.errors import PackageError, RuntimeInputError
 from service.runtime.generator import Backend, DecodeBatch
 from service.runtime.manifest import Manifest
@@ -67,6 +68,7 @@ class Seq2SeqRuntime:
             model.pad_token_id,
             model.decoder_start_token_id,
             model.max_source_positions,
+            model.vocab_size,
         )
 
     def generate(
@@ -94,6 +96,10 @@ class Seq2SeqRuntime:
     def decode(self, ids: Sequence[int]) -> str:
         """Text of generated ids (special tokens skipped)."""
         return self.tokenizer.decode(ids)
+
+    def new_detokenizer(self) -> IncrementalDetokenizer:
+        """A streaming detokenizer for one sequence of this package."""
+        return IncrementalDetokenizer(self.tokenizer)
 
     def generate_texts(
         self,
