@@ -73,6 +73,10 @@ def _fuse(
     optimizer = model_class(onnx.load(str(src)), num_heads, hidden_size)
     # See the module docstring: this fusion crashes on optimum exports.
     optimizer.fuse_reshape = lambda: None
+    if hasattr(optimizer, "rpb_fusion"):
+        # T5's RelativePositionBias fused op has only a CUDA kernel; the fp32 variant is
+        # for CPU (measured: the fused model does not load on the CPU provider).
+        optimizer.rpb_fusion.apply = lambda: None
     optimizer.optimize(FusionOptions(model_type))
     optimizer.topological_sort()
     optimizer.save_model_to_file(str(dst))
