@@ -353,13 +353,27 @@ def _summary(result: dict[str, Any]) -> str:
     )
 
 
+# The modules that decide what a package contains (the cache key covers their code).
+_PACKAGE_CODE = (
+    "export/fp16.py",
+    "export/metadata.py",
+    "export/onnx_export.py",
+    "export/optimize.py",
+    "export/package.py",
+    "export/pipeline.py",
+    "export/quantize.py",
+    "export/source.py",
+    "export/validate.py",
+    "export/validation_inputs.py",
+    "service/runtime/manifest.py",
+)
+
+
 def _code_hash() -> str:
     digest = hashlib.sha256()
-    files = sorted(Path(__file__).parent.glob("*.py"))
-    files.append(REPO_ROOT / "service" / "runtime" / "manifest.py")
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    for rel in _PACKAGE_CODE:
+        digest.update(rel.encode())
+        digest.update((REPO_ROOT / rel).read_bytes())
     return digest.hexdigest()
 
 
