@@ -263,7 +263,10 @@ class ModelRegistry:
         """The translation model for a language pair (the named one, checked, or the first)."""
         if name is not None:
             entry = self.for_task("translation", name)
-            if not entry.serves_pair(source, target):
+            languages = entry.manifest.languages
+            # A package that lists no languages is taken at its word when named explicitly.
+            unlisted = not languages.source and not languages.target
+            if not unlisted and not entry.serves_pair(source, target):
                 raise ApiError(
                     422,
                     "unsupported_language_pair",
