@@ -36,6 +36,19 @@ TASKS_BY_FAMILY: dict[str, tuple[str, ...]] = {
 }
 
 
+# What a hub download needs: configs, PyTorch weights, tokenizer files (not the TF, Flax
+# or Rust weights many hub repos also carry).
+HUB_FILES = [
+    "*.json",
+    "*.safetensors",
+    "pytorch_model*.bin",
+    "*.model",
+    "*.spm",
+    "*.txt",
+    "*.tiktoken",
+]
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A resolved, readable encoder-decoder checkpoint on local disk."""
@@ -76,7 +89,7 @@ def _download(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id))
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
     except Exception as exc:  # any hub/network failure is a user-facing source problem
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SourceError(
