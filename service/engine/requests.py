@@ -87,6 +87,7 @@ class Job:
     enqueued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     batch_size: int = 0
+    emitted: int = 0
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     _cancelled: threading.Event = field(default_factory=threading.Event)
     _finished: bool = False
@@ -129,10 +130,17 @@ class Job:
     def emit_tokens(self, ids: list[int]) -> None:
         """Post newly generated token ids (streaming jobs only)."""
         if self.stream and ids and not self._finished:
+            self.emitted += len(ids)
             self._post(_Tokens(list(ids)))
 
     def finish(self, sequences: list[list[int]]) -> GenerationResult:
-        """Post the final result and return it."""
+        """Post the final result and return it.
+
+        A stream first gets whatever part of the first sequence it has not seen (all of it
+        for beam search, which only reports finished sequences).
+        """
+        if self.stream and sequences:
+            self.emit_tokens(sequences[0][self.emitted :])
         result = GenerationResult(
             sequences=[list(s) for s in sequences],
             input_tokens=self.input_len,

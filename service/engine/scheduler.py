@@ -272,8 +272,6 @@ class Scheduler:
             if job.expired():
                 job.fail(DeadlineExceededError("deadline exceeded while running"))
                 continue
-            if job.stream and sequences:
-                job.emit_tokens(sequences[0])
             self._finish(job, sequences)
 
     def _log_failure(self, exc: BaseException) -> None:
