@@ -50,8 +50,8 @@ from service.runtime.manifest import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_CACHE = REPO_ROOT / ".cache" / "packages"
-# int8 recipes measured on every export; the best by validation is kept (first wins ties:
-# the fully quantized one is smaller and faster).
+# int8 recipes, tried in order until one is token-exact; otherwise the best by validation
+# is kept (first wins ties: the fully quantized one is smaller and faster).
 INT8_CANDIDATES = (Int8Options(per_channel=True), Int8Options(per_channel=True, lm_head_fp32=True))
 FP16_NOT_VALIDATED = "fp16 runs on CUDA only and this export ran without a CUDA GPU"
 
@@ -300,6 +300,8 @@ def _validate(
                 continue
             stages.progress(f"[validate] int8 ({options.label}): {_summary(result)}")
             candidates.append((options, pair, result))
+            if _exact(result):
+                break  # nothing left to gain from keeping layers in fp32
         if not candidates:
             raise ValidationFailedError("no int8 variant could be run; no package written")
         best = max(candidates, key=lambda c: _int8_score(c[2]))  # max keeps the first of ties
