@@ -39,12 +39,23 @@ cleanup() {
     wait "$SERVER_PID" 2>/dev/null || true
   fi
   if [[ -n $WORK && -d $WORK ]]; then
+    # Any process still rooted in the image (chroot) is ours: end it.
+    local link pid
+    for link in /proc/[0-9]*/root; do
+      pid=${link#/proc/}
+      pid=${pid%/root}
+      if [[ $(readlink "$link" 2>/dev/null) == "$WORK"/* ]]; then
+        log "killing leftover process $pid in the image"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    done
     if [[ -s $WORK/server.log && $rc -ne 0 ]]; then
       log "server log (last 40 lines):"
       tail -n 40 "$WORK/server.log" || true
     fi
+    # The storage root is private to this run, so removing it removes every image and
+    # layer (faster than `podman rmi` on vfs).
     "${PODMAN[@]}" image unmount --all >/dev/null 2>&1 || true
-    "${PODMAN[@]}" rmi --all --force >/dev/null 2>&1 || true
     # Anything still mounted below WORK (there should be nothing) would make rm fail.
     findmnt -rn -o TARGET | grep -F "$WORK" | sort -r | xargs -r -n1 umount -l || true
     rm -rf --one-file-system "$WORK"
@@ -96,7 +107,8 @@ log "built: $("${PODMAN[@]}" image ls --format '{{.Size}}' "$IMAGE") "
 "$PY" - "$WORK/inspect.json" >"$WORK/image.sh" <<'EOF'
 import json, shlex, sys
 
-cfg = json.load(open(sys.argv[1]))[0]["Config"]
+image = json.load(open(sys.argv[1]))[0]
+cfg = image["Config"]
 def arr(name, items):
     print(f"{name}=(" + " ".join(shlex.quote(x) for x in items) + ")")
 user = cfg.get("User") or ""
@@ -104,7 +116,9 @@ if not user or user.split(":")[0] in ("0", "root"):
     sys.exit(f"image runs as root (User={user!r})")
 if "8000/tcp" not in (cfg.get("ExposedPorts") or {}):
     sys.exit("image does not EXPOSE 8000")
-health = (cfg.get("Healthcheck") or {}).get("Test") or []
+# podman reports a docker-format image's HEALTHCHECK beside Config, docker inside it.
+health_cfg = image.get("HealthCheck") or image.get("Healthcheck") or cfg.get("Healthcheck")
+health = (health_cfg or {}).get("Test") or []
 if not health or health[0] != "CMD":
     sys.exit(f"image has no exec-form HEALTHCHECK: {health!r}")
 if not cfg.get("Entrypoint"):
@@ -139,10 +153,11 @@ log "model package: $PACKAGE ($SRC_LANG -> $TGT_LANG)"
 
 # Runs a command as the image's user inside its root filesystem, with the image's
 # environment plus overrides, in a private mount namespace holding /proc, /dev and the
-# models folder (read-only at /models).
+# models folder (read-only at /models). It execs (so a background `in_image ... &` has
+# the server's own PID in $!, and SIGTERM reaches it): call it in a subshell or with &.
 in_image() {
   # shellcheck disable=SC2016  # the inner script expands its own positional parameters
-  unshare --mount --propagation private -- /bin/sh -c '
+  exec unshare --mount --propagation private -- /bin/sh -c '
     set -e
     root=$1 models=$2 user=$3 workdir=$4; shift 4
     mount --bind /proc "$root/proc"
@@ -160,6 +175,12 @@ RUN_ENV=("${IMG_ENV[@]}" S2S_HOST=127.0.0.1 "S2S_PORT=$PORT" S2S_DRAIN_GRACE_S=1
 log "starting server on $BASE_URL"
 in_image "${RUN_ENV[@]}" "${IMG_CMD[@]}" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
+for _ in $(seq 50); do # the exec chain unshare > sh > chroot > env > python
+  [[ $(readlink "/proc/$SERVER_PID/exe" 2>/dev/null) == "$ROOT"/* ]] && break
+  sleep 0.2
+done
+[[ $(readlink "/proc/$SERVER_PID/exe" 2>/dev/null) == "$ROOT"/* ]] \
+  || fail "PID $SERVER_PID is not the server in the image (SIGTERM would miss it)"
 
 http() { # METHOD PATH [JSON BODY] -> prints "STATUS BODY"
   "$PY" - "$@" <<'EOF'
@@ -189,9 +210,10 @@ log "ready"
 
 # 7. The image's HEALTHCHECK command, one translation, the metrics that counted it.
 HEALTH_ENV=("${IMG_ENV[@]}" "S2S_PORT=$PORT")
-in_image "${HEALTH_ENV[@]}" "${IMG_HEALTH[@]}" || fail "the image's HEALTHCHECK command failed"
+(in_image "${HEALTH_ENV[@]}" "${IMG_HEALTH[@]}") || fail "the image's HEALTHCHECK command failed"
 log "HEALTHCHECK command passed"
-in_image "${IMG_ENV[@]}" python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is not None)' \
+(in_image "${IMG_ENV[@]}" python -c 'import importlib.util, sys
+sys.exit(importlib.util.find_spec("torch") is not None)') \
   || fail "torch is importable in the serving image"
 log "no torch in the image"
 
