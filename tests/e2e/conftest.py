@@ -6,6 +6,7 @@ once by the shared fixtures and linked into a temporary models folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +20,14 @@ E2E_FAMILIES = ("marian", "bart", "blenderbot")
 def e2e_models_dir(
     tiny_package: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A models folder linking the three tiny packages."""
+    """A models folder linking the three tiny packages.
+
+    ``S2S_E2E_MODELS_DIR`` points the tests at an existing folder holding packages named
+    tiny-marian, tiny-bart and tiny-blenderbot instead (e.g. one `make defaults` filled).
+    """
+    given = os.environ.get("S2S_E2E_MODELS_DIR")
+    if given:
+        return Path(given)
     root = tmp_path_factory.mktemp("models")
     for family in E2E_FAMILIES:
         package = tiny_package(family)

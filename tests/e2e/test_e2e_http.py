@@ -157,7 +157,7 @@ def test_error_paths(server: Any) -> None:
         empty = c.post("/translate", json={"text": "", **T})
         pair = c.post("/translate", json={"text": "x", "source_lang": "en", "target_lang": "ja"})
         model = c.post("/summarize", json={"text": "x", "model": "nope"})
-        long = c.post("/summarize", json={"text": "word " * 400})
+        long = c.post("/summarize", json={"text": "word " * 1500})
         cap = c.post("/summarize", json={"text": "x", "options": {"max_new_tokens": 100_000}})
         ctype = c.post("/summarize", content=b"text=x", headers={"content-type": "text/plain"})
         body = c.post("/summarize", json={"text": "x" * 2_000_000})

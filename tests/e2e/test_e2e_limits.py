@@ -78,13 +78,14 @@ def test_queue_full_429_disconnect_and_auth(small_server: Any) -> None:
     assert rejected.json()["error"]["type"] == "queue_full"
 
     # Clients that give up: their generations are removed (queue) or cancelled (running).
-    async def impatient() -> None:
+    async def impatient() -> list[Any]:
         async with httpx.AsyncClient(base_url=url, timeout=0.3, headers=AUTH) as c:
-            await asyncio.gather(
+            return await asyncio.gather(
                 *(c.post("/summarize", json=SLOW) for _ in range(3)), return_exceptions=True
             )
 
-    asyncio.run(impatient())
+    gave_up = asyncio.run(impatient())
+    assert any(isinstance(r, httpx.TimeoutException) for r in gave_up), gave_up
     with httpx.Client(base_url=url, timeout=60, headers=AUTH) as c:
         idle = False
         for _ in range(100):
