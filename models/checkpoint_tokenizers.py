@@ -29,6 +29,7 @@ from transformers import (
     T5Tokenizer,
     T5TokenizerFast,
 )
+from transformers.models.m2m_100.tokenization_m2m_100 import FAIRSEQ_LANGUAGE_CODES
 
 T5_EXTRA_IDS = 100
 M2M100_LANGUAGE_CODES = "m2m100"
@@ -92,6 +93,14 @@ def _pad_vocab(vocab: dict[str, int], total: int) -> None:
         if token not in vocab:
             vocab[token] = len(vocab)
         index += 1
+
+
+def model_vocab_size(tokenizer: PreTrainedTokenizerBase) -> int:
+    """Rows the model's embedding needs for every id this tokenizer can produce."""
+    if isinstance(tokenizer, M2M100Tokenizer):
+        # Language tokens and fairseq's "madeup words" sit after the JSON vocab (as in m2m100_418M).
+        return len(tokenizer.encoder) + len(tokenizer.lang_token_to_id) + tokenizer.num_madeup_words
+    return len(tokenizer)
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -179,9 +188,13 @@ def build_m2m100(out_dir: Path, corpus: Sequence[str], vocab_size: int) -> PreTr
             vocab.setdefault(piece, len(vocab))
         _pad_vocab(vocab, vocab_size)
         _write_json(Path(tmp) / "vocab.json", vocab)
+        # Listed explicitly, as in the released m2m100 tokenizer_config.json: the class's own
+        # default leaves language tokens out of the special tokens, so decode would keep them.
+        languages = FAIRSEQ_LANGUAGE_CODES[M2M100_LANGUAGE_CODES]
         slow = M2M100Tokenizer(
             str(Path(tmp) / "vocab.json"),
             str(model),
+            additional_special_tokens=[f"__{code}__" for code in languages],
             src_lang="en",
             tgt_lang="de",
             language_codes=M2M100_LANGUAGE_CODES,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import random
@@ -31,21 +32,41 @@ from models.checkpoint_recipes import FAMILIES, RECIPES, SIZES, TRAINING
 CACHE_DIR = REPO_ROOT / ".cache" / "checkpoints"
 SEED = 1234
 # Sentences per language: tokenizer training corpus / training examples.
-TOKENIZER_SENTENCES = {"tiny": 8000, "full": None}
-TRAIN_SENTENCES = 12000
+TOKENIZER_SENTENCES = {"tiny": 4000, "full": None}
+TRAIN_SENTENCES = 4000
 TRAIN_THREADS = {"tiny": 1, "full": 2}
 _LIBRARIES = ("torch", "transformers", "tokenizers", "sentencepiece")
 
 
 def fingerprint(family: str, size: str) -> str:
-    """Hash of the recipe source code, library versions, family and size (the cache key)."""
-    digest = hashlib.sha256(f"{family}:{size}:{SEED}".encode())
-    for path in sorted(Path(__file__).parent.glob("checkpoint*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    for library in _LIBRARIES:
-        digest.update(f"{library}={metadata.version(library)}".encode())
-    return digest.hexdigest()[:12]
+    """The cache key: hash of what shapes this family/size's checkpoint, and library versions.
+
+    Only this family's recipe enters the hash (plus the shared data, training and build code),
+    so changing one family's recipe does not invalidate the others' cached checkpoints.
+    """
+    _check(family, size)
+    from models import checkpoint_data, checkpoint_tokenizers, checkpoint_train
+
+    recipe = RECIPES[family]
+    parts = [
+        f"{family}:{size}:{SEED}:{TOKENIZER_SENTENCES[size]}:{TRAIN_SENTENCES}",
+        repr(recipe.dims[size]),
+        repr(TRAINING[size]),
+        json.dumps(recipe.generation, sort_keys=True),
+        recipe.make_config(recipe.dims[size], recipe.dims[size].vocab, 0.0).to_json_string(),
+        inspect.getsource(recipe.make_examples),
+        inspect.getsource(recipe.build_tokenizer),
+        inspect.getsource(build_checkpoint),
+        inspect.getsource(checkpoint_data),
+        inspect.getsource(checkpoint_train),
+    ]
+    parts += [
+        inspect.getsource(helper)
+        for name, helper in sorted(vars(checkpoint_tokenizers).items())
+        if not name.startswith("build_") and inspect.isfunction(helper)
+    ]
+    parts += [f"{library}={metadata.version(library)}" for library in _LIBRARIES]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
 def _check(family: str, size: str) -> None:
@@ -64,6 +85,7 @@ def build_checkpoint(
     import torch
     from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
+    from models.checkpoint_tokenizers import model_vocab_size
     from models.checkpoint_train import encode_examples, train
 
     started = time.monotonic()
@@ -80,7 +102,7 @@ def build_checkpoint(
     ]
     tokenizer = recipe.build_tokenizer(out, corpus, dims.vocab)
 
-    config = recipe.make_config(dims, len(tokenizer), training.dropout)
+    config = recipe.make_config(dims, model_vocab_size(tokenizer), training.dropout)
     torch.manual_seed(SEED)
     model = AutoModelForSeq2SeqLM.from_config(config)
 
