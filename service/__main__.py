@@ -14,14 +14,16 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import ValidationError
 
-from service.api.app import create_app
-from service.api.drain import DrainState
-from service.api.logs import setup_logging
+from service.runtime.notorch import block_torch
 from service.settings import Settings, describe_error
+
+if TYPE_CHECKING:
+    from service.api.drain import DrainState
 
 log = logging.getLogger("service")
 
@@ -89,6 +91,12 @@ class DrainingServer(uvicorn.Server):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server until it is stopped; return the exit code."""
+    # Before anything imports transformers: this process must behave like the torch-free
+    # serving install even in a development venv that has torch.
+    block_torch()
+    from service.api.app import create_app
+    from service.api.logs import setup_logging
+
     settings = load_settings(argv)
     setup_logging(settings.log_format, settings.log_level)
     app = create_app(settings)

@@ -213,3 +213,11 @@ def test_request_logs_hold_no_text(server: Any) -> None:
         c.post("/summarize", json={"text": secret})
     assert secret not in server.log() and "Zanzibarian" not in server.log()
     assert "/summarize" in server.log()
+
+
+def test_server_process_never_loads_torch(server: Any) -> None:
+    with server.client() as c:
+        assert c.post("/summarize", json={"text": "A man."}).status_code == 200
+    maps = open(f"/proc/{server.process.pid}/maps").read()  # noqa: SIM115
+    assert "onnxruntime" in maps
+    assert "libtorch" not in maps and "/torch/" not in maps
