@@ -4,8 +4,10 @@ settings (a small queue, batching off, one model) so the paths are reachable qui
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from tests_e2e_support import SENTENCES
 pytestmark = pytest.mark.slow
 
 # Slow requests for a tiny model: long input, many beams, no early stop.
-SLOW = {"text": " ".join(SENTENCES[:6]), "options": {"num_beams": 8, "min_new_tokens": 40}}
+SLOW = {"text": " ".join(SENTENCES[:6]), "options": {"num_beams": 16, "min_new_tokens": 60}}
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -37,6 +39,20 @@ async def _fire(
         return list(
             await asyncio.gather(*(c.post(path, json=p) for p in payloads), return_exceptions=True)
         )
+
+
+def _send_raw(url: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> socket.socket:
+    """Send a POST on a raw socket and return it unread (closing it is a disconnect)."""
+    host, port = url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n{head}\r\n".encode()
+        + payload
+    )
+    return sock
 
 
 @pytest.fixture
@@ -78,14 +94,17 @@ def test_queue_full_429_disconnect_and_auth(small_server: Any) -> None:
     assert rejected.json()["error"]["type"] == "queue_full"
 
     # Clients that give up: their generations are removed (queue) or cancelled (running).
-    async def impatient() -> list[Any]:
-        async with httpx.AsyncClient(base_url=url, timeout=0.3, headers=AUTH) as c:
-            return await asyncio.gather(
-                *(c.post("/summarize", json=SLOW) for _ in range(3)), return_exceptions=True
-            )
-
-    gave_up = asyncio.run(impatient())
-    assert any(isinstance(r, httpx.TimeoutException) for r in gave_up), gave_up
+    sockets = []
+    with httpx.Client(base_url=url, timeout=60, headers=AUTH) as c:
+        # One running, then one queued behind it (batching is off).
+        for n in (1, 2):
+            sockets.append(_send_raw(url, "/summarize", SLOW, AUTH))
+            for _ in range(1000):
+                if c.get("/models").json()["models"][0]["batching"]["active"] == n:
+                    break
+                time.sleep(0.002)
+    for sock in sockets:
+        sock.close()
     with httpx.Client(base_url=url, timeout=60, headers=AUTH) as c:
         idle = False
         for _ in range(100):
