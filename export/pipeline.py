@@ -218,20 +218,22 @@ def export_package(
                 f"decoder {report.decoder_fusions or 'none'}"
             )
         quantization = {"fp32": "none"}
-        int8_pairs: list[tuple[Int8Options, OnnxPair]] = []
+        int8_sources = (fp32_pair.encoder, report.fused_unmerged or exported.unmerged)
+
+        int8_built: dict[int, OnnxPair] = {}
+
+        def build_int8(index: int) -> OnnxPair:
+            if index not in int8_built:
+                folder = work / f"int8-{index}"
+                int8_built[index] = quantize_pair(*int8_sources, folder, INT8_CANDIDATES[index])
+            return int8_built[index]
+
         if len(wanted) > 1:
             with stages.stage("quantize", "+".join(p for p in wanted if p != "fp32")):
                 if "int8" in wanted:
-                    for i, options in enumerate(INT8_CANDIDATES):
-                        pair = quantize_pair(
-                            fp32_pair.encoder,
-                            report.fused_unmerged or exported.unmerged,
-                            work / f"int8-{i}",
-                            options,
-                        )
-                        int8_pairs.append((options, pair))
-                    _install(int8_pairs[0][1], root, "int8")
-                    quantization["int8"] = int8_pairs[0][0].label
+                    # Later recipes are built during validation, only if still needed.
+                    _install(build_int8(0), root, "int8")
+                    quantization["int8"] = INT8_CANDIDATES[0].label
                 if "fp16" in wanted:
                     convert_pair(
                         exported.pair.encoder, exported.unmerged, root / "fp16", checkpoint.family
@@ -243,7 +245,7 @@ def export_package(
         if validate:
             with stages.stage("validate", "runtime vs transformers generate()"):
                 manifest, validation = _validate(
-                    checkpoint, manifest, root, exported.pair, report, int8_pairs, stages
+                    checkpoint, manifest, root, exported.pair, report, build_int8, stages
                 )
         else:
             validation["skipped"] = "export ran with validation disabled"
@@ -260,7 +262,7 @@ def _validate(
     root: Path,
     raw: OnnxPair,
     report: OptimizeReport,
-    int8_pairs: list[tuple[Int8Options, OnnxPair]],
+    build_int8: Callable[[int], OnnxPair],
     stages: Stages,
 ) -> tuple[Manifest, dict[str, Any]]:
     factory, runner = default_generator()
@@ -287,9 +289,10 @@ def _validate(
     results["fp32"] = fp32
     manifest = _with_variant(manifest, root, "fp32", validated=True)
 
-    if int8_pairs:
+    if "int8" in manifest.variants:
         candidates = []
-        for options, pair in int8_pairs:
+        for index, options in enumerate(INT8_CANDIDATES):
+            pair = build_int8(index)
             _install(pair, root, "int8")
             manifest = _with_variant(manifest, root, "int8", quantization=options.label)
             manifest.write(root)
