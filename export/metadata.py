@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from service.runtime.manifest import (
     ModelInfo,
 )
 
+LANG_CODE_TOKEN = re.compile(r"^[a-z]{2,3}_[A-Z][A-Za-z]{1,3}$")
 TOOL_PACKAGES = ("transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "torch")
 # BlenderBot's chat template joins turns with two spaces.
 TURN_SEPARATORS = {"blenderbot": "  "}
@@ -102,6 +104,12 @@ def languages(checkpoint: Checkpoint, tokenizer: Any) -> Languages:
         }
         codes = sorted(tokens)
         return Languages(source=codes, target=codes, tokens=tokens)
+    if hasattr(tokenizer, "src_lang"):
+        # NLLB / mBART: the language codes ("eng_Latn", "en_XX") are themselves tokens.
+        specials = getattr(tokenizer, "additional_special_tokens", None) or []
+        codes = sorted(str(t) for t in specials if LANG_CODE_TOKEN.match(str(t)))
+        if codes:
+            return Languages(source=codes, target=codes, tokens={c: c for c in codes})
     source = getattr(tokenizer, "source_lang", None) or tokenizer.init_kwargs.get("source_lang")
     target = getattr(tokenizer, "target_lang", None) or tokenizer.init_kwargs.get("target_lang")
     if source and target:
