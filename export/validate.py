@@ -22,6 +22,8 @@ from service.runtime.manifest import Manifest
 BEAM_SIZE = 4
 MAX_NEW_TOKENS = 32
 SAMPLE_COUNT = 3
+ENGLISH_CODES = ("en", "eng_Latn", "en_XX")
+TARGET_CODES = ("de", "deu_Latn", "de_DE", "fr", "fra_Latn", "fr_XX")
 
 # Generates one sequence per input with ``num_beams`` beams; returns token ids.
 Generate = Callable[[int], list[list[int]]]
@@ -53,9 +55,10 @@ def setup_for(manifest: Manifest) -> ValidationSetup:
     source = target = None
     langs = manifest.languages
     if langs.multilingual:
-        source = "en" if "en" in langs.source else langs.source[0]
-        preferred = [code for code in ("de", "fr") if code in langs.target and code != source]
-        target = preferred[0] if preferred else next(c for c in langs.target if c != source)
+        # The inputs are English; prefer a German or French target (M2M100, NLLB, mBART codes).
+        source = next((c for c in ENGLISH_CODES if c in langs.source), langs.source[0])
+        targets = [c for c in TARGET_CODES if c in langs.target and c != source]
+        target = targets[0] if targets else next(c for c in langs.target if c != source)
     return ValidationSetup(
         texts=list(INPUTS[manifest.task]), source_lang=source, target_lang=target
     )
