@@ -1,184 +1,274 @@
-"""Offline decode benchmark: our runtime vs transformers (PyTorch) vs optimum ORTModel.
+"""Offline decode benchmark: our runtime vs PyTorch vs optimum vs CTranslate2, side by side.
 
-Same checkpoint, same inputs, same batches, greedy or beam search; prints one table row
-per (engine, batch size) and, with ``--json``, writes the rows for reports.
+Same checkpoint, same pre-tokenized inputs, same batches and the same decode work for every
+backend. Each backend runs in its own worker process (no thread pools shared between
+libraries, per-backend peak RSS), one after the other, over every cell (search x stopping
+x batch size); the rows go to ``--json`` for ``bench.report``.
 
-    python -m bench.engine --family marian --size tiny --precision int8 --batch-sizes 1,16
-    python -m bench.engine --checkpoint CKPT --package PKG --engines ours,optimum
+    python -m bench.engine --family marian --size full --json .cache/bench/engine.json
+    python -m bench.engine --size tiny --backends ours:int8,ct2:int8:1 --batch-sizes 1,8
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from bench import backends
+from bench.backends import Decode, Generate, ModelIds, Spec
+from bench.rss import peak_rss_mb, reset_peak
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data" / "multi30k" / "test_2016_flickr.en.gz"
-FALLBACK_TEXTS = [
-    "A man in an orange hat starring at something.",
-    "A Boston Terrier is running on lush green grass in front of a white fence.",
-    "A girl in karate uniform breaking a stick with a front kick.",
-    "Five people wearing winter jackets and helmets stand in the snow.",
-    "People are fixing the roof of a house.",
-    "A man in light colored clothing photographs a group of men wearing dark suits and hats.",
-    "A group of people standing in front of an igloo.",
-    "A boy in a red uniform is attempting to avoid getting out at home plate.",
-]
-Generate = Callable[[list[list[int]]], list[list[int]]]
+CACHE = REPO / ".cache" / "bench"
+DEFAULT_BACKENDS = (
+    "torch:fp32,optimum:fp32,optimum:int8,optimum-t1:int8,ours:fp32,ours:int8,"
+    "ct2:fp32:1,ct2:fp32:2,ct2:int8:1,ct2:int8:2"
+)
+SEARCHES = {"greedy": 1, "beam4": 4}
 
 
-def load_texts(count: int) -> list[str]:
-    """The first ``count`` Multi30k test sentences (built-in sentences if the data is absent)."""
-    if DATA.is_file():
-        with gzip.open(DATA, "rt", encoding="utf-8") as handle:
-            texts = [line.strip() for line in handle if line.strip()]
-    else:
-        texts = FALLBACK_TEXTS
-    return [texts[i % len(texts)] for i in range(count)]
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: a search, a stopping rule and a batch size."""
+
+    search: str
+    stop: str
+    batch_size: int
+    texts: int
+
+    def decode(self, max_new_tokens: int) -> Decode:
+        """The decode work of this cell."""
+        return Decode(max_new_tokens, SEARCHES[self.search], self.stop == "fixed")
 
 
-def _pad(batch: Sequence[Sequence[int]], pad: int) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(r) for r in batch)
-    ids = np.full((len(batch), width), pad, dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for i, row in enumerate(batch):
-        ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1
-    return ids, mask
+@dataclass
+class Plan:
+    """Everything a worker needs (written as JSON for the worker process)."""
+
+    family: str
+    size: str
+    task: str
+    checkpoint: str
+    package: str
+    ct2_dir: str
+    device: str
+    ids: dict[str, int]
+    inputs: list[list[int]]
+    input_source: str
+    cells: list[dict[str, Any]]
+    max_new_tokens: int
+    repeats: int
+    cell_budget_s: float
+    backend_budget_s: float
 
 
-def _strip(rows: list[list[int]], eos: int) -> list[list[int]]:
-    out = []
-    for row in rows:
-        row = row[1:]
-        out.append(row[: row.index(eos) + 1] if eos in row else row)
-    return out
+def texts_per_cell(batch_size: int, min_texts: int, batches: int) -> int:
+    """Inputs decoded per cell: ``batches`` full batches, at least ``min_texts``."""
+    return max(min_texts, batch_size * batches)
 
 
-def ours(package: Path, precision: str, threads: int, kwargs: dict[str, Any]) -> Generate:
-    """Our runtime (service.runtime)."""
-    from service.runtime import GenerationOptions, load_runtime
-
-    rt = load_runtime(package, device="cpu", precision=precision, intra_op_threads=threads)
-    opts = rt.resolve(GenerationOptions(**kwargs))
-    return lambda batch: [seqs[0] for seqs in rt.generate(batch, opts)]
-
-
-def torch_engine(
-    checkpoint: Path, threads: int, kwargs: dict[str, Any], pad: int, eos: int
-) -> Generate:
-    """transformers generate() on the PyTorch checkpoint (fp32)."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM
-
-    torch.set_num_threads(threads)
-    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint).eval()
-
-    def run(batch: list[list[int]]) -> list[list[int]]:
-        ids, mask = _pad(batch, pad)
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **kwargs
-            )
-        return _strip(out.tolist(), eos)
-
-    return run
+def make_cells(
+    searches: Sequence[str],
+    stops: Sequence[str],
+    batch_sizes: Sequence[int],
+    min_texts: int,
+    batches: int,
+) -> list[Cell]:
+    """The cell grid in run order (search, then stopping rule, then batch size)."""
+    for search in searches:
+        if search not in SEARCHES:
+            raise ValueError(f"unknown search {search!r}; choose from {sorted(SEARCHES)}")
+    for stop in stops:
+        if stop not in ("fixed", "natural"):
+            raise ValueError(f"unknown stopping rule {stop!r}; choose fixed or natural")
+    return [
+        Cell(search, stop, b, texts_per_cell(b, min_texts, batches))
+        for search in searches
+        for stop in stops
+        for b in batch_sizes
+    ]
 
 
-def optimum_engine(
-    package: Path, precision: str, threads: int, kwargs: dict[str, Any], pad: int, eos: int
-) -> Generate:
-    """optimum's ORTModelForSeq2SeqLM + generate() on the package's own ONNX files."""
-    import onnxruntime as ort
-    import torch
-    from optimum.onnxruntime import ORTModelForSeq2SeqLM
+def time_cell(
+    generate: Generate,
+    inputs: list[list[int]],
+    batch_size: int,
+    repeats: int,
+    budget_s: float,
+) -> dict[str, Any]:
+    """Decode ``inputs`` in batches ``repeats`` times (after one warm-up batch).
 
-    from service.runtime.manifest import Manifest
-
-    manifest = Manifest.load(package)
-    encoder, decoder = manifest.variant_paths(package, precision)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-optimum-"))
-    for name in ("config.json", "generation_config.json"):
-        src = manifest.tokenizer_dir(package) / name
-        if src.is_file():
-            (tmp / name).symlink_to(src)
-    (tmp / "encoder_model.onnx").symlink_to(encoder)
-    (tmp / "decoder_model_merged.onnx").symlink_to(decoder)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    torch.set_num_threads(threads)
-    model = ORTModelForSeq2SeqLM.from_pretrained(
-        tmp,
-        use_cache=True,
-        use_merged=True,
-        session_options=options,
-        provider="CPUExecutionProvider",
-    )
-
-    def run(batch: list[list[int]]) -> list[list[int]]:
-        ids, mask = _pad(batch, pad)
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **kwargs
-            )
-        return _strip(out.tolist(), eos)
-
-    return run
-
-
-def time_engine(
-    generate: Generate, inputs: list[list[int]], batch_size: int, repeats: int
-) -> tuple[float, list[list[int]]]:
-    """Median wall seconds to decode all inputs in batches of ``batch_size``, and the outputs."""
+    Returns the median wall time of a pass, per-batch latencies, the outputs of the last
+    pass and the peak RSS during the cell. Stops repeating once ``budget_s`` is spent
+    (at least one pass always runs)."""
     batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
+    reset_peak()
     generate(batches[0])  # warm-up: allocations, thread pools, lazy initialisation
-    times = []
+    passes: list[float] = []
+    latencies: list[float] = []
     outputs: list[list[int]] = []
+    started = time.perf_counter()
     for _ in range(repeats):
         outputs = []
-        start = time.perf_counter()
+        begin = time.perf_counter()
         for batch in batches:
+            t0 = time.perf_counter()
             outputs.extend(generate(batch))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), outputs
+            latencies.append(time.perf_counter() - t0)
+        passes.append(time.perf_counter() - begin)
+        if time.perf_counter() - started > budget_s:
+            break
+    seconds = statistics.median(passes)
+    tokens = sum(len(o) for o in outputs)
+    return {
+        "seconds": seconds,
+        "passes": len(passes),
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+        "latency_ms_p50": statistics.median(latencies) * 1000,
+        "latency_ms_max": max(latencies) * 1000,
+        "peak_rss_mb": peak_rss_mb(),
+        "outputs": outputs,
+    }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="marian")
-    parser.add_argument("--size", default="tiny")
-    parser.add_argument("--checkpoint", type=Path, help="checkpoint dir (default: built locally)")
-    parser.add_argument("--package", type=Path, help="package dir (default: exported locally)")
-    parser.add_argument("--task", default="translation")
-    parser.add_argument("--precision", default="int8", choices=["fp32", "int8"])
-    parser.add_argument("--engines", default="ours,optimum,torch")
-    parser.add_argument("--batch-sizes", default="1,16")
-    parser.add_argument("--texts", type=int, default=32)
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--num-beams", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the rows here")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def build_backend(spec: Spec, plan: Plan, decode: Decode) -> Generate:
+    """The backend's generate function for one cell's decode settings."""
+    ids = ModelIds(**plan.ids)
+    package, checkpoint = Path(plan.package), Path(plan.checkpoint)
+    if spec.name == "ours":
+        return backends.ours(package, spec, decode, ids, plan.device)
+    if spec.name == "torch":
+        return backends.torch_backend(checkpoint, spec, decode, ids, plan.device)
+    if spec.name == "optimum":
+        return backends.optimum_backend(package, spec, decode, ids)
+    if spec.name == "optimum-t1":
+        return backends.optimum_backend(package, spec, decode, ids, torch_threads=1)
+    if spec.name == "ct2":
+        return backends.ct2_backend(Path(plan.ct2_dir), checkpoint, spec, decode, ids, plan.device)
+    raise ValueError(f"unknown backend {spec.name!r}")
+
+
+def run_worker(spec: Spec, plan: Plan) -> list[dict[str, Any]]:
+    """Run every cell of ``plan`` on one backend (in this process); one row per cell."""
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    cache: dict[Decode, Generate] = {}
+    for raw in plan.cells:
+        cell = Cell(**raw)
+        row: dict[str, Any] = {**_identity(spec, plan), **asdict(cell)}
+        if time.perf_counter() - started > plan.backend_budget_s:
+            rows.append({**row, "skipped": "backend time budget spent"})
+            continue
+        decode = cell.decode(plan.max_new_tokens)
+        load_start = time.perf_counter()
+        # Backends bake the decode settings in; reloading costs seconds, so reuse per setting.
+        generate = cache.get(decode)
+        if generate is None:
+            generate = cache[decode] = build_backend(spec, plan, decode)
+        load_s = time.perf_counter() - load_start
+        inputs = [plan.inputs[i % len(plan.inputs)] for i in range(cell.texts)]
+        result = time_cell(generate, inputs, cell.batch_size, plan.repeats, plan.cell_budget_s)
+        rows.append({**row, **result, "load_s": round(load_s, 2)})
+        print(_line(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def _identity(spec: Spec, plan: Plan) -> dict[str, Any]:
+    return {
+        "backend": spec.name,
+        "precision": spec.precision,
+        "threads": spec.threads,
+        "label": spec.label,
+        "model": f"{plan.family}-{plan.size}",
+        "task": plan.task,
+        "device": plan.device,
+        "max_new_tokens": plan.max_new_tokens,
+    }
+
+
+def _line(row: dict[str, Any]) -> str:
+    head = f"  {row['label']:<18} {row['search']:<6} {row['stop']:<7} b{row['batch_size']:<3}"
+    if "skipped" in row:
+        return f"{head} skipped"
+    return (
+        f"{head} "
+        f"{row['tokens_per_s']:>9.1f} tok/s  p50 {row['latency_ms_p50']:>8.1f} ms  "
+        f"rss {row['peak_rss_mb']:>6.0f} MiB"
+    )
+
+
+def agreement(rows: list[dict[str, Any]], reference: str) -> None:
+    """Set ``identical_to_ref`` (fraction of outputs equal to the reference backend's outputs
+    in the same cell) on every row, and drop the outputs. ``reference``: a label or the
+    start of one (``torch fp32`` matches ``torch fp32 t2``); the first match wins."""
+    labels = [r["label"] for r in rows if "outputs" in r]
+    chosen = next((label for label in labels if label.startswith(reference)), None)
+    refs = {
+        (r["search"], r["stop"], r["batch_size"]): r["outputs"]
+        for r in rows
+        if chosen is not None and r.get("label") == chosen and "outputs" in r
+    }
+    for row in rows:
+        outputs = row.pop("outputs", None)
+        ref = refs.get((row.get("search"), row.get("stop"), row.get("batch_size")))
+        if outputs is None or ref is None:
+            row["identical_to_ref"] = None
+            continue
+        same = sum(a == b for a, b in zip(outputs, ref, strict=True))
+        row["identical_to_ref"] = round(same / len(outputs), 4)
+        row["reference"] = chosen
+
+
+def spawn_worker(spec_text: str, plan_path: Path, timeout_s: float) -> list[dict[str, Any]]:
+    """Run one backend in a fresh process; its rows (or one error row)."""
+    out = plan_path.with_suffix(f".{spec_text.replace(':', '_')}.json")
+    command = [
+        sys.executable,
+        "-m",
+        "bench.engine",
+        "--worker",
+        spec_text,
+        "--plan",
+        str(plan_path),
+        "--worker-out",
+        str(out),
+    ]
+    try:
+        proc = subprocess.run(command, timeout=timeout_s, check=False, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return [{"label": spec_text, "error": f"worker timed out after {timeout_s:.0f}s"}]
+    if proc.returncode != 0 or not out.is_file():
+        return [{"label": spec_text, "error": f"worker exit status {proc.returncode}"}]
+    rows: list[dict[str, Any]] = json.loads(out.read_text())
+    return rows
+
+
+def prepare(args: argparse.Namespace) -> Plan:
+    """Build (or reuse) checkpoint, package and CTranslate2 conversion; tokenize inputs."""
+    from bench.inputs import texts_for_task
 
     checkpoint = args.checkpoint
     if checkpoint is None:
         from models.checkpoints import ensure_checkpoint
 
         checkpoint = ensure_checkpoint(args.family, args.size)
+    checkpoint = Path(checkpoint)
+    if args.family == "marian" and not args.keep_pad_row:
+        pad = json.loads((checkpoint / "config.json").read_text())["pad_token_id"]
+        checkpoint = backends.zero_pad_copy(
+            checkpoint, CACHE / "checkpoints" / f"{checkpoint.name}-padzero", pad
+        )
     package = args.package
     if package is None:
         from export.pipeline import ensure_package
@@ -187,78 +277,144 @@ def main(argv: Sequence[str] | None = None) -> int:
             checkpoint,
             task=args.task,
             name=f"{args.size}-{args.family}",
-            precisions=("fp32", "int8"),
+            precisions=tuple(args.variants.split(",")),
         )
-
     from service.runtime import RuntimeInputError, load_runtime
 
-    probe = load_runtime(package, device="cpu", precision=args.precision, intra_op_threads=1)
-    pad, eos = probe.manifest.model.pad_token_id, probe.manifest.model.eos_token_id
-    inputs = []
-    for text in load_texts(args.texts * 2):
+    probe = load_runtime(package, device="cpu", precision="fp32", intra_op_threads=1)
+    model = probe.manifest.model
+    ids = {"pad": model.pad_token_id, "eos": model.eos_token_id}
+    ids["decoder_start"] = model.decoder_start_token_id
+    ct2_dir = CACHE / "ct2" / checkpoint.name
+    if any(s.startswith("ct2") for s in args.backends.split(",")):
+        backends.ct2_convert(checkpoint, ct2_dir)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    cells = make_cells(
+        args.searches.split(","), args.stops.split(","), batch_sizes, args.min_texts, args.batches
+    )
+    needed = max(c.texts for c in cells)
+    texts = texts_for_task(args.task, needed * 2)
+    inputs: list[list[int]] = []
+    for text in texts.texts:
         try:
             inputs += probe.encode_texts([text])
         except RuntimeInputError:  # longer than the model's positions: not benchmarkable
             continue
-    inputs = inputs[: args.texts]
-    kwargs = {
-        "max_new_tokens": args.max_new_tokens,
-        "num_beams": args.num_beams,
-        "do_sample": False,
+        if len(inputs) == needed:
+            break
+    return Plan(
+        family=args.family,
+        size=args.size,
+        task=args.task,
+        checkpoint=str(checkpoint),
+        package=str(package),
+        ct2_dir=str(ct2_dir),
+        device=args.device,
+        ids=ids,
+        inputs=inputs,
+        input_source=texts.source,
+        cells=[asdict(c) for c in cells],
+        max_new_tokens=args.max_new_tokens,
+        repeats=args.repeats,
+        cell_budget_s=args.cell_budget_s,
+        backend_budget_s=args.backend_budget_s,
+    )
+
+
+def machine() -> dict[str, Any]:
+    """A description of the machine and the load on it while the benchmark ran."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
     }
-    factories: dict[str, Callable[[], Generate]] = {
-        "ours": lambda: ours(package, args.precision, args.threads, kwargs),
-        "optimum": lambda: optimum_engine(package, args.precision, args.threads, kwargs, pad, eos),
-        "torch": lambda: torch_engine(checkpoint, args.threads, kwargs, pad, eos),
-    }
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add = p.add_argument
+    add("--family", default="marian")
+    add("--size", default="full", choices=["tiny", "full"])
+    add("--task", default="translation", choices=["translation", "summarization"])
+    add("--checkpoint", type=Path, help="checkpoint dir (default: built locally)")
+    add("--package", type=Path, help="package dir (default: exported locally)")
+    add("--variants", default="fp32,int8", help="package variants to export if missing")
+    add("--keep-pad-row", action="store_true", help="Marian: do not zero the pad embedding")
+    add("--device", default="cpu", choices=["cpu", "cuda"])
+    add("--backends", default=DEFAULT_BACKENDS, help="NAME:PRECISION[:THREADS],...")
+    add("--searches", default="greedy,beam4")
+    add("--stops", default="fixed", help="fixed (min = max new tokens) and/or natural")
+    add("--batch-sizes", default="1,8,32,64")
+    add("--min-texts", type=int, default=16, help="inputs per cell at least")
+    add("--batches", type=int, default=1, help="full batches per cell at least")
+    add("--max-new-tokens", type=int, default=32)
+    add("--repeats", type=int, default=3)
+    add("--cell-budget-s", type=float, default=60.0, help="stop repeating a cell after this")
+    add("--backend-budget-s", type=float, default=600.0, help="skip a backend's later cells")
+    add("--worker-timeout-s", type=float, default=900.0)
+    add("--reference", default="torch fp32", help="(start of the) label compared with")
+    add("--json", type=Path, help="write the result document here")
+    add("--worker", help=argparse.SUPPRESS)
+    add("--plan", type=Path, help=argparse.SUPPRESS)
+    add("--worker-out", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Prepare once, run each backend in its own process, write the rows."""
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    threads = len(os.sched_getaffinity(0))
+    if args.worker:
+        plan = Plan(**json.loads(args.plan.read_text()))
+        args.worker_out.write_text(json.dumps(run_worker(Spec.parse(args.worker, threads), plan)))
+        return 0
+    specs = [s.strip() for s in args.backends.split(",") if s.strip()]
+    for spec in specs:
+        Spec.parse(spec, threads)  # fail before the expensive preparation
+    plan = prepare(args)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     rows: list[dict[str, Any]] = []
-    reference: dict[int, list[list[int]]] = {}
-    print(
-        f"{args.family}-{args.size} {args.precision} beams={args.num_beams} "
-        f"texts={len(inputs)} max_new={args.max_new_tokens} threads={args.threads}"
-    )
-    widths = (-9, 5, 10, 8, 8, 12)
-    header = ("engine", "batch", "total ms", "ms/text", "tok/s", "same as ours")
-    print(
-        " ".join(
-            f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in zip(header, widths, strict=True)
+    with tempfile.TemporaryDirectory(prefix="plan-", dir=CACHE) as tmp:
+        plan_path = Path(tmp) / "plan.json"
+        plan_path.write_text(json.dumps(asdict(plan)))
+        print(
+            f"{plan.family}-{plan.size} {plan.task}: {len(plan.cells)} cells, "
+            f"inputs from {plan.input_source}",
+            file=sys.stderr,
         )
-    )
-    for name in engines:
-        generate = factories[name]()
-        precision = "fp32" if name == "torch" else args.precision
-        for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
-            seconds, outputs = time_engine(generate, inputs, batch_size, args.repeats)
-            tokens = sum(len(o) for o in outputs)
-            if name == "ours":
-                reference[batch_size] = outputs
-            same = reference.get(batch_size)
-            agree = (
-                sum(a == b for a, b in zip(outputs, same, strict=True)) / len(outputs)
-                if same is not None
-                else float("nan")
-            )
-            row = {
-                "engine": name,
-                "precision": precision,
-                "batch_size": batch_size,
-                "num_beams": args.num_beams,
-                "texts": len(inputs),
-                "total_ms": round(seconds * 1000, 1),
-                "ms_per_text": round(seconds * 1000 / len(inputs), 2),
-                "tokens_per_s": round(tokens / seconds, 1),
-                "identical_to_ours": round(agree, 4),
-                "threads": args.threads,
-            }
-            rows.append(row)
-            print(
-                f"{name:<9} {batch_size:>5} {row['total_ms']:>10.1f} {row['ms_per_text']:>8.2f} "
-                f"{row['tokens_per_s']:>8.1f} {agree:>12.0%}"
-            )
+        for spec in specs:
+            print(f"{spec}:", file=sys.stderr, flush=True)
+            rows += spawn_worker(spec, plan_path, args.worker_timeout_s)
+    agreement(rows, args.reference)
+    document = {
+        "kind": "engine",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine(),
+        "model": f"{plan.family}-{plan.size}",
+        "task": plan.task,
+        "input_source": plan.input_source,
+        "max_new_tokens": plan.max_new_tokens,
+        "repeats": plan.repeats,
+        "command": " ".join(["python -m bench.engine", *(argv or sys.argv[1:])]),
+        "rows": rows,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps(document, indent=1) + "\n")
     return 0
 
 

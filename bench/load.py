@@ -1,0 +1,392 @@
+"""Service load test: a bounded async load generator sweeping concurrency (loopback only).
+
+Starts each target server in turn on a free loopback port, waits for ``/ready``, then for
+each concurrency level runs that many closed-loop clients (each sends its next request as
+soon as the last one answered) for ``--duration-s`` or ``--max-requests``, whichever comes
+first. Targets: our service with ``continuous``, ``dynamic`` and ``off`` batching, and
+``naive`` (a transformers pipeline behind FastAPI, one request at a time,
+``bench.naive_server``). Every request is one real WMT14 sentence with a fixed output
+length (min = max new tokens), so tokens/s = answered requests x max new tokens.
+
+The same process first measures the engine offline (our runtime, no HTTP) on the same
+sentences: batch-1 latency (to get the latency HTTP adds at concurrency 1) and tokens/s at
+the server's batch size (what the service should approach under load).
+
+    python -m bench.load --package PKG --checkpoint CKPT --json .cache/bench/load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+TARGETS = ("continuous", "dynamic", "off", "naive")
+
+
+def check_loopback(url: str) -> str:
+    """Return ``url`` if its host is a loopback address; ValueError otherwise (this tool
+    must never load a machine it does not own)."""
+    host = urlsplit(url).hostname or ""
+    if host not in LOOPBACK:
+        raise ValueError(f"{url}: the load generator only targets loopback ({sorted(LOOPBACK)})")
+    return url
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+@dataclass
+class LevelResult:
+    """One concurrency level against one target."""
+
+    target: str
+    concurrency: int
+    requests: int
+    errors: int
+    unfinished: int
+    elapsed_s: float
+    requests_per_s: float
+    tokens_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    error_sample: str = ""
+
+
+async def run_level(
+    client: httpx.AsyncClient,
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    concurrency: int,
+    duration_s: float,
+    max_requests: int,
+    tokens_per_request: int,
+    grace_s: float = 60.0,
+    target: str = "",
+) -> LevelResult:
+    """Closed-loop load: ``concurrency`` clients until ``duration_s`` passed or
+    ``max_requests`` were sent; requests still running ``grace_s`` after that are
+    cancelled and counted as unfinished."""
+    check_loopback(url)
+    latencies: list[float] = []
+    errors: list[str] = []
+    sent = 0
+    start = time.perf_counter()
+    stop_at = start + duration_s
+
+    async def client_loop(worker: int) -> None:
+        nonlocal sent
+        i = worker
+        while time.perf_counter() < stop_at and sent < max_requests:
+            sent += 1
+            body = bodies[i % len(bodies)]
+            i += concurrency
+            t0 = time.perf_counter()
+            try:
+                response = await client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            if response.status_code == 200:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors.append(f"HTTP {response.status_code}: {response.text[:200]}")
+
+    tasks = [asyncio.create_task(client_loop(w)) for w in range(concurrency)]
+    _, pending = await asyncio.wait(tasks, timeout=duration_s + grace_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    elapsed = time.perf_counter() - start
+    done = len(latencies)
+    ms = [s * 1000 for s in latencies]
+    return LevelResult(
+        target=target,
+        concurrency=concurrency,
+        requests=done,
+        errors=len(errors),
+        unfinished=len(pending),
+        elapsed_s=round(elapsed, 3),
+        requests_per_s=done / elapsed if elapsed else 0.0,
+        tokens_per_s=done * tokens_per_request / elapsed if elapsed else 0.0,
+        p50_ms=percentile(ms, 50),
+        p95_ms=percentile(ms, 95),
+        p99_ms=percentile(ms, 99),
+        error_sample=errors[0] if errors else "",
+    )
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_command(target: str, args: argparse.Namespace, port: int) -> list[str]:
+    """The command line that serves ``target`` on ``port``."""
+    if target == "naive":
+        return [
+            sys.executable,
+            "-m",
+            "bench.naive_server",
+            "--checkpoint",
+            str(args.checkpoint),
+            "--port",
+            str(port),
+            "--threads",
+            str(args.threads),
+        ]
+    package = Path(args.package)
+    return [
+        sys.executable,
+        "-m",
+        "service",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--models-dir",
+        str(package.parent),
+        "--models",
+        package.name,
+        "--device",
+        "cpu",
+        "--precision",
+        args.precision,
+        "--batch-mode",
+        target,
+        "--max-batch-size",
+        str(args.max_batch_size),
+        "--max-queue",
+        str(args.max_queue),
+        "--log-format",
+        "json",
+    ]
+
+
+@contextmanager
+def serve(command: list[str], port: int, threads: int, ready_timeout_s: float) -> Iterator[str]:
+    """Run a server process until the block ends; yields its base URL once ``/ready``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "S2S_INTRA_OP_THREADS": str(threads)}
+    env["S2S_LOG_LEVEL"] = "warning"
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    base = check_loopback(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with status {proc.returncode}: {command}")
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready after {ready_timeout_s:.0f}s: {command}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def generated_tokens(base: str) -> float | None:
+    """``s2s_generated_tokens_total`` summed over models (None if the server has none)."""
+    try:
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    total = None
+    for line in text.splitlines():
+        if line.startswith("s2s_generated_tokens_total"):
+            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def single_sentences(count: int) -> list[str]:
+    """WMT14 sources the service does not split further (one sentence = one generation)."""
+    from bench.inputs import translation_texts
+    from service.text import sentences
+
+    pool = translation_texts(count * 4).texts
+    picked = [t for t in pool if len(sentences.split(t, "en").sentences) == 1]
+    return [picked[i % len(picked)] for i in range(count)]
+
+
+def offline_reference(
+    package: Path, precision: str, threads: int, texts: list[str], max_new: int, batch: int
+) -> dict[str, float]:
+    """The engine without HTTP on the same sentences: batch-1 p50 latency and tokens/s at
+    ``batch``."""
+    from service.runtime import GenerationOptions, load_runtime
+
+    rt = load_runtime(package, device="cpu", precision=precision, intra_op_threads=threads)
+    opts = rt.resolve(GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new))
+    ids = rt.encode_texts(texts)
+    rt.generate(ids[:1], opts)
+    single = []
+    for row in ids[:8]:
+        t0 = time.perf_counter()
+        rt.generate([row], opts)
+        single.append(time.perf_counter() - t0)
+    rt.generate(ids[:batch], opts)
+    t0 = time.perf_counter()
+    out = rt.generate(ids[:batch], opts)
+    seconds = time.perf_counter() - t0
+    tokens = sum(len(seqs[0]) for seqs in out)
+    return {
+        "batch1_p50_ms": statistics.median(single) * 1000,
+        "batch": batch,
+        "tokens_per_s": tokens / seconds,
+    }
+
+
+def body(text: str, max_new: int) -> dict[str, Any]:
+    """One ``POST /translate`` body with a fixed output length."""
+    return {
+        "text": text,
+        "source_lang": "en",
+        "target_lang": "de",
+        "options": {"max_new_tokens": max_new, "min_new_tokens": max_new},
+    }
+
+
+async def sweep(
+    base: str, target: str, args: argparse.Namespace, texts: list[str]
+) -> list[dict[str, Any]]:
+    """Every concurrency level against one running server."""
+    url = f"{base}/translate"
+    bodies = [body(t, args.max_new_tokens) for t in texts]
+    rows = []
+    levels = [int(c) for c in args.concurrency.split(",")]
+    limits = httpx.Limits(
+        max_connections=max(levels) + 8, max_keepalive_connections=max(levels) + 8
+    )
+    async with httpx.AsyncClient(limits=limits, timeout=args.request_timeout_s) as client:
+        await run_level(client, url, bodies, 2, 0.0, 2, args.max_new_tokens, target=target)
+        for level in levels:
+            before = generated_tokens(base)
+            result = await run_level(
+                client,
+                url,
+                bodies,
+                level,
+                args.duration_s,
+                args.max_requests,
+                args.max_new_tokens,
+                grace_s=args.grace_s,
+                target=target,
+            )
+            after = generated_tokens(base)
+            row: dict[str, Any] = asdict(result)
+            if before is not None and after is not None:
+                row["server_tokens_per_s"] = (after - before) / result.elapsed_s
+            rows.append(row)
+            print(
+                f"  {target:<10} c={level:<4} {result.requests:>5} ok {result.errors:>3} err "
+                f"{result.tokens_per_s:>9.1f} tok/s  p50 {result.p50_ms:>8.1f}  "
+                f"p99 {result.p99_ms:>8.1f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    return rows
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add = p.add_argument
+    add("--package", type=Path, required=True, help="model package dir (our service)")
+    add("--checkpoint", type=Path, help="checkpoint dir (the naive baseline)")
+    add("--targets", default=",".join(TARGETS))
+    add("--precision", default="int8")
+    add("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    add("--concurrency", default="1,4,16,32,64,128")
+    add("--duration-s", type=float, default=8.0, help="per level")
+    add("--max-requests", type=int, default=2000, help="per level")
+    add("--grace-s", type=float, default=60.0, help="wait for running requests after a level")
+    add("--request-timeout-s", type=float, default=120.0)
+    add("--max-new-tokens", type=int, default=32)
+    add("--max-batch-size", type=int, default=64)
+    add("--max-queue", type=int, default=1024)
+    add("--ready-timeout-s", type=float, default=300.0)
+    add("--texts", type=int, default=256)
+    add("--json", type=Path)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure the engine offline, then sweep every target; write the result document."""
+    args = _parser().parse_args(argv)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for target in targets:
+        if target not in TARGETS:
+            raise SystemExit(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if "naive" in targets and args.checkpoint is None:
+        raise SystemExit("the naive target needs --checkpoint")
+    texts = single_sentences(args.texts)
+    started = time.time()
+    offline = offline_reference(
+        args.package, args.precision, args.threads, texts, args.max_new_tokens, args.max_batch_size
+    )
+    print(f"offline engine: {offline}", file=sys.stderr, flush=True)
+    rows: list[dict[str, Any]] = []
+    for target in targets:
+        port = free_port()
+        with serve(
+            server_command(target, args, port), port, args.threads, args.ready_timeout_s
+        ) as base:
+            rows += asyncio.run(sweep(base, target, args, texts))
+    from bench.engine import machine
+
+    document = {
+        "kind": "load",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine(),
+        "package": str(args.package),
+        "precision": args.precision,
+        "max_new_tokens": args.max_new_tokens,
+        "max_batch_size": args.max_batch_size,
+        "threads": args.threads,
+        "offline": offline,
+        "command": " ".join(["python -m bench.load", *(argv or sys.argv[1:])]),
+        "rows": rows,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
