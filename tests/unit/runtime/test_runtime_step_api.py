@@ -42,7 +42,7 @@ def test_join_midway_gives_same_tokens_as_alone(
 ) -> None:
     rt = fp32_runtime(family)
     ids = rt.encode_texts(TEXTS)
-    greedy = rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW))
+    greedy = rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW, num_beams=1))
     beam = rt.resolve(
         GenerationOptions(max_new_tokens=MAX_NEW, num_beams=4, num_return_sequences=2)
     )
@@ -76,7 +76,7 @@ def test_remove_frees_rows_and_leaves_others_unchanged(
 ) -> None:
     rt = fp32_runtime("marian")
     ids = rt.encode_texts(TEXTS)
-    greedy = rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW))
+    greedy = rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW, num_beams=1))
     beam = rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW, num_beams=3))
     batch = rt.new_batch()
     results: dict[Hashable, list[list[int]]] = {}
@@ -100,7 +100,9 @@ def test_sampling_seeded_is_reproducible(fp32_runtime: Callable[[str], Seq2SeqRu
     ids = rt.encode_texts(TEXTS)
 
     def sample(seed: int, **kw: object) -> list[list[int]]:
-        opts = GenerationOptions(max_new_tokens=MAX_NEW, do_sample=True, seed=seed, **kw)  # type: ignore[arg-type]
+        opts = GenerationOptions(
+            max_new_tokens=MAX_NEW, num_beams=1, do_sample=True, seed=seed, **kw
+        )  # type: ignore[arg-type]
         return _alone(rt, ids[0], rt.resolve(opts))
 
     first = sample(7, top_k=0, temperature=1.5)
@@ -109,12 +111,16 @@ def test_sampling_seeded_is_reproducible(fp32_runtime: Callable[[str], Seq2SeqRu
     batch = rt.new_batch()
     results: dict[Hashable, list[list[int]]] = {}
     opts = rt.resolve(
-        GenerationOptions(max_new_tokens=MAX_NEW, do_sample=True, seed=7, top_k=0, temperature=1.5)
+        GenerationOptions(
+            max_new_tokens=MAX_NEW, num_beams=1, do_sample=True, seed=7, top_k=0, temperature=1.5
+        )
     )
     batch.add("x", ids[0], opts)
-    batch.add("y", ids[1], rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW)))
+    batch.add("y", ids[1], rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW, num_beams=1)))
     batch.add(
-        "z", ids[2], rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW, do_sample=True, seed=1))
+        "z",
+        ids[2],
+        rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW, num_beams=1, do_sample=True, seed=1)),
     )
     _run(batch, results)
     assert results["x"] == first
@@ -124,3 +130,18 @@ def test_sampling_seeded_is_reproducible(fp32_runtime: Callable[[str], Seq2SeqRu
     # Several sampled sequences per request.
     many = sample(3, num_return_sequences=3)
     assert len(many) == 3 and many == sample(3, num_return_sequences=3)
+
+
+def test_beam_sampling_seeded_is_reproducible(
+    fp32_runtime: Callable[[str], Seq2SeqRuntime],
+) -> None:
+    rt = fp32_runtime("marian")
+    ids = rt.encode_texts(TEXTS[:2])
+    opts = rt.resolve(
+        GenerationOptions(
+            max_new_tokens=MAX_NEW, num_beams=3, num_return_sequences=2, do_sample=True, seed=11
+        )
+    )
+    first = rt.generate(ids, opts)
+    assert rt.generate(ids, opts) == first
+    assert all(len(per_input) == 2 for per_input in first)
