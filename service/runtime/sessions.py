@@ -258,11 +258,10 @@ class CudaBackend:
         binding.bind_cpu_input("use_cache_branch", self._false if first else self._true)
         if first:
             rows = input_ids.shape[0]
-            empty = self._to_device(
-                np.zeros((rows, sig.num_heads, 0, sig.head_dim), dtype=sig.kv_dtype)
-            )
+            # Zero-length past: bound from the host (nothing to copy), no device allocation.
+            empty: np.ndarray = np.zeros((rows, sig.num_heads, 0, sig.head_dim), dtype=sig.kv_dtype)
             for name in (*sig.self_in, *sig.cross_in):
-                binding.bind_ortvalue_input(name, empty)
+                binding.bind_cpu_input(name, empty)
         else:
             for name, value in zip(sig.self_in, cache.self_kv, strict=True):
                 binding.bind_ortvalue_input(name, value)
