@@ -66,3 +66,9 @@ eval-default: venv
 	  --source $(TRAIN_DIR)/checkpoint --src $(DATA_DIR)/multi30k/test_2016_flickr.en.gz \
 	  --ref $(DATA_DIR)/multi30k/test_2016_flickr.de.gz $(EVAL_ARGS) \
 	  --markdown $(TRAIN_DIR)/quality.md --json $(TRAIN_DIR)/quality.json
+
+# Benchmarks (issue 6, docs/benchmarks.md): engine suite, load sweep, GPU suite when one is
+# present, then the tables and plots. Slow (about 30 min on 2 cores); BENCH_ARGS narrows it.
+BENCH_ARGS ?=
+bench: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_ARGS)

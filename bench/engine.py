@@ -254,31 +254,51 @@ def spawn_worker(spec_text: str, plan_path: Path, timeout_s: float) -> list[dict
     return rows
 
 
-def prepare(args: argparse.Namespace) -> Plan:
-    """Build (or reuse) checkpoint, package and CTranslate2 conversion; tokenize inputs."""
-    from bench.inputs import texts_for_task
+def resolve_model(
+    family: str,
+    size: str,
+    task: str,
+    checkpoint: Path | None = None,
+    package: Path | None = None,
+    variants: Sequence[str] = ("fp32", "int8"),
+    keep_pad_row: bool = False,
+) -> tuple[Path, Path]:
+    """The checkpoint and package every backend runs (built and cached when not given).
 
-    checkpoint = args.checkpoint
+    Marian: a copy with a zero pad embedding row (see ``backends.zero_pad_copy``) unless
+    ``keep_pad_row``; the package is exported from that copy."""
     if checkpoint is None:
         from models.checkpoints import ensure_checkpoint
 
-        checkpoint = ensure_checkpoint(args.family, args.size)
+        checkpoint = ensure_checkpoint(family, size)
     checkpoint = Path(checkpoint)
-    if args.family == "marian" and not args.keep_pad_row:
+    if family == "marian" and not keep_pad_row:
         pad = json.loads((checkpoint / "config.json").read_text())["pad_token_id"]
         checkpoint = backends.zero_pad_copy(
             checkpoint, CACHE / "checkpoints" / f"{checkpoint.name}-padzero", pad
         )
-    package = args.package
     if package is None:
         from export.pipeline import ensure_package
 
         package = ensure_package(
-            checkpoint,
-            task=args.task,
-            name=f"{args.size}-{args.family}",
-            precisions=tuple(args.variants.split(",")),
+            checkpoint, task=task, name=f"{size}-{family}", precisions=tuple(variants)
         )
+    return checkpoint, Path(package)
+
+
+def prepare(args: argparse.Namespace) -> Plan:
+    """Build (or reuse) checkpoint, package and CTranslate2 conversion; tokenize inputs."""
+    from bench.inputs import texts_for_task
+
+    checkpoint, package = resolve_model(
+        args.family,
+        args.size,
+        args.task,
+        args.checkpoint,
+        args.package,
+        args.variants.split(","),
+        args.keep_pad_row,
+    )
     from service.runtime import RuntimeInputError, load_runtime
 
     probe = load_runtime(package, device="cpu", precision="fp32", intra_op_threads=1)

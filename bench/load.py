@@ -293,7 +293,8 @@ async def sweep(
         max_connections=max(levels) + 8, max_keepalive_connections=max(levels) + 8
     )
     async with httpx.AsyncClient(limits=limits, timeout=args.request_timeout_s) as client:
-        await run_level(client, url, bodies, 2, 0.0, 2, args.max_new_tokens, target=target)
+        # Warm-up: first requests pay for lazy initialisation on both sides.
+        await run_level(client, url, bodies, 2, 60.0, 4, args.max_new_tokens, target=target)
         for level in levels:
             before = generated_tokens(base)
             result = await run_level(
@@ -325,8 +326,10 @@ async def sweep(
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     add = p.add_argument
-    add("--package", type=Path, required=True, help="model package dir (our service)")
-    add("--checkpoint", type=Path, help="checkpoint dir (the naive baseline)")
+    add("--family", default="marian", help="model built when --package is not given")
+    add("--size", default="full", choices=["tiny", "full"])
+    add("--package", type=Path, help="model package dir (our service; default: built)")
+    add("--checkpoint", type=Path, help="its checkpoint dir (the naive baseline)")
     add("--targets", default=",".join(TARGETS))
     add("--precision", default="int8")
     add("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -351,8 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for target in targets:
         if target not in TARGETS:
             raise SystemExit(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    if "naive" in targets and args.checkpoint is None:
-        raise SystemExit("the naive target needs --checkpoint")
+    if args.package is None or ("naive" in targets and args.checkpoint is None):
+        from bench.engine import resolve_model
+
+        args.checkpoint, args.package = resolve_model(
+            args.family, args.size, "translation", args.checkpoint, args.package
+        )
     texts = single_sentences(args.texts)
     started = time.time()
     offline = offline_reference(

@@ -1,0 +1,72 @@
+"""``python -m bench`` (``make bench``): every benchmark, then docs/benchmarks.md.
+
+1. engine suite, fixed output length: all backends, greedy and beam 4, batch 1/8/32/64;
+2. engine suite, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
+3. service load sweep (continuous / dynamic / off / naive pipeline);
+4. GPU suite (records "not run" without a GPU);
+5. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
+
+Arguments after ``--engine-args`` / ``--load-args`` go to those steps (e.g. a smaller
+``--batch-sizes``); ``--skip`` leaves steps out (comma-separated: engine,natural,load,gpu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import engine, gpu, load, report
+
+NATURAL_BACKENDS = "torch:fp32,ours:int8,ct2:int8:1"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the steps in order; each writes its JSON document into ``--out``."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--out", type=Path, default=engine.CACHE)
+    p.add_argument("--engine-args", default="", help="extra bench.engine arguments (quoted)")
+    p.add_argument("--load-args", default="", help="extra bench.load arguments (quoted)")
+    p.add_argument("--skip", default="", help="steps to leave out: engine,natural,load,gpu")
+    args = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    skip = set(args.skip.split(","))
+    extra = shlex.split(args.engine_args)
+    out = args.out
+    if "engine" not in skip:
+        engine.main(["--json", str(out / "engine.json"), *extra])
+    if "natural" not in skip:
+        engine.main(
+            [
+                "--stops",
+                "natural",
+                "--searches",
+                "greedy",
+                "--backends",
+                NATURAL_BACKENDS,
+                "--json",
+                str(out / "engine-natural.json"),
+                *extra,
+            ]
+        )
+    if "load" not in skip:
+        load.main(["--json", str(out / "load.json"), *shlex.split(args.load_args)])
+    if "gpu" not in skip:
+        gpu.main(["--json", str(out / "gpu.json")])
+    return report.main(
+        [
+            "--engine",
+            str(out / "engine.json"),
+            str(out / "engine-natural.json"),
+            "--load",
+            str(out / "load.json"),
+            "--gpu",
+            str(out / "gpu.json"),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
