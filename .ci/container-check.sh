@@ -11,7 +11,7 @@
 # under /var/tmp, removed at the end whatever happens.
 #
 # Needs root. Installs podman and debootstrap with apt when missing.
-# Usage: bash .ci/container-check.sh     (about 6 minutes on a 2-core machine)
+# Usage: bash .ci/container-check.sh     (6 to 10 minutes on a 2-core machine)
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD

@@ -1,6 +1,6 @@
 """The real container check: build the CPU image with podman and serve from it.
 
-Slow (about 6 minutes) and needs root, podman and debootstrap, so it runs only when
+Slow (6 to 10 minutes) and needs root, podman and debootstrap, so it runs only when
 S2S_CONTAINER_CHECK=1 (.ci/run sets it, after `make test`). The work is done by
 .ci/container-check.sh, which can also be run by hand.
 """
