@@ -73,13 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         profiled.append(session)
         return session
 
-    runtime_model.make_session = make_session  # type: ignore[assignment]
+    runtime_model.make_session = make_session
     try:
         rt = load_runtime(
             args.package, device="cpu", precision=args.precision, intra_op_threads=args.threads
         )
     finally:
-        runtime_model.make_session = original  # type: ignore[assignment]
+        runtime_model.make_session = original
     opts = rt.resolve(
         GenerationOptions(
             max_new_tokens=args.max_new_tokens,
