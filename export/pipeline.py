@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import hashlib
 import json
 import shutil
@@ -222,6 +223,7 @@ def export_package(
                 fused_dir=work / "fused",
             )
             write_tokenizer_dir(checkpoint, source_tokenizer, root / TOKENIZER_DIR)
+            gc.collect()  # the ONNX graph objects hold reference cycles; free them now
             stages.progress(
                 f"[optimize] fusions: encoder {report.encoder_fusions or 'none'}, "
                 f"decoder {report.decoder_fusions or 'none'}"
