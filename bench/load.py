@@ -131,7 +131,7 @@ async def run_level(
         requests=done,
         errors=len(errors),
         unfinished=len(pending),
-        elapsed_s=round(elapsed, 3),
+        elapsed_s=elapsed,
         requests_per_s=done / elapsed if elapsed else 0.0,
         tokens_per_s=done * tokens_per_request / elapsed if elapsed else 0.0,
         p50_ms=percentile(ms, 50),

@@ -1,0 +1,116 @@
+"""Report tables, ratios, doc sections and plots from synthetic result documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.report import (
+    add_ratios,
+    engine_tables,
+    gpu_section,
+    main,
+    replace_section,
+    service_targets,
+)
+
+
+def _row(label: str, backend: str, precision: str, batch: int, tps: float) -> dict[str, Any]:
+    return {
+        "label": label,
+        "backend": backend,
+        "precision": precision,
+        "model": "marian-tiny",
+        "search": "greedy",
+        "stop": "fixed",
+        "batch_size": batch,
+        "tokens_per_s": tps,
+        "latency_ms_p50": 10.0,
+        "peak_rss_mb": 300.0,
+        "identical_to_ref": 1.0,
+    }
+
+
+def _engine_doc() -> dict[str, Any]:
+    return {
+        "model": "marian-tiny",
+        "max_new_tokens": 8,
+        "started": "2026-01-01T00:00:00Z",
+        "duration_s": 1.0,
+        "command": "python -m bench.engine",
+        "machine": {"cpu": "test cpu", "cores": 2, "load_avg_1m": 0.1},
+        "rows": [
+            _row("torch fp32 t2", "torch", "fp32", 1, 100.0),
+            _row("ct2 int8 t1", "ct2", "int8", 1, 400.0),
+            _row("ct2 int8 t2", "ct2", "int8", 1, 300.0),
+            _row("ours int8 t2", "ours", "int8", 1, 800.0),
+            {"label": "optimum int8 t2", "error": "worker timed out after 9s"},
+        ],
+    }
+
+
+def test_ratios_use_best_ct2_int8_and_torch() -> None:
+    rows = {r["label"]: r for r in add_ratios(_engine_doc()["rows"])}
+    assert rows["ours int8 t2"]["vs_ct2_int8"] == pytest.approx(2.0)
+    assert rows["ours int8 t2"]["vs_torch"] == pytest.approx(8.0)
+    assert rows["ct2 int8 t2"]["vs_ct2_int8"] == pytest.approx(0.75)
+    assert "optimum int8 t2" not in rows
+
+
+def test_engine_tables_show_ratios_and_failures() -> None:
+    text = engine_tables(_engine_doc())
+    assert "| ours int8 t2 | 800 (2.00×, 8.00×) | 100% |" in text
+    assert "optimum int8 t2: worker timed out" in text
+    assert "10.0 / 300" in text
+
+
+def test_service_targets_from_levels() -> None:
+    def level(target: str, c: int, tps: float, p50: float) -> dict[str, Any]:
+        return {"target": target, "concurrency": c, "tokens_per_s": tps, "p50_ms": p50}
+
+    doc = {
+        "offline": {"batch1_p50_ms": 20.0, "batch": 64, "tokens_per_s": 1000.0},
+        "rows": [
+            level("continuous", 1, 40, 22.5),
+            level("continuous", 32, 600, 50),
+            level("continuous", 64, 950, 60),
+            level("off", 32, 100, 300),
+            level("naive", 32, 50, 900),
+        ],
+    }
+    lines = service_targets(doc)
+    assert any("95%" in line for line in lines)
+    assert any("6.00×" in line for line in lines)
+    assert any("2.5 ms" in line for line in lines)
+    assert any("12.00×" in line for line in lines)
+
+
+def test_replace_section_replaces_or_appends() -> None:
+    text = "# T\n\n<!-- BEGIN a -->\nold\n<!-- END a -->\n\ntail\n"
+    out = replace_section(text, "a", "new")
+    assert "new" in out and "old" not in out and out.endswith("tail\n")
+    out = replace_section(out, "b", "bee")
+    assert out.rstrip().endswith("<!-- BEGIN b -->\nbee\n<!-- END b -->")
+
+
+def test_gpu_section_says_not_run() -> None:
+    assert gpu_section({"ran": False, "reason": "no GPU here."}).startswith("**Not run.** no GPU")
+    assert "Not run" in gpu_section(None)
+
+
+def test_main_writes_doc_and_plots(tmp_path: Path) -> None:
+    import json
+
+    engine = tmp_path / "engine.json"
+    engine.write_text(json.dumps(_engine_doc()))
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nprose stays\n")
+    assert main(["--engine", str(engine), "--doc", str(doc), "--plots", str(tmp_path / "p")]) == 0
+    text = doc.read_text()
+    assert (
+        "prose stays" in text and "<!-- BEGIN engine -->" in text and "<!-- BEGIN gpu -->" in text
+    )
+    png = tmp_path / "p" / "engine-marian-tiny-greedy-fixed.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
