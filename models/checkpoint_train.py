@@ -37,6 +37,19 @@ def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Examp
     return pairs
 
 
+def init_sinusoidal_positions(model: PreTrainedModel, scale: float = 0.05) -> None:
+    """Overwrite every learned ``embed_positions`` table with ``scale`` x sinusoids."""
+    for name, module in model.named_modules():
+        if name.endswith("embed_positions") and isinstance(module, torch.nn.Embedding):
+            rows, width = module.weight.shape
+            angles = torch.arange(rows).unsqueeze(1) / 10000 ** (torch.arange(0, width, 2) / width)
+            table = torch.zeros(rows, width)
+            table[:, 0::2] = torch.sin(angles)
+            table[:, 1::2] = torch.cos(angles)
+            with torch.no_grad():
+                module.weight.copy_(table * scale)
+
+
 def _pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)

@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from models.checkpoint_data import LANGUAGES, REPO_ROOT, read_sentences, resolve_data_dir
-from models.checkpoint_recipes import FAMILIES, RECIPES, SIZES, TRAINING
+from models.checkpoint_recipes import FAMILIES, RECIPES, SIZES
 
 CACHE_DIR = REPO_ROOT / ".cache" / "checkpoints"
 SEED = 1234
@@ -51,7 +51,8 @@ def fingerprint(family: str, size: str) -> str:
     parts = [
         f"{family}:{size}:{SEED}:{TOKENIZER_SENTENCES[size]}:{TRAIN_SENTENCES}",
         repr(recipe.dims[size]),
-        repr(TRAINING[size]),
+        repr(recipe.training(size)),
+        repr(recipe.sinusoidal_positions),
         json.dumps(recipe.generation, sort_keys=True),
         recipe.make_config(recipe.dims[size], recipe.dims[size].vocab, 0.0).to_json_string(),
         inspect.getsource(recipe.make_examples),
@@ -86,13 +87,14 @@ def build_checkpoint(
     from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
     from models.checkpoint_tokenizers import model_vocab_size
-    from models.checkpoint_train import encode_examples, train
+    from models.checkpoint_train import encode_examples, init_sinusoidal_positions, train
 
     started = time.monotonic()
     # One thread: on a shared, busy 2-core machine two OpenMP threads spin against each other
     # and run ~10x slower than one.
     torch.set_num_threads(int(os.environ.get("S2S_TRAIN_THREADS", TRAIN_THREADS[size])))
-    recipe, dims, training = RECIPES[family], RECIPES[family].dims[size], TRAINING[size]
+    recipe = RECIPES[family]
+    dims, training = recipe.dims[size], recipe.training(size)
     data = resolve_data_dir(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,6 +107,8 @@ def build_checkpoint(
     config = recipe.make_config(dims, model_vocab_size(tokenizer), training.dropout)
     torch.manual_seed(SEED)
     model = AutoModelForSeq2SeqLM.from_config(config)
+    if recipe.sinusoidal_positions:
+        init_sinusoidal_positions(model)
 
     rng = random.Random(SEED)
     sentences = [s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TRAIN_SENTENCES)]
