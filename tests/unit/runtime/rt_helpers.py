@@ -45,12 +45,15 @@ def hf_generate(
         out = model.generate(
             input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), **kwargs
         )
+    # generate() fills finished rows with its pad token, which is EOS when the pad id is
+    # missing (or 0, in beam search: ``pad_token_id or eos_token_id``).
+    fillers = {pad, eos, model.generation_config.pad_token_id}
     seqs = []
     for row in out.tolist():
         row = row[1:]
         if eos in row:
             end = row.index(eos) + 1
-            assert all(t == pad for t in row[end:]), row
+            assert all(t in fillers for t in row[end:]), row
             row = row[:end]
         seqs.append(row)
     return seqs

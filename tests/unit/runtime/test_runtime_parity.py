@@ -40,7 +40,7 @@ def test_greedy_batch_matches_transformers(
     rt, model, ids, target, hf_kwargs = _setup(family, fp32_runtime, hf_model)
     model_info = rt.manifest.model
     expected = hf_generate(
-        model, ids, model_info.pad_token_id, model_info.eos_token_id, **hf_kwargs
+        model, ids, model_info.pad_token_id, model_info.eos_token_id, num_beams=1, **hf_kwargs
     )
     opts = rt.resolve(GenerationOptions(max_new_tokens=MAX_NEW, num_beams=1), target_lang=target)
     got = _flat(rt.generate(ids, opts))
