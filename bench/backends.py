@@ -171,15 +171,16 @@ def optimum_backend(
 
     from service.runtime.manifest import Manifest
 
+    package = package.resolve()  # the links below must not be relative to the cwd
     manifest = Manifest.load(package)
     encoder, decoder = manifest.variant_paths(package, spec.precision)
     tmp = Path(tempfile.mkdtemp(prefix="bench-optimum-"))
     for name in ("config.json", "generation_config.json"):
         src = manifest.tokenizer_dir(package) / name
         if src.is_file():
-            (tmp / name).symlink_to(src)
-    (tmp / "encoder_model.onnx").symlink_to(encoder)
-    (tmp / "decoder_model_merged.onnx").symlink_to(decoder)
+            (tmp / name).symlink_to(src.resolve())
+    (tmp / "encoder_model.onnx").symlink_to(encoder.resolve())
+    (tmp / "decoder_model_merged.onnx").symlink_to(decoder.resolve())
     options = ort.SessionOptions()
     options.intra_op_num_threads = spec.threads
     options.inter_op_num_threads = 1

@@ -244,14 +244,22 @@ def single_sentences(count: int) -> list[str]:
 
 
 def offline_reference(
-    package: Path, precision: str, threads: int, texts: list[str], max_new: int, batch: int
+    package: Path,
+    precision: str,
+    threads: int,
+    texts: list[str],
+    max_new: int,
+    batch: int,
+    num_beams: int = 1,
 ) -> dict[str, float]:
     """The engine without HTTP on the same sentences: batch-1 p50 latency and tokens/s at
     ``batch``."""
     from service.runtime import GenerationOptions, load_runtime
 
     rt = load_runtime(package, device="cpu", precision=precision, intra_op_threads=threads)
-    opts = rt.resolve(GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new))
+    opts = rt.resolve(
+        GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new, num_beams=num_beams)
+    )
     ids = rt.encode_texts(texts)
     rt.generate(ids[:1], opts)
     single = []
@@ -271,13 +279,13 @@ def offline_reference(
     }
 
 
-def body(text: str, max_new: int) -> dict[str, Any]:
+def body(text: str, max_new: int, num_beams: int = 1) -> dict[str, Any]:
     """One ``POST /translate`` body with a fixed output length."""
     return {
         "text": text,
         "source_lang": "en",
         "target_lang": "de",
-        "options": {"max_new_tokens": max_new, "min_new_tokens": max_new},
+        "options": {"max_new_tokens": max_new, "min_new_tokens": max_new, "num_beams": num_beams},
     }
 
 
@@ -286,7 +294,7 @@ async def sweep(
 ) -> list[dict[str, Any]]:
     """Every concurrency level against one running server."""
     url = f"{base}/translate"
-    bodies = [body(t, args.max_new_tokens) for t in texts]
+    bodies = [body(t, args.max_new_tokens, args.num_beams) for t in texts]
     rows = []
     levels = [int(c) for c in args.concurrency.split(",")]
     limits = httpx.Limits(
@@ -336,9 +344,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--concurrency", default="1,4,16,32,64,128")
     add("--duration-s", type=float, default=8.0, help="per level")
     add("--max-requests", type=int, default=2000, help="per level")
-    add("--grace-s", type=float, default=60.0, help="wait for running requests after a level")
+    add("--grace-s", type=float, default=30.0, help="wait for running requests after a level")
     add("--request-timeout-s", type=float, default=120.0)
     add("--max-new-tokens", type=int, default=32)
+    add("--num-beams", type=int, default=1)
     add("--max-batch-size", type=int, default=64)
     add("--max-queue", type=int, default=1024)
     add("--ready-timeout-s", type=float, default=300.0)
@@ -363,7 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = single_sentences(args.texts)
     started = time.time()
     offline = offline_reference(
-        args.package, args.precision, args.threads, texts, args.max_new_tokens, args.max_batch_size
+        args.package,
+        args.precision,
+        args.threads,
+        texts,
+        args.max_new_tokens,
+        args.max_batch_size,
+        args.num_beams,
     )
     print(f"offline engine: {offline}", file=sys.stderr, flush=True)
     rows: list[dict[str, Any]] = []
@@ -384,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "precision": args.precision,
         "max_new_tokens": args.max_new_tokens,
         "max_batch_size": args.max_batch_size,
+        "num_beams": args.num_beams,
         "threads": args.threads,
         "offline": offline,
         "command": " ".join(["python -m bench.load", *(argv or sys.argv[1:])]),
