@@ -15,6 +15,7 @@ The pipeline keeps the fused files only if the fp32 validation stays token-exact
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,11 @@ def _fuse(
     # per graph on BART-likes: the embedding add + LayerNorm). T5 needs it to find its
     # SkipSimplifiedLayerNormalization fusions.
     options.enable_shape_inference = model_type == "t5"
-    optimizer.optimize(options)
+    logging.disable(logging.WARNING)  # its per-fusion warnings are expected here
+    try:
+        optimizer.optimize(options)
+    finally:
+        logging.disable(logging.NOTSET)
     optimizer.topological_sort()
     optimizer.save_model_to_file(str(dst))
     ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])  # must still load
