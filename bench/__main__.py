@@ -2,12 +2,13 @@
 
 1. engine suite, fixed output length: all backends, greedy and beam 4, batch 1/8/32/64;
 2. engine suite, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
-3. service load sweep (continuous / dynamic / off / naive pipeline);
-4. GPU suite (records "not run" without a GPU);
-5. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
+3. experiment: ours int8 with an int8 output projection (``bench.lm_head_int8``), greedy;
+4. service load sweep (continuous / dynamic / off / naive pipeline);
+5. GPU suite (records "not run" without a GPU);
+6. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
 
 Arguments after ``--engine-args`` / ``--load-args`` go to those steps (e.g. a smaller
-``--batch-sizes``); ``--skip`` leaves steps out (comma-separated: engine,natural,load,gpu).
+``--batch-sizes``); ``--skip`` leaves steps out (comma-separated: engine,natural,lmhead,load,gpu).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import engine, gpu, load, report
+from bench import engine, gpu, lm_head_int8, load, report
 
 NATURAL_BACKENDS = "torch:fp32,ours:int8,ct2:int8:1"
 
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=engine.CACHE)
     p.add_argument("--engine-args", default="", help="extra bench.engine arguments (quoted)")
     p.add_argument("--load-args", default="", help="extra bench.load arguments (quoted)")
-    p.add_argument("--skip", default="", help="steps to leave out: engine,natural,load,gpu")
+    p.add_argument("--skip", default="", help="steps to leave out: engine,natural,lmhead,load,gpu")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     skip = set(args.skip.split(","))
@@ -51,6 +52,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 *extra,
             ]
         )
+    if "lmhead" not in skip:
+        _, package = engine.resolve_model("marian", "full", "translation")
+        lm_head_int8.main(["--package", str(package), "--out", str(out / "exp-lmhead-int8")])
+        engine.main(
+            [
+                "--package",
+                str(out / "exp-lmhead-int8" / package.name),
+                "--searches",
+                "greedy",
+                "--backends",
+                "ours:int8",
+                "--json",
+                str(out / "engine-lmhead.json"),
+                *extra,
+            ]
+        )
     if "load" not in skip:
         load.main(["--json", str(out / "load.json"), *shlex.split(args.load_args)])
     if "gpu" not in skip:
@@ -60,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--engine",
             str(out / "engine.json"),
             str(out / "engine-natural.json"),
+            str(out / "engine-lmhead.json"),
             "--load",
             str(out / "load.json"),
             "--gpu",

@@ -31,7 +31,7 @@ from bench.rss import peak_rss_mb, reset_peak
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / ".cache" / "bench"
 DEFAULT_BACKENDS = (
-    "torch:fp32,optimum:fp32,optimum:int8,optimum-t1:int8,ours:fp32,ours:int8,"
+    "torch:fp32:1,torch:fp32:2,optimum:fp32,optimum:int8,optimum-t1:int8,ours:fp32,ours:int8,"
     "ct2:fp32:1,ct2:fp32:2,ct2:int8:1,ct2:int8:2"
 )
 SEARCHES = {"greedy": 1, "beam4": 4}
@@ -391,10 +391,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--min-texts", type=int, default=8, help="inputs per cell at least")
     add("--batches", type=int, default=1, help="full batches per cell at least")
     add("--max-new-tokens", type=int, default=32)
-    add("--repeats", type=int, default=3)
-    add("--cell-budget-s", type=float, default=60.0, help="stop repeating a cell after this")
-    add("--backend-budget-s", type=float, default=600.0, help="skip a backend's later cells")
-    add("--worker-timeout-s", type=float, default=900.0)
+    add("--repeats", type=int, default=2)
+    add("--cell-budget-s", type=float, default=20.0, help="stop repeating a cell after this")
+    add("--backend-budget-s", type=float, default=240.0, help="skip a backend's later cells")
+    add("--worker-timeout-s", type=float, default=420.0)
     add("--reference", default="torch fp32", help="(start of the) label compared with")
     add("--json", type=Path, help="write the result document here")
     add("--worker", help=argparse.SUPPRESS)
@@ -439,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": f"{plan.family}-{plan.size}",
         "task": plan.task,
         "input_source": plan.input_source,
+        "package": plan.package,
+        "checkpoint": plan.checkpoint,
         "max_new_tokens": plan.max_new_tokens,
         "repeats": plan.repeats,
         "command": " ".join(["python -m bench.engine", *(argv or sys.argv[1:])]),

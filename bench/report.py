@@ -36,15 +36,15 @@ def measured(rows: Sequence[Row]) -> list[Row]:
 
 def add_ratios(rows: Sequence[Row]) -> list[Row]:
     """Copies of the measured rows with ``vs_ct2_int8`` (tokens/s over the best CTranslate2
-    int8 thread setting in the same cell) and ``vs_torch`` (over PyTorch fp32)."""
+    int8 thread setting in the same cell) and ``vs_torch`` (over the best PyTorch fp32)."""
     best_ct2: dict[tuple[str, str, str, int], float] = {}
     torch: dict[tuple[str, str, str, int], float] = {}
     for row in measured(rows):
         key = cell_key(row)
         if row["backend"] == "ct2" and row["precision"] == "int8":
             best_ct2[key] = max(best_ct2.get(key, 0.0), row["tokens_per_s"])
-        if row["backend"] == "torch":
-            torch[key] = row["tokens_per_s"]
+        if row["backend"] == "torch" and row["precision"] == "fp32":
+            torch[key] = max(torch.get(key, 0.0), row["tokens_per_s"])
     out = []
     for row in measured(rows):
         key = cell_key(row)
@@ -140,7 +140,7 @@ def run_header(document: dict[str, Any]) -> str:
     return (
         f"Measured {document['started']} ({document['duration_s']:.0f} s), {m['cpu']}, "
         f"{m['cores']} cores usable, load average at the end {m['load_avg_1m']}. "
-        f"Command: `{document['command']}`\n"
+        f"Package: `{document.get('package', '?')}`. Command: `{document['command']}`\n"
     )
 
 
