@@ -28,19 +28,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the steps in order; each writes its JSON document into ``--out``."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--out", type=Path, default=engine.CACHE)
+    p.add_argument("--family", default="marian")
+    p.add_argument("--size", default="full", choices=["tiny", "full"])
+    p.add_argument("--doc", type=Path, default=report.DOC)
+    p.add_argument("--plots", type=Path, default=report.PLOTS)
     p.add_argument("--engine-args", default="", help="extra bench.engine arguments (quoted)")
     p.add_argument("--load-args", default="", help="extra bench.load arguments (quoted)")
     p.add_argument("--skip", default="", help="steps to leave out: engine,natural,lmhead,load,gpu")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     skip = set(args.skip.split(","))
-    extra = shlex.split(args.engine_args)
+    model = ["--family", args.family, "--size", args.size]
+    extra = [*model, *shlex.split(args.engine_args)]
     out = args.out
     if "engine" not in skip:
         engine.main(["--json", str(out / "engine.json"), *extra])
     if "natural" not in skip:
         engine.main(
             [
+                *extra,
                 "--stops",
                 "natural",
                 "--searches",
@@ -49,14 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 NATURAL_BACKENDS,
                 "--json",
                 str(out / "engine-natural.json"),
-                *extra,
             ]
         )
     if "lmhead" not in skip:
-        _, package = engine.resolve_model("marian", "full", "translation")
+        _, package = engine.resolve_model(args.family, args.size, "translation")
         lm_head_int8.main(["--package", str(package), "--out", str(out / "exp-lmhead-int8")])
         engine.main(
             [
+                *extra,
                 "--package",
                 str(out / "exp-lmhead-int8" / package.name),
                 "--searches",
@@ -65,13 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "ours:int8",
                 "--json",
                 str(out / "engine-lmhead.json"),
-                *extra,
             ]
         )
     if "load" not in skip:
-        load.main(["--json", str(out / "load.json"), *shlex.split(args.load_args)])
+        load.main(["--json", str(out / "load.json"), *model, *shlex.split(args.load_args)])
     if "gpu" not in skip:
-        gpu.main(["--json", str(out / "gpu.json")])
+        gpu.main(["--json", str(out / "gpu.json"), *model])
     return report.main(
         [
             "--engine",
@@ -82,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(out / "load.json"),
             "--gpu",
             str(out / "gpu.json"),
+            "--doc",
+            str(args.doc),
+            "--plots",
+            str(args.plots),
         ]
     )
 

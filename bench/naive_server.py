@@ -40,7 +40,9 @@ def create_app(checkpoint: Path, threads: int) -> FastAPI:
     """The baseline app around a transformers ``translation`` pipeline."""
     import torch
     from transformers import pipeline
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # one max_length warning per request otherwise
     torch.set_num_threads(threads)
     translator = pipeline("translation", model=str(checkpoint), device="cpu")
     lock = threading.Lock()

@@ -216,7 +216,7 @@ def gpu_section(document: dict[str, Any] | None) -> str:
     return f"GPU: {document['gpu']}.\n\n" + run_header(document) + "\n" + engine_tables(document)
 
 
-def plot_engine(document: dict[str, Any], out_dir: Path) -> list[Path]:
+def plot_engine(document: dict[str, Any], out_dir: Path, name: str = "engine") -> list[Path]:
     """tokens/s against batch size, one line per backend, one PNG per (search, stop)."""
     import matplotlib
 
@@ -243,7 +243,7 @@ def plot_engine(document: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title(f"{document['model']} {search} {stop} ({document['machine']['cores']} cores)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-        path = out_dir / f"engine-{_slug(document['model'])}-{search}-{stop}.png"
+        path = out_dir / f"{name}-{_slug(document['model'])}-{search}-{stop}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -316,11 +316,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         document = _read(path)
         if document is None:
             continue
-        plots = plot_engine(document, args.plots)
+        plots = plot_engine(document, args.plots, _slug(path.stem))
         images = "\n".join(
             f"![{q.stem}]({q.relative_to(args.doc.parent).as_posix()})" for q in plots
         )
-        engine_parts.append(run_header(document) + "\n" + engine_tables(document) + images + "\n")
+        engine_parts.append(
+            f"### {path.stem}\n\n"
+            + run_header(document)
+            + "\n"
+            + engine_tables(document)
+            + images
+            + "\n"
+        )
     if engine_parts:
         text = replace_section(text, "engine", "\n".join(engine_parts))
     load = _read(args.load)
