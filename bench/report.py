@@ -134,6 +134,37 @@ def engine_tables(document: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def engine_targets(document: dict[str, Any], label: str = "ours int8") -> list[str]:
+    """The issue's engine targets for ``label`` (a label prefix), each with the measured
+    value: >= 2x best CTranslate2 int8 and >= 4x PyTorch at batch 16-64, batch-1 latency
+    <= CTranslate2's."""
+    rows = add_ratios(document["rows"])
+    lines = []
+    for row in rows:
+        if not row["label"].startswith(label):
+            continue
+        where = f"{row['search']} {row['stop']} batch {row['batch_size']}"
+        if row["batch_size"] >= 16 and row["vs_ct2_int8"] is not None:
+            lines.append(
+                f"{where}: {row['vs_ct2_int8']:.2f}× best CTranslate2 int8 (target ≥ 2×), "
+                f"{_ratio(row['vs_torch'])} PyTorch fp32 (target ≥ 4×)"
+            )
+        if row["batch_size"] == 1:
+            ct2 = [
+                r["latency_ms_p50"]
+                for r in rows
+                if r["backend"] == "ct2"
+                and r["precision"] == "int8"
+                and cell_key(r) == cell_key(row)
+            ]
+            if ct2:
+                lines.append(
+                    f"{where}: latency p50 {row['latency_ms_p50']:.1f} ms vs best CTranslate2 "
+                    f"int8 {min(ct2):.1f} ms (target ≤)"
+                )
+    return lines
+
+
 def run_header(document: dict[str, Any]) -> str:
     """When, where and how a document was measured."""
     m = document["machine"]
@@ -325,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             + run_header(document)
             + "\n"
             + engine_tables(document)
+            + "".join(f"- target: {line}\n" for line in engine_targets(document))
+            + "\n"
             + images
             + "\n"
         )

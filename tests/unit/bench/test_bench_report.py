@@ -114,3 +114,21 @@ def test_main_writes_doc_and_plots(tmp_path: Path) -> None:
     )
     png = tmp_path / "p" / "engine-marian-tiny-greedy-fixed.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_engine_targets_compare_ours_int8_with_ct2_and_torch() -> None:
+    from bench.report import engine_targets
+
+    doc = _engine_doc()
+    doc["rows"] += [
+        {**_row("torch fp32 t2", "torch", "fp32", 32, 100.0)},
+        {**_row("ct2 int8 t1", "ct2", "int8", 32, 500.0)},
+        {**_row("ours int8 t2", "ours", "int8", 32, 450.0)},
+    ]
+    lines = engine_targets(doc)
+    assert any(
+        "batch 32: 0.90× best CTranslate2 int8" in line and "4.50×" in line for line in lines
+    )
+    assert any(
+        "batch 1: latency p50 10.0 ms vs best CTranslate2 int8 10.0 ms" in line for line in lines
+    )
