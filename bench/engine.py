@@ -12,6 +12,7 @@ x batch size); the rows go to ``--json`` for ``bench.report``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -178,9 +179,12 @@ def run_worker(spec: Spec, plan: Plan) -> list[dict[str, Any]]:
             continue
         decode = cell.decode(plan.max_new_tokens)
         load_start = time.perf_counter()
-        # Backends bake the decode settings in; reloading costs seconds, so reuse per setting.
+        # Backends bake the decode settings in: build once per setting (cells of one setting
+        # are contiguous), dropping the previous model first so peak RSS holds one model.
         generate = cache.get(decode)
         if generate is None:
+            cache.clear()
+            gc.collect()
             generate = cache[decode] = build_backend(spec, plan, decode)
         load_s = time.perf_counter() - load_start
         inputs = [plan.inputs[i % len(plan.inputs)] for i in range(cell.texts)]
