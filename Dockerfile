@@ -38,12 +38,14 @@ COPY service/ service/
 # The ONNX Runtime wheel to serve with: onnxruntime-gpu (CUDA) or onnxruntime (CPU).
 ARG ONNXRUNTIME=onnxruntime-gpu==1.31.1
 # Base dependencies only (never the export extra, which brings torch). Both ORT wheels
-# provide the same `onnxruntime` module, so the GPU wheel replaces the CPU one.
+# provide the same `onnxruntime` module, so the GPU wheel replaces the CPU one; the
+# CUDA backend also builds a small ONNX graph (row selection on the device) with `onnx`.
 RUN /opt/venv/bin/pip install . \
     && case "${ONNXRUNTIME}" in \
          onnxruntime|onnxruntime[=\<\>]*) ;; \
          *) /opt/venv/bin/pip uninstall -y onnxruntime \
-            && /opt/venv/bin/pip install --no-deps "${ONNXRUNTIME}" ;; \
+            && /opt/venv/bin/pip install --no-deps "${ONNXRUNTIME}" \
+            && /opt/venv/bin/pip install "onnx==1.23.2" ;; \
        esac \
     && if /opt/venv/bin/python -c "import torch" 2>/dev/null; then \
          echo "torch must not be in the serving image" >&2; exit 1; \
