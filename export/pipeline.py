@@ -61,8 +61,13 @@ from service.runtime.manifest import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_CACHE = REPO_ROOT / ".cache" / "packages"
 # int8 recipes, tried in order until one is token-exact; otherwise the best by validation
-# is kept (first wins ties: the fully quantized one is smaller and faster).
-INT8_CANDIDATES = (Int8Options(per_channel=True), Int8Options(per_channel=True, lm_head_fp32=True))
+# is kept (first wins ties: the fully quantized one is smaller and faster). Only weight-only
+# int8 is a candidate: dynamic int8 shares one activation scale across the batch, so a
+# request's output would depend on its batch neighbours (docs/export.md, "int8 method").
+INT8_CANDIDATES = (
+    Int8Options(method="weight_only"),
+    Int8Options(method="weight_only", lm_head_fp32=True),
+)
 FP16_NOT_VALIDATED = "fp16 is the CUDA variant and no CUDA GPU was available to validate it"
 
 Progress = Callable[[str], None]
@@ -422,10 +427,15 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
+# Hashed once, at import: a long-running process keeps the code it imported, so keying its
+# packages on files edited since then would cache old-code packages under the new key.
+_CODE_HASH = _code_hash()
+
+
 def package_fingerprint(checkpoint_dir: Path, task: str, precisions: Sequence[str]) -> str:
     """Cache key: checkpoint files + export code + task + precisions."""
     digest = hashlib.sha256()
-    for part in (hash_tree(Path(checkpoint_dir)), _code_hash(), task, ",".join(precisions)):
+    for part in (hash_tree(Path(checkpoint_dir)), _CODE_HASH, task, ",".join(precisions)):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
