@@ -56,7 +56,8 @@ def tiny_package() -> Callable[..., Path]:
 
     def get(family: str, precisions: tuple[str, ...] = ("fp32", "int8")) -> Path:
         checkpoint = ensure_checkpoint(family, "tiny")
-        return ensure_package(checkpoint, task=FAMILY_TASKS[family], name=f"tiny-{family}",
-                              precisions=precisions)
+        return ensure_package(
+            checkpoint, task=FAMILY_TASKS[family], name=f"tiny-{family}", precisions=precisions
+        )
 
     return get
