@@ -29,6 +29,5 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
             elif tensor.is_floating_point():
                 total[name] += tensor.double()
     return {
-        name: (t / len(paths)).float() if t.is_floating_point() else t
-        for name, t in total.items()
+        name: (t / len(paths)).float() if t.is_floating_point() else t for name, t in total.items()
     }

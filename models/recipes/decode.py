@@ -9,21 +9,23 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 @torch.inference_mode()
 def translate(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str],
-    num_beams: int = 1, batch_size: int = 64, max_new_tokens: int = 128,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    num_beams: int = 1,
+    batch_size: int = 64,
+    max_new_tokens: int = 128,
 ) -> list[str]:
     """Translate ``texts`` in length-sorted batches; returns outputs in input order."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                        truncation=True)
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True)
         gen = model.generate(  # type: ignore[operator]
-           **enc, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                             do_sample=False)
-        for i, text in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True),
-                           strict=True):
+            **enc, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False
+        )
+        for i, text in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True), strict=True):
             out[i] = text
     return out
 

@@ -67,6 +67,6 @@ def write_marian_tokenizer(
 def build_tokenizer(
     texts: Iterable[str], vocab_size: int, out_dir: Path, source_lang: str, target_lang: str
 ) -> MarianTokenizer:
-    """Train the joint SentencePiece model on ``texts`` and save a MarianTokenizer to ``out_dir``."""
+    """Train the joint SentencePiece model on ``texts``; save a MarianTokenizer to ``out_dir``."""
     model = train_sentencepiece(texts, vocab_size)
     return write_marian_tokenizer(model, out_dir, source_lang, target_lang)

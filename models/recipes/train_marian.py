@@ -191,12 +191,21 @@ class Trainer:
 
 
 def validation_bleu(
-    model: MarianMTModel, tokenizer: MarianTokenizer, sources: list[str], refs: list[str],
+    model: MarianMTModel,
+    tokenizer: MarianTokenizer,
+    sources: list[str],
+    refs: list[str],
     config: TrainConfig,
 ) -> float:
     """Greedy-decode the validation sources and score them with sacreBLEU."""
-    hyps = translate(model, tokenizer, sources, num_beams=1, batch_size=config.eval_batch_size,
-                     max_new_tokens=config.max_len)
+    hyps = translate(
+        model,
+        tokenizer,
+        sources,
+        num_beams=1,
+        batch_size=config.eval_batch_size,
+        max_new_tokens=config.max_len,
+    )
     return corpus_bleu(hyps, refs)
 
 
@@ -210,20 +219,35 @@ def run(config: TrainConfig) -> dict[str, object]:
     work = config.work_dir
     work.mkdir(parents=True, exist_ok=True)
 
-    train_src, train_tgt = read_parallel(config.data_dir, "train", config.src_lang,
-                                         config.tgt_lang, config.limit_train)
-    val_src, val_tgt = read_parallel(config.data_dir, "val", config.src_lang, config.tgt_lang,
-                                     config.limit_val)
-    tokenizer = build_tokenizer(train_src + train_tgt, config.vocab_size, work / "tokenizer",
-                                config.src_lang, config.tgt_lang)
+    train_src, train_tgt = read_parallel(
+        config.data_dir, "train", config.src_lang, config.tgt_lang, config.limit_train
+    )
+    val_src, val_tgt = read_parallel(
+        config.data_dir, "val", config.src_lang, config.tgt_lang, config.limit_val
+    )
+    tokenizer = build_tokenizer(
+        train_src + train_tgt,
+        config.vocab_size,
+        work / "tokenizer",
+        config.src_lang,
+        config.tgt_lang,
+    )
     examples = tokenize_pairs(tokenizer, train_src, train_tgt, config.max_len)
-    log.info("data: %d train pairs, %d val pairs, vocab %d (%.0fs)", len(examples),
-             len(val_src), len(tokenizer), time.monotonic() - t0)
+    log.info(
+        "data: %d train pairs, %d val pairs, vocab %d (%.0fs)",
+        len(examples),
+        len(val_src),
+        len(tokenizer),
+        time.monotonic() - t0,
+    )
 
     trainer = Trainer(config, tokenizer)
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    log.info("model: %.2fM parameters, config %s", n_params / 1e6,
-             json.dumps(asdict(config), default=str))
+    log.info(
+        "model: %.2fM parameters, config %s",
+        n_params / 1e6,
+        json.dumps(asdict(config), default=str),
+    )
     rng = random.Random(config.seed)
     history: list[dict[str, float]] = []
     checkpoints: list[Path] = []
@@ -239,9 +263,14 @@ def run(config: TrainConfig) -> dict[str, object]:
             loss_sum += loss
             tok_sum += tokens
             if trainer.step % 100 == 0:
-                log.info("epoch %d step %d loss %.3f lr %.2e %.0f tok/s", epoch, trainer.step,
-                         loss_sum / tok_sum, trainer.optimizer.param_groups[0]["lr"],
-                         tok_sum / (time.monotonic() - ep_start))
+                log.info(
+                    "epoch %d step %d loss %.3f lr %.2e %.0f tok/s",
+                    epoch,
+                    trainer.step,
+                    loss_sum / tok_sum,
+                    trainer.optimizer.param_groups[0]["lr"],
+                    tok_sum / (time.monotonic() - ep_start),
+                )
             if time.monotonic() > deadline - reserve - eval_seconds:
                 out_of_time = True
                 break
@@ -254,12 +283,27 @@ def run(config: TrainConfig) -> dict[str, object]:
         trainer.model.eval()
         bleu = validation_bleu(trainer.model, tokenizer, val_src, val_tgt, config)
         eval_seconds = time.monotonic() - ev_start
-        history.append({"epoch": epoch, "step": trainer.step, "loss": loss_sum / max(tok_sum, 1),
-                        "val_bleu": bleu, "train_s": train_seconds, "eval_s": eval_seconds,
-                        "partial": out_of_time})
-        log.info("epoch %d done: loss %.3f val BLEU %.2f (train %.0fs, eval %.0fs, total %.1f min)%s",
-                 epoch, loss_sum / max(tok_sum, 1), bleu, train_seconds, eval_seconds,
-                 (time.monotonic() - t0) / 60, " [partial: time budget]" if out_of_time else "")
+        history.append(
+            {
+                "epoch": epoch,
+                "step": trainer.step,
+                "loss": loss_sum / max(tok_sum, 1),
+                "val_bleu": bleu,
+                "train_s": train_seconds,
+                "eval_s": eval_seconds,
+                "partial": out_of_time,
+            }
+        )
+        log.info(
+            "epoch %d done: loss %.3f val BLEU %.2f (train %.0fs, eval %.0fs, total %.1f min)%s",
+            epoch,
+            loss_sum / max(tok_sum, 1),
+            bleu,
+            train_seconds,
+            eval_seconds,
+            (time.monotonic() - t0) / 60,
+            " [partial: time budget]" if out_of_time else "",
+        )
         if bleu > best_bleu:
             best_bleu, best_epoch, stale = bleu, epoch, 0
         else:
@@ -315,19 +359,47 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data-dir", type=Path, required=True, help="folder with train/val.{lang}.gz")
     p.add_argument("--out", type=Path, required=True, help="output Hugging Face checkpoint dir")
-    p.add_argument("--work-dir", type=Path, default=Path(".cache/train"),
-                   help="per-epoch checkpoints and tokenizer scratch")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(".cache/train"),
+        help="per-epoch checkpoints and tokenizer scratch",
+    )
     defaults = TrainConfig(data_dir=Path(), out=Path())
-    for name in ("src_lang", "tgt_lang", "vocab_size", "d_model", "encoder_layers",
-                 "decoder_layers", "heads", "ffn_dim", "dropout", "label_smoothing", "lr",
-                 "warmup_steps", "max_tokens", "max_len", "max_epochs", "patience",
-                 "keep_checkpoints", "time_budget_min", "final_reserve_min", "threads", "seed",
-                 "eval_batch_size"):
+    for name in (
+        "src_lang",
+        "tgt_lang",
+        "vocab_size",
+        "d_model",
+        "encoder_layers",
+        "decoder_layers",
+        "heads",
+        "ffn_dim",
+        "dropout",
+        "label_smoothing",
+        "lr",
+        "warmup_steps",
+        "max_tokens",
+        "max_len",
+        "max_epochs",
+        "patience",
+        "keep_checkpoints",
+        "time_budget_min",
+        "final_reserve_min",
+        "threads",
+        "seed",
+        "eval_batch_size",
+    ):
         value = getattr(defaults, name)
-        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=value,
-                       help=f"default {value}")
-    p.add_argument("--average-last", type=lambda s: [int(x) for x in s.split(",")],
-                   default=defaults.average_last, help="comma list of k (default 3,5)")
+        p.add_argument(
+            "--" + name.replace("_", "-"), type=type(value), default=value, help=f"default {value}"
+        )
+    p.add_argument(
+        "--average-last",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=defaults.average_last,
+        help="comma list of k (default 3,5)",
+    )
     p.add_argument("--limit-train", type=int, default=None, help="use only the first N pairs")
     p.add_argument("--limit-val", type=int, default=None, help="validate on the first N pairs")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AMX)")
@@ -340,7 +412,8 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     config.work_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
         handlers=[logging.StreamHandler(), logging.FileHandler(config.work_dir / "log.txt")],
     )
     run(config)
