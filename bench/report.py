@@ -143,7 +143,7 @@ def engine_targets(document: dict[str, Any], label: str = "ours int8") -> list[s
     for row in rows:
         if not row["label"].startswith(label):
             continue
-        where = f"{row['search']} {row['stop']} batch {row['batch_size']}"
+        where = f"{row['label']}, {row['search']} {row['stop']} batch {row['batch_size']}"
         if row["batch_size"] >= 16 and row["vs_ct2_int8"] is not None:
             lines.append(
                 f"{where}: {row['vs_ct2_int8']:.2f}× best CTranslate2 int8 (target ≥ 2×), "
@@ -163,6 +163,12 @@ def engine_targets(document: dict[str, Any], label: str = "ours int8") -> list[s
                     f"int8 {min(ct2):.1f} ms (target ≤)"
                 )
     return lines
+
+
+def _target_list(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    return "Engine targets (our runtime int8):\n\n" + "".join(f"- {x}\n" for x in lines) + "\n"
 
 
 def run_header(document: dict[str, Any]) -> str:
@@ -356,8 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + run_header(document)
             + "\n"
             + engine_tables(document)
-            + "".join(f"- target: {line}\n" for line in engine_targets(document))
-            + "\n"
+            + _target_list(engine_targets(document))
             + images
             + "\n"
         )
