@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import engine, gpu, lm_head_int8, load, report
 
-NATURAL_BACKENDS = "torch:fp32,ours:int8,ct2:int8:1"
+NATURAL_BACKENDS = "torch:fp32:1,ours:int8:1,ct2:int8:1"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--searches",
                 "greedy",
                 "--backends",
-                "ours:int8",
+                "ours:int8:1,ct2:int8:1,ct2:int8:2",
+                "--reference",
+                "ct2",
                 "--json",
                 str(out / "engine-lmhead.json"),
             ]
