@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -38,6 +39,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGETS = ("continuous", "dynamic", "off", "naive")
+# "continuous-joinN": continuous batching whose queue joins the running batch every N steps.
+JOIN_VARIANT = re.compile(r"continuous-join([1-9][0-9]?)")
 
 
 def check_loopback(url: str) -> str:
@@ -163,6 +166,10 @@ def server_command(target: str, args: argparse.Namespace, port: int) -> list[str
             str(args.threads),
         ]
     package = Path(args.package)
+    mode, join = target, "1"
+    variant = JOIN_VARIANT.fullmatch(target)
+    if variant:
+        mode, join = "continuous", variant.group(1)
     return [
         sys.executable,
         "-m",
@@ -180,7 +187,9 @@ def server_command(target: str, args: argparse.Namespace, port: int) -> list[str
         "--precision",
         args.precision,
         "--batch-mode",
-        target,
+        mode,
+        "--join-every-steps",
+        join,
         "--max-batch-size",
         str(args.max_batch_size),
         "--max-queue",
@@ -338,7 +347,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--size", default="full", choices=["tiny", "full"])
     add("--package", type=Path, help="model package dir (our service; default: built)")
     add("--checkpoint", type=Path, help="its checkpoint dir (the naive baseline)")
-    add("--targets", default=",".join(TARGETS))
+    add("--targets", default=",".join(TARGETS), help="also continuous-joinN (join every N steps)")
     add("--precision", default="int8")
     add("--threads", type=int, default=1, help="ORT/PyTorch threads of the server")
     add("--concurrency", default="1,4,16,32,64,128")
@@ -361,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for target in targets:
-        if target not in TARGETS:
+        if target not in TARGETS and not JOIN_VARIANT.fullmatch(target):
             raise SystemExit(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if args.package is None or ("naive" in targets and args.checkpoint is None):
         from bench.engine import resolve_model

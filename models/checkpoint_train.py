@@ -5,17 +5,19 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from itertools import groupby
+from typing import Any, cast
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 from models.checkpoint_recipes import Example, Training
 
-MAX_TRAIN_TOKENS = 48
 Pair = tuple[list[int], list[int]]
 
 
-def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]) -> list[Pair]:
+def encode_examples(
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example], max_tokens: int
+) -> list[Pair]:
     """Tokenize examples the way the family's tokenizer frames them (specials, language tokens)."""
     pairs: list[Pair] = []
 
@@ -31,7 +33,7 @@ def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Examp
             [e.source for e in batch],
             text_target=[e.target for e in batch],
             truncation=True,
-            max_length=MAX_TRAIN_TOKENS,
+            max_length=max_tokens,
         )
         pairs.extend(zip(encoded["input_ids"], encoded["labels"], strict=True))
     return pairs
@@ -89,3 +91,58 @@ def train(
     model.eval()
     tail = losses[-10:]
     return sum(tail) / len(tail)
+
+
+class UntrainedCheckpointError(RuntimeError):
+    """The trained model still gives one output for every input (training was too short)."""
+
+
+def probe_input_dependence(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    max_new_tokens: int = 32,
+) -> dict[str, object]:
+    """Greedy-decode held-out examples and measure whether outputs depend on inputs.
+
+    Returns the number of distinct outputs, the mean order-aware word similarity to the
+    recipe targets (1.0 = the task is learned) and a few samples; raises
+    ``UntrainedCheckpointError`` when every input gets the same output, the failure mode of
+    random or barely trained weights that makes every later comparison pass for nothing.
+    """
+    from difflib import SequenceMatcher
+
+    outputs: list[str] = []
+    model.eval()
+    for example in examples:
+        kwargs: dict[str, Any] = {}
+        if example.src_lang:
+            tokenizer.src_lang = example.src_lang
+            kwargs["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(
+                f"__{example.tgt_lang}__"
+            )
+        batch = tokenizer([example.source], return_tensors="pt")
+        with torch.no_grad():
+            ids = cast(GenerationMixin, model).generate(
+                **batch, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens, **kwargs
+            )
+        outputs.append(tokenizer.decode(ids[0], skip_special_tokens=True).strip())
+    similarity = sum(
+        SequenceMatcher(None, out.split(), ex.target.split()).ratio()
+        for out, ex in zip(outputs, examples, strict=True)
+    ) / max(1, len(examples))
+    distinct = len(set(outputs))
+    if len(examples) > 1 and distinct == 1:
+        raise UntrainedCheckpointError(
+            f"every held-out input gives the same output {outputs[0]!r}: the model did not "
+            "learn its task; raise its training budget in models/checkpoint_recipes.py"
+        )
+    return {
+        "inputs": len(examples),
+        "distinct_outputs": distinct,
+        "word_similarity": round(similarity, 3),
+        "samples": [
+            {"input": ex.source, "output": out}
+            for ex, out in zip(examples[:3], outputs[:3], strict=True)
+        ],
+    }

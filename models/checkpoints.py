@@ -35,6 +35,8 @@ SEED = 1234
 TOKENIZER_SENTENCES = {"tiny": 4000, "full": None}
 TRAIN_SENTENCES = 4000
 TRAIN_THREADS = {"tiny": 1, "full": 2}
+# Held-out validation sentences decoded after training to prove output depends on input.
+PROBE_SENTENCES = 8
 _LIBRARIES = ("torch", "transformers", "tokenizers", "sentencepiece")
 
 
@@ -49,7 +51,7 @@ def fingerprint(family: str, size: str) -> str:
 
     recipe = RECIPES[family]
     parts = [
-        f"{family}:{size}:{SEED}:{TOKENIZER_SENTENCES[size]}:{TRAIN_SENTENCES}",
+        f"{family}:{size}:{SEED}:{TOKENIZER_SENTENCES[size]}:{TRAIN_SENTENCES}:{PROBE_SENTENCES}",
         repr(recipe.dims[size]),
         repr(recipe.training(size)),
         repr(recipe.sinusoidal_positions),
@@ -87,7 +89,12 @@ def build_checkpoint(
     from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
     from models.checkpoint_tokenizers import model_vocab_size
-    from models.checkpoint_train import encode_examples, init_sinusoidal_positions, train
+    from models.checkpoint_train import (
+        encode_examples,
+        init_sinusoidal_positions,
+        probe_input_dependence,
+        train,
+    )
 
     started = time.monotonic()
     # One thread: on a shared, busy 2-core machine two OpenMP threads spin against each other
@@ -113,7 +120,7 @@ def build_checkpoint(
     rng = random.Random(SEED)
     sentences = [s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TRAIN_SENTENCES)]
     rng.shuffle(sentences)
-    pairs = encode_examples(tokenizer, recipe.make_examples(sentences, rng))
+    pairs = encode_examples(tokenizer, recipe.make_examples(sentences, rng), training.max_tokens)
     pad_id = config.pad_token_id
     assert pad_id is not None, f"{family} config has no pad_token_id"
     final_loss = train(model, pairs, pad_id, training, SEED)
@@ -128,6 +135,8 @@ def build_checkpoint(
         pad_token_id=pad_id,
         **values,
     )
+    held_out = read_sentences(data, "en", "val", limit=PROBE_SENTENCES)
+    probe = probe_input_dependence(model, tokenizer, recipe.make_examples(held_out, rng))
     model.save_pretrained(out, safe_serialization=True)
     recipe_info = {
         "family": family,
@@ -137,6 +146,7 @@ def build_checkpoint(
         "task": recipe.make_examples.__doc__,
         "steps": training.steps,
         "final_loss": round(final_loss, 4),
+        "probe": probe,
         "parameters": model.num_parameters(),
         "build_seconds": round(time.monotonic() - started, 1),
         "libraries": {lib: metadata.version(lib) for lib in _LIBRARIES},

@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--batch-mode", help="continuous, dynamic or off (S2S_BATCH_MODE)")
     add("--max-batch-size", type=int, help="requests per batch (S2S_MAX_BATCH_SIZE)")
     add("--max-wait-ms", type=float, help="batch collection wait (S2S_MAX_WAIT_MS)")
+    add("--join-every-steps", type=int, help="join every N steps (S2S_JOIN_EVERY_STEPS)")
     add("--max-queue", type=int, help="queued requests per model (S2S_MAX_QUEUE)")
     add("--log-format", help="text or json (S2S_LOG_FORMAT)")
     add("--drain-grace-s", type=float, help="SIGTERM grace period (S2S_DRAIN_GRACE_S)")

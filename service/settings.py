@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(16, ge=1, le=1024, description="Requests per batch.")
     max_batch_tokens: int = Field(8192, ge=1, description="Input tokens per batch (padded).")
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batch collection wait.")
+    join_every_steps: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Continuous batching: queued requests join a running batch every N steps.",
+    )
     max_queue: int = Field(256, ge=1, description="Queued requests per model before 429.")
     default_timeout_ms: float = Field(
         60_000, gt=0, description="Deadline of a generation without timeout_ms."

@@ -172,6 +172,11 @@ async def until_done_or_disconnect(request: Request, work: Awaitable[T]) -> T:
     return task.result()
 
 
+async def complete(request: Request, prepared: Prepared) -> list[GenerationResult]:
+    """Run every prepared input to the end, in input order; cancelled if the client leaves."""
+    return await until_done_or_disconnect(request, run_all(prepared))
+
+
 def new_detokenizer(runtime: Any) -> Any:
     """A streaming detokenizer for ``runtime`` (push(id) -> text, flush() -> text)."""
     factory = getattr(runtime, "new_detokenizer", None)

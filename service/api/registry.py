@@ -176,6 +176,7 @@ class ModelRegistry:
                 max_batch_size=s.max_batch_size,
                 max_batch_tokens=s.max_batch_tokens,
                 max_wait_ms=s.max_wait_ms,
+                join_every_steps=s.join_every_steps,
                 max_queue=s.max_queue,
                 default_timeout_ms=s.default_timeout_ms,
             )

@@ -123,6 +123,7 @@ class Engine:
         except TimeoutError:
             job.cancel()
             self._scheduler.wake()
+            self.observer.on_rejection(DeadlineExceededError.reason)
             raise DeadlineExceededError(
                 f"deadline exceeded after {time.monotonic() - job.enqueued_at:.3f}s"
             ) from None
@@ -146,11 +147,7 @@ class Engine:
         job = self._accept(request, stream=False)
         try:
             while True:
-                try:
-                    event = await self._next_event(job)
-                except DeadlineExceededError:
-                    self.observer.on_rejection(DeadlineExceededError.reason)
-                    raise
+                event = await self._next_event(job)
                 if isinstance(event, _Done):
                     return event.result
                 if isinstance(event, _Failed):
@@ -168,11 +165,7 @@ class Engine:
         job = self._accept(request, stream=True)
         try:
             while True:
-                try:
-                    event = await self._next_event(job)
-                except DeadlineExceededError:
-                    self.observer.on_rejection(DeadlineExceededError.reason)
-                    raise
+                event = await self._next_event(job)
                 if isinstance(event, _Tokens):
                     yield StreamChunk(event.ids)
                 elif isinstance(event, _Done):

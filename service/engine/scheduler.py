@@ -62,6 +62,11 @@ class EngineConfig:
     max_wait_ms: float = 5.0
     max_queue: int = 256
     default_timeout_ms: float | None = 60_000.0
+    # Continuous mode: queued requests join a running batch only every N decode steps.
+    # Each join starts a cohort that costs one decoder call per step for its whole life,
+    # so under heavy load joining less often means fewer, larger calls; a request waits at
+    # most N - 1 extra steps. An idle batch admits at once.
+    join_every_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("continuous", "dynamic", "off"):
@@ -70,6 +75,8 @@ class EngineConfig:
             raise ValueError("max_batch_size, max_batch_tokens and max_queue must be >= 1")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
+        if self.join_every_steps < 1:
+            raise ValueError("join_every_steps must be >= 1")
 
 
 def options_key(options: Any) -> str:
@@ -302,6 +309,7 @@ class Scheduler:
 
     def _run_continuous(self) -> None:
         batch: Any = None
+        steps_since_join = 0
         while True:
             with self._cond:
                 idle = not self._running
@@ -309,10 +317,16 @@ class Scheduler:
                 if not self._wait_for_work():
                     return
                 self._wait_for_more(self.config.max_batch_size)
+            joiners: list[Job] = []
             with self._cond:
                 if self._stop:
                     return
-                joiners = self._admit()
+                if idle or steps_since_join + 1 >= self.config.join_every_steps:
+                    joiners = self._admit()
+            if joiners:
+                steps_since_join = 0
+            else:
+                steps_since_join += 1
             if batch is None:
                 batch = self.runtime.new_batch()
             self._join(batch, joiners)

@@ -79,6 +79,7 @@ class FakeBatch:
         if self.runtime.poison_at == "add" and POISON in input_ids:
             raise FakeInputError("poisoned input")
         self.rows_[key] = _Row(list(input_ids), opts, expected(list(input_ids), opts))
+        self.runtime.join_steps.append(self.runtime.steps)
 
     def step(self) -> list[StepEvent]:
         self.runtime.steps += 1
@@ -136,6 +137,8 @@ class FakeRuntime:
         self.poison_at = poison_at
         self.steps = 0
         self.step_sizes: list[int] = []
+        # runtime.steps at each FakeBatch.add: when requests joined the running batch.
+        self.join_steps: list[int] = []
         self.generate_sizes: list[int] = []
         self.removed: list[Any] = []
         self.lock = threading.Lock()

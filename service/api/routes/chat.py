@@ -12,11 +12,10 @@ from service.api.errors import too_large
 from service.api.generation import (
     Prepared,
     check_limits,
+    complete,
     decode,
     resolve,
-    run_all,
     stream_in_order,
-    until_done_or_disconnect,
 )
 from service.api.schemas import AssistantMessage, ChatRequest, ChatResponse, Usage
 from service.api.sse import DONE, sse
@@ -49,7 +48,7 @@ async def chat(body: ChatRequest, request: Request) -> Any:
     )
     if body.stream:
         return sse(request, _stream(prepared))
-    (result,) = await until_done_or_disconnect(request, run_all(prepared))
+    (result,) = await complete(request, prepared)
     return ChatResponse(
         model=entry.name,
         message=AssistantMessage(content=decode(entry, result.sequences[0]).strip()),

@@ -21,12 +21,11 @@ from service.api.conversation import encode_chat
 from service.api.errors import ApiError, too_large
 from service.api.generation import (
     Prepared,
+    complete,
     decode,
     finish_reason,
     resolve,
-    run_all,
     stream_in_order,
-    until_done_or_disconnect,
 )
 from service.api.schemas import ChatCompletionRequest
 from service.api.sse import DONE, sse
@@ -107,7 +106,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse(request, _stream(prepared, completion_id, created, stops, include_usage))
-    (result,) = await until_done_or_disconnect(request, run_all(prepared))
+    (result,) = await complete(request, prepared)
     choices = []
     for index, sequence in enumerate(result.sequences):
         text, stopped = _cut(decode(entry, sequence).strip(), stops)

@@ -16,11 +16,10 @@ from fastapi import APIRouter, Request
 from service.api.generation import (
     Prepared,
     check_limits,
+    complete,
     decode,
     prepare,
-    run_all,
     stream_in_order,
-    until_done_or_disconnect,
 )
 from service.api.schemas import SummarizeRequest, SummarizeResponse
 from service.api.sse import DONE, sse
@@ -38,7 +37,7 @@ async def summarize(body: SummarizeRequest, request: Request) -> Any:
     prepared = await prepare(request, entry, texts, body.options)
     if body.stream:
         return sse(request, _stream(prepared))
-    results = await until_done_or_disconnect(request, run_all(prepared))
+    results = await complete(request, prepared)
     return SummarizeResponse(
         model=entry.name, summaries=[decode(entry, r.sequences[0]) for r in results]
     )

@@ -9,11 +9,10 @@ from fastapi import APIRouter, Request
 
 from service.api.generation import (
     check_limits,
+    complete,
     decode,
     prepare,
-    run_all,
     stream_in_order,
-    until_done_or_disconnect,
 )
 from service.api.schemas import TranslateRequest, TranslateResponse
 from service.api.sse import DONE, sse
@@ -41,7 +40,7 @@ async def translate(body: TranslateRequest, request: Request) -> Any:
     )
     if body.stream:
         return sse(request, _stream(prepared, segmented, entry.name))
-    results = await until_done_or_disconnect(request, run_all(prepared))
+    results = await complete(request, prepared)
     outputs = [decode(entry, r.sequences[0]) for r in results]
     translations = []
     start = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -108,6 +109,31 @@ async def test_failure_fails_only_its_request_and_scheduler_survives(
         else:
             assert out == expected(ids, opts)
     assert after == expected([21, 22], opts)
+
+
+@pytest.mark.parametrize("every", [1, 4])
+async def test_continuous_joins_the_running_batch_every_n_steps(every: int) -> None:
+    runtime = FakeRuntime(step_delay_s=0.005)
+    config = EngineConfig(mode="continuous", max_wait_ms=0, join_every_steps=every)
+    engine = Engine(runtime, config)
+    await engine.start()
+    long_opts, short_opts = FakeOptions(max_new_tokens=60), FakeOptions(max_new_tokens=3)
+    inputs = _inputs(12, seed=3)
+    try:
+        first = asyncio.ensure_future(_run(engine, [99, 98], long_opts))
+        late = []
+        for ids in inputs:
+            await asyncio.sleep(0.004)
+            late.append(asyncio.ensure_future(_run(engine, ids, short_opts)))
+        results = await asyncio.gather(*late)
+        assert await first == expected([99, 98], long_opts)
+    finally:
+        await engine.stop(1)
+    assert results == [expected(ids, short_opts) for ids in inputs]
+    joins = sorted(set(runtime.join_steps))
+    assert len(runtime.join_steps) == 1 + len(inputs)
+    # While the long request runs, joiners wait for every N-th step and join together.
+    assert all(b - a >= every for a, b in itertools.pairwise(joins)), joins
 
 
 async def test_step_failure_fails_streams_in_that_batch_only() -> None:
