@@ -8,7 +8,7 @@ PORT ?= 8000
 MODELS_DIR ?= models
 PYTEST_ARGS ?=
 
-.PHONY: help venv serve defaults test lint typecheck unit e2e system-deps clean bench train-default eval-default
+.PHONY: help venv serve defaults test lint typecheck unit e2e system-deps clean bench train-default tune-default eval-default
 
 help:
 	@echo "make serve   - set up, build missing default model packages, serve on $(HOST):$(PORT)"
@@ -58,11 +58,21 @@ train-default: venv
 	HF_HUB_OFFLINE=1 nice -n 5 $(BIN)/python -m models.recipes.train_marian \
 	  --data-dir $(DATA_DIR)/multi30k --out $(TRAIN_DIR)/checkpoint --work-dir $(TRAIN_DIR) $(TRAIN_ARGS)
 
+EXPORT_DEFAULT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(TRAIN_DIR)/checkpoint --task translation \
+	  --name multi30k-en-de --out-dir $(TRAIN_DIR)/package --precision fp32,int8 --overwrite
+
+# Picks the serving beam size and length penalty on the validation set (int8, our runtime)
+# and writes them into the checkpoint's generation_config.json.
+tune-default: venv
+	$(EXPORT_DEFAULT)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m models.recipes.tune_decoding \
+	  --package $(TRAIN_DIR)/package/multi30k-en-de --checkpoint $(TRAIN_DIR)/checkpoint \
+	  --data-dir $(DATA_DIR)/multi30k
+
 # Exports the checkpoint with fp32 and int8 into $(TRAIN_DIR)/package and scores the
 # checkpoint and both variants on test_2016_flickr (the table in docs/quality.md).
 eval-default: venv
-	HF_HUB_OFFLINE=1 $(BIN)/python -m export $(TRAIN_DIR)/checkpoint --task translation \
-	  --name multi30k-en-de --out-dir $(TRAIN_DIR)/package --precision fp32,int8
+	$(EXPORT_DEFAULT)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m export.evaluate --package $(TRAIN_DIR)/package/multi30k-en-de \
 	  --source $(TRAIN_DIR)/checkpoint --src $(DATA_DIR)/multi30k/test_2016_flickr.en.gz \
 	  --ref $(DATA_DIR)/multi30k/test_2016_flickr.de.gz $(EVAL_ARGS) \
