@@ -24,6 +24,7 @@ def ship(package: Path, out: Path, keep: list[str], description: str | None) -> 
     missing = [p for p in keep if p not in manifest.variants]
     if missing:
         raise ValueError(f"{package} has no {', '.join(missing)} variant")
+    out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         ignore = shutil.ignore_patterns(*[p for p in manifest.variants if p not in keep])

@@ -18,7 +18,7 @@ DEMO = REPO_ROOT / "models" / "multi30k-en-de"
 @pytest.mark.slow
 def test_ship_keeps_only_listed_variants(tiny_package: Callable[..., Path], tmp_path: Path) -> None:
     package = tiny_package("marian")
-    out = tmp_path / "shipped"
+    out = tmp_path / "not-yet" / "shipped"  # missing parent folders are created
     manifest = ship(package, out, ["int8"], "a test package")
     assert list(manifest.variants) == ["int8"]
     assert not (out / "fp32").exists() and (out / "int8").is_dir()
