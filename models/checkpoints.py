@@ -80,9 +80,17 @@ def _check(family: str, size: str) -> None:
 
 
 def build_checkpoint(
-    family: str, size: str, out_dir: str | Path, data_dir: str | Path | None = None
+    family: str,
+    size: str,
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    allow_untrained: bool = False,
 ) -> Path:
-    """Train a tokenizer and a model of ``family`` / ``size`` and save them into ``out_dir``."""
+    """Train a tokenizer and a model of ``family`` / ``size`` and save them into ``out_dir``.
+
+    Raises ``UntrainedCheckpointError`` (nothing saved) when the trained model gives one
+    output for every held-out input, unless ``allow_untrained`` (then recipe.json says so).
+    """
     _check(family, size)
     # Imported here so ``--help`` and cache hits stay fast.
     import torch
@@ -136,7 +144,9 @@ def build_checkpoint(
         **values,
     )
     held_out = read_sentences(data, "en", "val", limit=PROBE_SENTENCES)
-    probe = probe_input_dependence(model, tokenizer, recipe.make_examples(held_out, rng))
+    probe = probe_input_dependence(
+        model, tokenizer, recipe.make_examples(held_out, rng), strict=not allow_untrained
+    )
     model.save_pretrained(out, safe_serialization=True)
     recipe_info = {
         "family": family,
@@ -206,10 +216,27 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="folder holding multi30k/ (default: $S2S_DATA_DIR or ../shared/data)",
     )
+    parser.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="save even when every held-out input gives the same output (recipe.json says so)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.monotonic()
-    out = build_checkpoint(args.family, args.size, args.out, data_dir=args.data_dir)
+    from models.checkpoint_train import UntrainedCheckpointError
+
+    try:
+        out = build_checkpoint(
+            args.family,
+            args.size,
+            args.out,
+            data_dir=args.data_dir,
+            allow_untrained=args.allow_untrained,
+        )
+    except UntrainedCheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(
         f"wrote {args.family}-{args.size} checkpoint to {out} in {time.monotonic() - started:.1f}s",
         file=sys.stderr,

@@ -141,14 +141,24 @@ def test_ensure_checkpoint_reuses_the_cached_build(tiny_checkpoint: Callable[[st
 
 @pytest.mark.slow
 def test_cli_writes_a_loadable_deterministic_checkpoint(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # A few steps are enough to check the CLI path and determinism; quality is tested above.
+    # 3 steps check the CLI path and determinism (quality is tested above), and are too few
+    # to learn anything: the build refuses such a model unless told otherwise.
     quick = dataclasses.replace(RECIPES["bart"], tiny_training=Training(3, 4, 1e-3, 0.0))
     monkeypatch.setitem(RECIPES, "bart", quick)
+    base = ["--family", "bart", "--data-dir", str(data_dir)]
+    assert checkpoints.main(["--out", str(tmp_path / "refused"), *base]) == 1
+    assert "did not learn its task" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "model.safetensors").exists()
     for name in ("a", "b"):
-        argv = ["--out", str(tmp_path / name), "--family", "bart", "--data-dir", str(data_dir)]
-        assert checkpoints.main(argv) == 0
+        assert checkpoints.main(["--out", str(tmp_path / name), *base, "--allow-untrained"]) == 0
+    recipe = json.loads((tmp_path / "a" / "recipe.json").read_text())
+    assert recipe["probe"]["input_dependent"] is False
+    assert recipe["probe"]["distinct_outputs"] == 1
     model = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "a")
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "a")
     assert model.config.vocab_size == len(tokenizer)
