@@ -282,7 +282,14 @@ def resolve_model(
     if checkpoint is None:
         from models.checkpoints import ensure_checkpoint
 
-        checkpoint = ensure_checkpoint(family, size)
+        checkpoint = ensure_checkpoint(family, size, allow_untrained=True)
+        probe = json.loads((checkpoint / "recipe.json").read_text()).get("probe", {})
+        if not probe.get("input_dependent", True):
+            print(
+                f"warning: {checkpoint.name} gives one output for every input (recipe.json "
+                "probe); fixed-length speed numbers stay valid, natural-stopping ones do not",
+                file=sys.stderr,
+            )
     checkpoint = Path(checkpoint)
     if family == "marian" and not keep_pad_row:
         pad = json.loads((checkpoint / "config.json").read_text())["pad_token_id"]

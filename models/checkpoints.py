@@ -176,8 +176,16 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_checkpoint(family: str, size: str = "tiny", data_dir: str | Path | None = None) -> Path:
+def ensure_checkpoint(
+    family: str,
+    size: str = "tiny",
+    data_dir: str | Path | None = None,
+    allow_untrained: bool = False,
+) -> Path:
     """Return the cached checkpoint dir of ``family`` / ``size``, building it once if missing.
+
+    ``allow_untrained`` is passed to ``build_checkpoint`` (benchmarks, whose outputs have a
+    fixed length, can measure speed on a model that has not learned its task yet).
 
     Builds into a temporary dir beside the cache entry and renames it into place, under a file
     lock, so concurrent processes never see a half-written checkpoint or build it twice.
@@ -191,7 +199,9 @@ def ensure_checkpoint(family: str, size: str = "tiny", data_dir: str | Path | No
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=CACHE_DIR))
         try:
-            build_checkpoint(family, size, staging, data_dir=data_dir)
+            build_checkpoint(
+                family, size, staging, data_dir=data_dir, allow_untrained=allow_untrained
+            )
             os.chmod(staging, 0o755)
             staging.rename(target)
         except BaseException:
