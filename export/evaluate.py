@@ -22,11 +22,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from service.runtime.manifest import Manifest
 
-Translator = Callable[[list[str], int], list[str]]
+
+class Translator(Protocol):
+    """Decodes texts with ``beams`` (1 = greedy) and optionally a beam length penalty."""
+
+    def __call__(
+        self, texts: list[str], beams: int, length_penalty: float | None = None
+    ) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -101,13 +107,14 @@ def package_translator(
     )
     source_lang, target_lang = _languages(runtime.manifest)
 
-    def run(texts: list[str], beams: int) -> list[str]:
+    def run(texts: list[str], beams: int, length_penalty: float | None = None) -> list[str]:
+        options = GenerationOptions(num_beams=beams, length_penalty=length_penalty)
         out: list[str] = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
             results = runtime.generate_texts(
                 chunk,
-                GenerationOptions(num_beams=beams),
+                options,
                 source_lang=source_lang,
                 target_lang=target_lang,
             )
@@ -138,7 +145,8 @@ def checkpoint_translator(
     prefix = manifest.task_prefix or ""
     max_source = manifest.model.max_source_positions
 
-    def run(texts: list[str], beams: int) -> list[str]:
+    def run(texts: list[str], beams: int, length_penalty: float | None = None) -> list[str]:
+        penalty = {} if length_penalty is None else {"length_penalty": length_penalty}
         out: list[str] = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
@@ -146,7 +154,7 @@ def checkpoint_translator(
                 enc = tokenizer(
                     chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_source
                 )
-                gen = model.generate(**enc, num_beams=beams, do_sample=False, **extra)
+                gen = model.generate(**enc, num_beams=beams, do_sample=False, **extra, **penalty)
                 out.extend(tokenizer.batch_decode(gen, skip_special_tokens=True))
         return out
 

@@ -8,6 +8,7 @@ request's output depends on its batch neighbours; weight-only int8 has no such c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections.abc import Iterator
@@ -167,7 +168,7 @@ def quantize_pair(
     quantize_file(
         encoder,
         out.encoder,
-        Int8Options(options.per_channel, False, options.method, options.block_size),
+        dataclasses.replace(options, lm_head_fp32=False),  # the encoder has no lm_head
     )
     scratch = dst_dir / ".unmerged"
     scratch.mkdir()

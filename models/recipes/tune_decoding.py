@@ -19,8 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from export.evaluate import read_texts, score
-from service.runtime import GenerationOptions, load_runtime
+from export.evaluate import package_translator, read_texts, score
 
 log = logging.getLogger("tune_decoding")
 T = TypeVar("T")
@@ -41,24 +40,12 @@ def tune(
     batch_size: int = 32,
 ) -> list[dict[str, float]]:
     """BLEU of every grid point, best first."""
-    runtime = load_runtime(package, device="cpu", precision=precision)
-    langs = runtime.manifest.languages
-    source_lang = langs.source[0] if langs.source else None
-    target_lang = langs.target[0] if langs.target else None
+    translate = package_translator(package, precision, batch_size, None)
     rows: list[dict[str, float]] = []
     for num_beams in beams:
         for penalty in penalties if num_beams > 1 else [1.0]:
             started = time.monotonic()
-            options = GenerationOptions(num_beams=num_beams, length_penalty=penalty)
-            hypotheses: list[str] = []
-            for start in range(0, len(sources), batch_size):
-                results = runtime.generate_texts(
-                    sources[start : start + batch_size],
-                    options,
-                    source_lang=source_lang,
-                    target_lang=target_lang,
-                )
-                hypotheses.extend(r[0] for r in results)
+            hypotheses = translate(sources, num_beams, penalty)
             bleu = score("translation", hypotheses, references)["BLEU"]
             secs = time.monotonic() - started
             log.info("beams %d, lp %.2f: BLEU %.2f (%.0fs)", num_beams, penalty, bleu, secs)
