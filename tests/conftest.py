@@ -15,8 +15,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 FAMILIES = ("marian", "bart", "t5", "pegasus", "blenderbot", "m2m100")
 # The task each family's test package is exported for.
 FAMILY_TASKS = {
@@ -31,10 +29,14 @@ FAMILY_TASKS = {
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The shared real-text data folder; tests needing it skip when it is absent."""
-    if not DATA_DIR.is_dir():
-        pytest.skip(f"shared data folder {DATA_DIR} is absent")
-    return DATA_DIR
+    """The shared real-text data folder ($S2S_DATA_DIR or ../shared/data, as the checkpoint
+    builder finds it); tests needing it skip when it is absent."""
+    from models.checkpoint_data import DataMissingError, resolve_data_dir
+
+    try:
+        return resolve_data_dir()
+    except DataMissingError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
