@@ -3,7 +3,7 @@
 1. engine suite, fixed output length: all backends, greedy and beam 4, batch 1/8/32/64;
 2. engine suite, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
 3. experiment: ours int8 with an int8 output projection (``bench.lm_head_int8``), greedy;
-4. service load sweep (continuous / dynamic / off / naive pipeline);
+4. service load sweep (continuous, joining every 2 / 4 steps, dynamic, off, naive pipeline);
 5. GPU suite (records "not run" without a GPU);
 6. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
 
@@ -22,6 +22,14 @@ from pathlib import Path
 from bench import engine, gpu, lm_head_int8, load, report
 
 NATURAL_BACKENDS = "torch:fp32:1,ours:int8:1,ct2:int8:1"
+# The join variants measure S2S_JOIN_EVERY_STEPS beside plain continuous batching; 10 s
+# levels because 5 s ones moved the join comparison by up to 20 % between runs.
+LOAD_DEFAULTS = (
+    "--targets",
+    "continuous,continuous-join2,continuous-join4,dynamic,off,naive",
+    "--duration-s",
+    "10",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         )
     if "load" not in skip:
-        load.main(["--json", str(out / "load.json"), *model, *shlex.split(args.load_args)])
+        load.main(
+            ["--json", str(out / "load.json"), *model, *LOAD_DEFAULTS, *shlex.split(args.load_args)]
+        )
     if "gpu" not in skip:
         gpu.main(["--json", str(out / "gpu.json"), *model])
     return report.main(

@@ -11,6 +11,7 @@ from bench.report import (
     add_ratios,
     engine_tables,
     gpu_section,
+    join_effects,
     main,
     replace_section,
     service_targets,
@@ -85,6 +86,20 @@ def test_service_targets_from_levels() -> None:
     assert any("6.00×" in line for line in lines)
     assert any("2.5 ms" in line for line in lines)
     assert any("12.00×" in line for line in lines)
+
+
+def test_join_variants_compared_with_continuous_at_high_concurrency() -> None:
+    rows = [
+        {"target": "continuous", "concurrency": 64, "tokens_per_s": 800.0},
+        {"target": "continuous", "concurrency": 128, "tokens_per_s": 750.0},
+        {"target": "continuous-join2", "concurrency": 64, "tokens_per_s": 840.0},
+        {"target": "continuous-join2", "concurrency": 128, "tokens_per_s": 900.0},
+        {"target": "continuous-join4", "concurrency": 64, "tokens_per_s": 680.0},
+    ]
+    assert join_effects(rows) == [
+        "continuous-join2 / continuous tokens/s: +5% at concurrency 64, +20% at concurrency 128",
+        "continuous-join4 / continuous tokens/s: -15% at concurrency 64",
+    ]
 
 
 def test_replace_section_replaces_or_appends() -> None:
