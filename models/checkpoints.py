@@ -245,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
             allow_untrained=args.allow_untrained,
         )
     except UntrainedCheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(
+            f"error: {exc}\n(--allow-untrained saves it anyway, marked input_dependent: false "
+            "in recipe.json: fine for fixed-length speed benchmarks, not for quality checks)",
+            file=sys.stderr,
+        )
         return 1
     print(
         f"wrote {args.family}-{args.size} checkpoint to {out} in {time.monotonic() - started:.1f}s",

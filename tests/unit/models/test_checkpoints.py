@@ -152,7 +152,9 @@ def test_cli_writes_a_loadable_deterministic_checkpoint(
     monkeypatch.setitem(RECIPES, "bart", quick)
     base = ["--family", "bart", "--data-dir", str(data_dir)]
     assert checkpoints.main(["--out", str(tmp_path / "refused"), *base]) == 1
-    assert "did not learn its task" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "did not learn its task" in refusal
+    assert "--allow-untrained saves it anyway" in refusal
     assert not (tmp_path / "refused" / "model.safetensors").exists()
     for name in ("a", "b"):
         assert checkpoints.main(["--out", str(tmp_path / name), *base, "--allow-untrained"]) == 0
