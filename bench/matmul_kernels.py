@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.int8_per_row import quantize_per_row
+
 # (name, K, N): Marian opus-mt-en-de shapes.
 SHAPES = (("ffn fc1 512x2048", 512, 2048), ("lm_head 512x58101", 512, 58101))
 LEVELS = (0, 1, 4)
@@ -42,63 +44,6 @@ def _matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
     onnx.save(model, str(path))
 
 
-def _per_row_model(fp32: Path, path: Path) -> None:
-    """The MatMul as per-row symmetric int8 activations x per-column int8 weights.
-
-    Each row gets its own scale (max |x| / 127), stored as uint8 around a common zero point
-    128 so the u8 x s8 ``MatMulIntegerToFloat`` kernel applies; the row scale multiplies the
-    result afterwards. No scale is shared between rows, so results are batch-invariant.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(fp32))
-    weight = numpy_helper.to_array(model.graph.initializer[0])
-    col_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
-    weight_q = np.clip(np.round(weight / col_scale), -127, 127).astype(np.int8)
-    consts = [
-        numpy_helper.from_array(weight_q, "w_q"),
-        numpy_helper.from_array(col_scale.astype(np.float32), "w_scale"),
-        numpy_helper.from_array(np.array(1.0 / 127.0, dtype=np.float32), "inv127"),
-        numpy_helper.from_array(np.array(1e-12, dtype=np.float32), "eps"),
-        numpy_helper.from_array(np.array(128.0, dtype=np.float32), "shift"),
-        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "lo"),
-        numpy_helper.from_array(np.array(255.0, dtype=np.float32), "hi"),
-        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
-        numpy_helper.from_array(np.array(128, dtype=np.uint8), "zp"),
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), "last"),
-    ]
-    node = helper.make_node
-    nodes = [
-        node("Abs", ["x"], ["ax"]),
-        node("ReduceMax", ["ax", "last"], ["mx"], keepdims=1),
-        node("Max", ["mx", "eps"], ["mxe"]),
-        node("Mul", ["mxe", "inv127"], ["rs"]),
-        node("Div", ["x", "rs"], ["xs"]),
-        node("Round", ["xs"], ["xr"]),
-        node("Add", ["xr", "shift"], ["xsh"]),
-        node("Clip", ["xsh", "lo", "hi"], ["xc"]),
-        node("Cast", ["xc"], ["xq"], to=TensorProto.UINT8),
-        node(
-            "MatMulIntegerToFloat",
-            ["xq", "w_q", "one", "w_scale", "zp"],
-            ["yq"],
-            domain="com.microsoft",
-        ),
-        node("Mul", ["yq", "rs"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "proj", list(model.graph.input), list(model.graph.output), consts
-    )
-    onnx.save(
-        helper.make_model(
-            graph,
-            opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)],
-        ),
-        str(path),
-    )
-
-
 def _variants(folder: Path, k: int, n: int) -> dict[str, Path]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -110,9 +55,10 @@ def _variants(folder: Path, k: int, n: int) -> dict[str, Path]:
     dynamic = folder / "dynamic.onnx"
     quantize_dynamic(fp32, dynamic, per_channel=True, weight_type=QuantType.QInt8)
     paths["dynamic int8 per-channel"] = dynamic
-    per_row = folder / "per-row.onnx"
-    _per_row_model(fp32, per_row)
-    paths["per-row int8 (MatMulIntegerToFloat)"] = per_row
+    for signed in (False, True):
+        per_row = folder / f"per-row-{signed}.onnx"
+        quantize_per_row(fp32, per_row, signed_weights=signed)
+        paths[f"per-row int8, {'s8' if signed else 'u8'} weights"] = per_row
     for level in LEVELS:
         quantizer = MatMulNBitsQuantizer(
             onnx.load(str(fp32)), bits=8, block_size=128, is_symmetric=True, accuracy_level=level

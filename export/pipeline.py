@@ -64,9 +64,11 @@ PACKAGE_CACHE = REPO_ROOT / ".cache" / "packages"
 # the most quantized one within tolerance of the best (smaller and faster). Only weight-only
 # int8 is a candidate: dynamic int8 shares one activation scale across the batch, so a
 # request's output would depend on its batch neighbours (docs/export.md, "int8 method").
+# Per-row int8: as fast as ORT dynamic quantization, batch-invariant like weight-only
+# MatMulNBits (which ran slower than fp32 at batch 32-64 on an AVX2 CPU: docs/export.md).
 INT8_CANDIDATES = (
-    Int8Options(method="weight_only"),
-    Int8Options(method="weight_only", lm_head_fp32=True),
+    Int8Options(method="per_row"),
+    Int8Options(method="per_row", lm_head_fp32=True),
 )
 # A more quantized int8 candidate is kept unless a later one agrees with the reference on
 # more than this fraction of extra tokens (greedy and beam). On 8 inputs one flipped

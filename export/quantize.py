@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Literal
 
 from export.errors import ConversionError
+from export.int8_per_row import quantize_per_row
 from export.onnx_export import OnnxPair, UnmergedDecoders, merge_into
 from service.runtime.manifest import DECODER_FILE, ENCODER_FILE
 
-Int8Method = Literal["dynamic", "weight_only"]
+Int8Method = Literal["dynamic", "weight_only", "per_row"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class Int8Options:
             return (
                 f"weight-only int8 MatMul weights (MatMulNBits, symmetric, "
                 f"block {self.block_size}, accuracy_level 4{head})"
+            )
+        if self.method == "per_row":
+            return (
+                "per-row int8 activations x per-column int8 MatMul weights "
+                f"(MatMulIntegerToFloat{head})"
             )
         scales = "per-channel" if self.per_channel else "per-tensor"
         return f"dynamic int8 MatMul weights ({scales}{head})"
@@ -92,6 +98,12 @@ def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
     """Quantize one ONNX file's MatMul weights to int8 (subgraphs included)."""
     if options.method == "weight_only":
         _quantize_weight_only(src, dst, options)
+    elif options.method == "per_row":
+        exclude = set(lm_head_nodes(src)) if options.lm_head_fp32 else set()
+        try:
+            quantize_per_row(src, dst, exclude)
+        except Exception as exc:  # onnx raises plain Exceptions for malformed graphs
+            raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
     else:
         _quantize_dynamic(src, dst, options)
 

@@ -39,7 +39,7 @@ def e2e_models_dir(
 def server(e2e_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The shared server: continuous batching, fp32 variants."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    # fp32, the reference precision; int8 (weight-only) batching exactness has its own test.
+    # fp32, the reference precision; int8 (per-row) batching exactness has its own test.
     srv = start_server(e2e_models_dir, log_path, S2S_MAX_WAIT_MS="10", S2S_PRECISION="fp32")
     yield srv
     srv.stop()

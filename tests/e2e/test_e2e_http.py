@@ -104,7 +104,7 @@ def test_dynamic_batching_is_exact_too(server_factory: Callable[..., Any]) -> No
 
 
 def test_int8_batching_is_exact_too(server_factory: Callable[..., Any]) -> None:
-    # int8 packages are weight-only (MatMulNBits): no activation scale shared across rows.
+    # int8 packages are per-row int8: no activation scale shared across rows.
     srv = server_factory(S2S_MODELS="tiny-marian", S2S_PRECISION="int8", S2S_MAX_WAIT_MS="10")
     _assert_batching_exact(srv, {"num_beams": 1})
     _assert_batching_exact(srv, {"num_beams": 4})

@@ -1,8 +1,9 @@
 """The int8 variant's output does not depend on what else is in the batch.
 
 Dynamic int8 (one activation scale per tensor, over every row of the batch and its padding)
-broke this; the exported int8 variant is weight-only (MatMulNBits), whose activations stay
-float per row. Uses the session-cached tiny packages (same ones the family tests build).
+broke this; the exported int8 variant is per-row int8 (export.int8_per_row), whose
+activation scales never span more than one row. Uses the session-cached tiny packages
+(same ones the family tests build).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def test_int8_alone_equals_batched(
 ) -> None:
     package = tiny_package(family)
     rt = load_runtime(package, device="cpu", precision="int8", intra_op_threads=1)
-    assert "weight-only" in rt.manifest.variants["int8"].quantization
+    assert "per-row" in rt.manifest.variants["int8"].quantization
     ids = rt.encode_texts(TEXTS)
     options = rt.resolve(GenerationOptions(max_new_tokens=20, num_beams=num_beams))
 
