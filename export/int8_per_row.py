@@ -53,7 +53,7 @@ def quantize_per_row(
         for name in node.input:
             consumers[name] = consumers.get(name, 0) + 1
 
-    scalars = {
+    scalars: dict[str, np.ndarray] = {
         "pr_inv127": np.array(1.0 / 127.0, dtype=np.float32),
         "pr_eps": np.array(1e-12, dtype=np.float32),
         "pr_shift": np.array(float(ZERO_POINT), dtype=np.float32),
