@@ -61,11 +61,10 @@ from service.runtime.manifest import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_CACHE = REPO_ROOT / ".cache" / "packages"
 # int8 recipes, tried in order until one is token-exact; otherwise ``choose_int8`` keeps
-# the most quantized one within tolerance of the best (smaller and faster). Only weight-only
+# the most quantized one within tolerance of the best (smaller and faster). Only per-row
 # int8 is a candidate: dynamic int8 shares one activation scale across the batch, so a
-# request's output would depend on its batch neighbours (docs/export.md, "int8 method").
-# Per-row int8: as fast as ORT dynamic quantization, batch-invariant like weight-only
-# MatMulNBits (which ran slower than fp32 at batch 32-64 on an AVX2 CPU: docs/export.md).
+# request's output would depend on its batch neighbours, and weight-only MatMulNBits ran
+# slower than fp32 at batch 32-64 on an AVX2 CPU (docs/export.md, "int8 method").
 INT8_CANDIDATES = (
     Int8Options(method="per_row"),
     Int8Options(method="per_row", lm_head_fp32=True),
