@@ -12,7 +12,6 @@ run with M activation rows (decoder rows in one step) on one intra-op thread, in
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from export.int8_per_row import quantize_per_row
+from export.quantize import Int8Options, quantize_file
 
 # (name, K, N): Marian opus-mt-en-de shapes.
 SHAPES = (("ffn fc1 512x2048", 512, 2048), ("lm_head 512x58101", 512, 58101))
@@ -45,28 +45,26 @@ def _matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
 
 
 def _variants(folder: Path, k: int, n: int) -> dict[str, Path]:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
     fp32 = folder / "fp32.onnx"
     _matmul_model(fp32, k, n)
     paths = {"fp32": fp32}
-    dynamic = folder / "dynamic.onnx"
-    quantize_dynamic(fp32, dynamic, per_channel=True, weight_type=QuantType.QInt8)
-    paths["dynamic int8 per-channel"] = dynamic
+    recipes = {
+        "dynamic int8 per-channel": Int8Options(method="dynamic"),
+        **{
+            f"MatMulNBits 8-bit acc {level}": Int8Options(
+                method="weight_only", accuracy_level=level
+            )
+            for level in LEVELS
+        },
+    }
+    for label, options in recipes.items():
+        paths[label] = folder / f"{len(paths)}.onnx"
+        quantize_file(fp32, paths[label], options)
+    # The export's method with its u8 weights, and the s8 alternative (not an export option).
     for signed in (False, True):
-        per_row = folder / f"per-row-{signed}.onnx"
-        quantize_per_row(fp32, per_row, signed_weights=signed)
-        paths[f"per-row int8, {'s8' if signed else 'u8'} weights"] = per_row
-    for level in LEVELS:
-        quantizer = MatMulNBitsQuantizer(
-            onnx.load(str(fp32)), bits=8, block_size=128, is_symmetric=True, accuracy_level=level
-        )
-        quantizer.process()
-        out = folder / f"nbits-{level}.onnx"
-        onnx.save(quantizer.model.model, str(out))
-        paths[f"MatMulNBits 8-bit acc {level}"] = out
+        path = folder / f"{len(paths)}.onnx"
+        quantize_per_row(fp32, path, signed_weights=signed)
+        paths[f"per-row int8, {'s8' if signed else 'u8'} weights"] = path
     return paths
 
 
@@ -103,7 +101,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", default="1,16,64", help="activation rows per call")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
-    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     rows = [int(r) for r in args.rows.split(",")]
     for name, k, n in SHAPES:
         table = measure(k, n, rows, args.repeats)

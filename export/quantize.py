@@ -36,6 +36,9 @@ class Int8Options:
     # scale. 128 rather than 32: on ORT 1.32 / AVX-512 CPUs it was 15-20% faster at batch 16
     # on full-size Marian with the same outputs (docs/export.md, "int8 method").
     block_size: int = 128
+    # weight_only: the MatMulNBits compute type; 4 = int8 x int8 kernels (activations
+    # quantized per block inside the op, per row, so rows of a batch never share a scale).
+    accuracy_level: int = 4
 
     @property
     def label(self) -> str:
@@ -44,7 +47,7 @@ class Int8Options:
         if self.method == "weight_only":
             return (
                 f"weight-only int8 MatMul weights (MatMulNBits, symmetric, "
-                f"block {self.block_size}, accuracy_level 4{head})"
+                f"block {self.block_size}, accuracy_level {self.accuracy_level}{head})"
             )
         if self.method == "per_row":
             return (
@@ -97,23 +100,22 @@ def lm_head_nodes(model_path: Path) -> list[str]:
 
 def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
     """Quantize one ONNX file's MatMul weights to int8 (subgraphs included)."""
-    if options.method == "weight_only":
-        _quantize_weight_only(src, dst, options)
-    elif options.method == "per_row":
-        exclude = set(lm_head_nodes(src)) if options.lm_head_fp32 else set()
-        try:
-            quantize_per_row(src, dst, exclude)
-        except Exception as exc:  # onnx raises plain Exceptions for malformed graphs
-            raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
-    else:
-        _quantize_dynamic(src, dst, options)
+    exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
+    try:
+        if options.method == "weight_only":
+            _quantize_weight_only(src, dst, options, exclude)
+        elif options.method == "per_row":
+            quantize_per_row(src, dst, set(exclude))
+        else:
+            _quantize_dynamic(src, dst, options, exclude)
+    except Exception as exc:  # ORT and onnx raise plain Exceptions for unsupported graphs
+        raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
 
 
-def _quantize_weight_only(src: Path, dst: Path, options: Int8Options) -> None:
+def _quantize_weight_only(src: Path, dst: Path, options: Int8Options, exclude: list[str]) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
     # The quantizer logs one INFO line per node.
     quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level = quiet.level
@@ -125,26 +127,21 @@ def _quantize_weight_only(src: Path, dst: Path, options: Int8Options) -> None:
             bits=8,
             block_size=options.block_size,
             is_symmetric=True,
-            # 4: int8 x int8 kernels (activations quantized per block inside the op, per
-            # row, so rows of a batch never share a scale).
-            accuracy_level=4,
+            accuracy_level=options.accuracy_level,
             nodes_to_exclude=exclude,
         )
         quantizer.process()
         out = quantizer.model.model if hasattr(quantizer.model, "model") else quantizer.model
         # Large models (> 2 GB protobuf limit) are not exported by this project's families.
         onnx.save(out, str(dst))
-    except Exception as exc:  # ORT raises plain Exceptions for unsupported graphs
-        raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
     finally:
         quiet.setLevel(level)
 
 
-def _quantize_dynamic(src: Path, dst: Path, options: Int8Options) -> None:
+def _quantize_dynamic(src: Path, dst: Path, options: Int8Options, exclude: list[str]) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
     root_logger = logging.getLogger()
     level = root_logger.level
     # ORT logs a "consider pre-processing" warning on the root logger for every file.
@@ -163,8 +160,6 @@ def _quantize_dynamic(src: Path, dst: Path, options: Int8Options) -> None:
             # no ONNX type inference; their outputs are float.
             extra_options={"EnableSubgraph": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-    except Exception as exc:  # ORT raises plain Exceptions for unsupported graphs
-        raise ConversionError(f"int8 quantization of {src.name} failed: {exc}") from exc
     finally:
         root_logger.setLevel(level)
 
