@@ -1,4 +1,5 @@
-"""Benchmark inputs: real sentences and dialogues read from ``../shared/data`` (never copied).
+"""Benchmark inputs: real sentences and dialogues read from ``../shared/data`` or
+``$S2S_DATA_DIR`` (never copied).
 
 Translation uses WMT newstest2014 English sources (real news length distribution);
 summarization uses SAMSum test dialogues. Without the data folder, a few built-in
@@ -12,8 +13,8 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO.parent / "shared" / "data"
+from models.checkpoint_data import data_dir_choice
+
 FALLBACK_TEXTS = (
     "A man in an orange hat starring at something.",
     "A Boston Terrier is running on lush green grass in front of a white fence.",
@@ -45,17 +46,17 @@ def read_lines(path: Path) -> list[str]:
         return [line.strip() for line in handle if line.strip()]
 
 
-def translation_texts(count: int, data_dir: Path = DATA_DIR) -> Texts:
+def translation_texts(count: int, data_dir: Path | None = None) -> Texts:
     """The first ``count`` WMT14 English sources (cycled if fewer)."""
-    path = data_dir / "wmt14" / "newstest2014-deen-src.en.txt"
+    path = data_dir_choice(data_dir) / "wmt14" / "newstest2014-deen-src.en.txt"
     if not path.is_file():
         return Texts(_cycle(list(FALLBACK_TEXTS), count), "built-in")
     return Texts(_cycle(read_lines(path), count), str(path))
 
 
-def summarization_texts(count: int, data_dir: Path = DATA_DIR) -> Texts:
+def summarization_texts(count: int, data_dir: Path | None = None) -> Texts:
     """The first ``count`` SAMSum test dialogues (cycled if fewer)."""
-    path = data_dir / "samsum" / "test.csv"
+    path = data_dir_choice(data_dir) / "samsum" / "test.csv"
     if not path.is_file():
         return Texts(_cycle([" ".join(FALLBACK_TEXTS)], count), "built-in")
     with path.open(newline="", encoding="utf-8") as handle:
@@ -63,7 +64,7 @@ def summarization_texts(count: int, data_dir: Path = DATA_DIR) -> Texts:
     return Texts(_cycle([d for d in dialogues if d], count), str(path))
 
 
-def texts_for_task(task: str, count: int, data_dir: Path = DATA_DIR) -> Texts:
+def texts_for_task(task: str, count: int, data_dir: Path | None = None) -> Texts:
     """Inputs for ``task`` (``translation`` or ``summarization``)."""
     if task == "summarization":
         return summarization_texts(count, data_dir)

@@ -16,9 +16,15 @@ class DataMissingError(FileNotFoundError):
     """The shared data folder (or a Multi30k file in it) is absent."""
 
 
+def data_dir_choice(data_dir: str | Path | None = None) -> Path:
+    """The data folder to use: argument, else ``$S2S_DATA_DIR``, else ``<repo>/../shared/data``
+    (not checked: callers with a fallback decide what a missing folder means)."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """Return the data folder: argument, else ``$S2S_DATA_DIR``, else ``<repo>/../shared/data``."""
-    chosen = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+    """Return the data folder (see ``data_dir_choice``); raise if it has no Multi30k."""
+    chosen = data_dir_choice(data_dir)
     if not (chosen / "multi30k").is_dir():
         raise DataMissingError(
             f"Multi30k data not found under {chosen}/multi30k; pass --data-dir or set "
