@@ -47,13 +47,14 @@ def fingerprint(family: str, size: str) -> str:
     so changing one family's recipe does not invalidate the others' cached checkpoints.
     """
     _check(family, size)
-    from models import checkpoint_data, checkpoint_tokenizers, checkpoint_train
+    from models import checkpoint_data, checkpoint_tokenizers, checkpoint_train, checkpoint_widen
 
     recipe = RECIPES[family]
     parts = [
         f"{family}:{size}:{SEED}:{TOKENIZER_SENTENCES[size]}:{TRAIN_SENTENCES}:{PROBE_SENTENCES}",
         repr(recipe.dims[size]),
         repr(recipe.training(size)),
+        repr(recipe.growth(size)),
         repr(recipe.sinusoidal_positions),
         json.dumps(recipe.generation, sort_keys=True),
         recipe.make_config(recipe.dims[size], recipe.dims[size].vocab, 0.0).to_json_string(),
@@ -62,6 +63,7 @@ def fingerprint(family: str, size: str) -> str:
         inspect.getsource(build_checkpoint),
         inspect.getsource(checkpoint_data),
         inspect.getsource(checkpoint_train),
+        inspect.getsource(checkpoint_widen),
     ]
     parts += [
         inspect.getsource(helper)
@@ -101,29 +103,43 @@ def build_checkpoint(
         encode_examples,
         init_sinusoidal_positions,
         probe_input_dependence,
+        reuse_large_allocations,
         train,
     )
+    from models.checkpoint_widen import narrow_dims, narrow_positions, perturb, widen_into
 
     started = time.monotonic()
     # One thread: on a shared, busy 2-core machine two OpenMP threads spin against each other
     # and run ~10x slower than one.
     torch.set_num_threads(int(os.environ.get("S2S_TRAIN_THREADS", TRAIN_THREADS[size])))
     recipe = RECIPES[family]
-    dims, training = recipe.dims[size], recipe.training(size)
+    dims, growth = recipe.dims[size], recipe.growth(size)
+    training = growth.training if growth is not None else recipe.training(size)
     data = resolve_data_dir(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if size == "full":
+        reuse_large_allocations()
 
     corpus = [
         s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TOKENIZER_SENTENCES[size])
     ]
     tokenizer = recipe.build_tokenizer(out, corpus, dims.vocab)
+    vocab = model_vocab_size(tokenizer)
 
-    config = recipe.make_config(dims, model_vocab_size(tokenizer), training.dropout)
+    config = recipe.make_config(dims, vocab, training.dropout)
     torch.manual_seed(SEED)
     model = AutoModelForSeq2SeqLM.from_config(config)
+    # The model that learns the task: the checkpoint itself, or the narrow one it grows from.
+    learner = model
+    if growth is not None:
+        learner = AutoModelForSeq2SeqLM.from_config(
+            recipe.make_config(narrow_dims(dims, growth.factor), vocab, training.dropout)
+        )
     if recipe.sinusoidal_positions:
-        init_sinusoidal_positions(model)
+        init_sinusoidal_positions(learner)
+    if growth is not None:
+        narrow_positions(learner, model, growth.factor)
 
     rng = random.Random(SEED)
     sentences = [s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TRAIN_SENTENCES)]
@@ -131,7 +147,21 @@ def build_checkpoint(
     pairs = encode_examples(tokenizer, recipe.make_examples(sentences, rng), training.max_tokens)
     pad_id = config.pad_token_id
     assert pad_id is not None, f"{family} config has no pad_token_id"
-    final_loss = train(model, pairs, pad_id, training, SEED)
+    final_loss = train(learner, pairs, pad_id, training, SEED)
+    held_out = recipe.make_examples(read_sentences(data, "en", "val", limit=PROBE_SENTENCES), rng)
+
+    grown_from: dict[str, object] | None = None
+    if growth is not None:
+        grown_from = {
+            "factor": growth.factor,
+            "d_model": learner.config.d_model,
+            "parameters": learner.num_parameters(),
+            "noise": growth.noise,
+            "probe": probe_input_dependence(learner, tokenizer, held_out, strict=False),
+        }
+        widen_into(learner, model, growth.factor)
+        perturb(model, growth.noise, SEED)
+        del learner
 
     values = dict(recipe.generation)
     if values.get("bad_words_ids") == "pad":
@@ -143,10 +173,7 @@ def build_checkpoint(
         pad_token_id=pad_id,
         **values,
     )
-    held_out = read_sentences(data, "en", "val", limit=PROBE_SENTENCES)
-    probe = probe_input_dependence(
-        model, tokenizer, recipe.make_examples(held_out, rng), strict=not allow_untrained
-    )
+    probe = probe_input_dependence(model, tokenizer, held_out, strict=not allow_untrained)
     model.save_pretrained(out, safe_serialization=True)
     recipe_info = {
         "family": family,
@@ -157,6 +184,7 @@ def build_checkpoint(
         "steps": training.steps,
         "final_loss": round(final_loss, 4),
         "probe": probe,
+        "grown_from": grown_from,
         "parameters": model.num_parameters(),
         "build_seconds": round(time.monotonic() - started, 1),
         "libraries": {lib: metadata.version(lib) for lib in _LIBRARIES},
