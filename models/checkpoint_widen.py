@@ -175,6 +175,10 @@ def widen_into(narrow: PreTrainedModel, wide: PreTrainedModel, factor: int) -> N
                 f"{tuple(wide_state[name].shape)}"
             )
         new_state[name] = out.to(wide_state[name].dtype)
+    fixed_positions = {name for name in wide_state if _POSITIONS.search(name)} - learned_positions
+    uncovered = set(wide_state) - set(new_state) - fixed_positions
+    if uncovered:
+        raise WideningError(f"the narrow model has no weights for {sorted(uncovered)[:3]}")
     wide.load_state_dict(new_state, strict=False)
     wide.tie_weights()
 

@@ -127,3 +127,11 @@ def test_perturb_breaks_the_block_structure_but_keeps_the_function_close() -> No
     assert not torch.equal(fc1[0], fc1[1])
     after = _logits(wide)
     assert (before.argmax(-1) == after.argmax(-1)).float().mean() >= 0.9
+
+
+def test_widening_rejects_a_wide_model_with_weights_the_narrow_one_lacks() -> None:
+    # Pegasus is Marian plus final encoder/decoder layer norms: those would stay random.
+    narrow, _ = _pair("marian")
+    _, pegasus = _pair("pegasus")
+    with pytest.raises(WideningError, match="no weights for"):
+        widen_into(narrow, pegasus, FACTOR)
