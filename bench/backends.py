@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 Generate = Callable[[list[list[int]]], list[list[int]]]
-BACKENDS = ("torch", "optimum", "optimum-t1", "ours", "ct2")
+BACKENDS = ("torch", "optimum", "optimum-t1", "ours", "ours-onecall", "ct2")
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,25 @@ class ModelIds:
     decoder_start: int
 
 
-def ours(package: Path, spec: Spec, decode: Decode, ids: ModelIds, device: str = "cpu") -> Generate:
-    """Our runtime (``service.runtime``) on the package's ``spec.precision`` variant."""
+def ours(
+    package: Path,
+    spec: Spec,
+    decode: Decode,
+    ids: ModelIds,
+    device: str = "cpu",
+    group_by_length: bool = True,
+) -> Generate:
+    """Our runtime (``service.runtime``) on the package's ``spec.precision`` variant.
+
+    ``group_by_length=False`` (backend ``ours-onecall``) encodes each batch in one padded
+    encoder call, as before ``service.runtime.encoder_groups``, for side-by-side runs."""
     from service.runtime import GenerationOptions, load_runtime
 
     rt = load_runtime(
         package, device=device, precision=spec.precision, intra_op_threads=spec.threads
     )
+    if hasattr(rt.backend, "group_by_length"):
+        rt.backend.group_by_length = group_by_length
     opts = rt.resolve(
         GenerationOptions(
             max_new_tokens=decode.max_new_tokens,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from service.runtime.encoder_groups import encode_grouped
 from service.runtime.errors import PackageError
 
 log = logging.getLogger(__name__)
@@ -143,15 +144,30 @@ class CpuBackend:
 
     device = "cpu"
 
-    def __init__(self, encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
+    def __init__(
+        self,
+        encoder: ort.InferenceSession,
+        decoder: ort.InferenceSession,
+        group_by_length: bool = True,
+    ) -> None:
         self.encoder = encoder
         self.decoder = decoder
         self.sig = _DecoderSignature(decoder, encoder)
+        # Encode rows of similar length together instead of the whole padded batch at once
+        # (``encoder_groups``); False runs one encoder call per cohort.
+        self.group_by_length = group_by_length
         self._false = np.array([False])
         self._true = np.array([True])
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> CohortCache:
-        """Run the encoder once for a cohort; the cache has no K/V yet."""
+        """Run the encoder for a cohort (per length group); the cache has no K/V yet."""
+        if self.group_by_length:
+            hidden = encode_grouped(self._encode_once, input_ids, attention_mask)
+        else:
+            hidden = self._encode_once(input_ids, attention_mask)
+        return CohortCache(attention_mask.astype(self.sig.mask_dtype, copy=False), hidden)
+
+    def _encode_once(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         sig = self.sig
         (hidden,) = self.encoder.run(
             [sig.enc_output],
@@ -160,7 +176,7 @@ class CpuBackend:
                 "attention_mask": attention_mask.astype(sig.enc_mask_dtype, copy=False),
             },
         )
-        return CohortCache(attention_mask.astype(sig.mask_dtype, copy=False), hidden)
+        return np.asarray(hidden)
 
     def decode_first(self, cache: CohortCache, input_ids: np.ndarray) -> np.ndarray:
         """First decoder step (no past): fills self- and cross-attention K/V; returns logits."""
