@@ -99,6 +99,25 @@ def sinusoid_block_means(wide_table: torch.Tensor, factor: int, scale: float) ->
     return wide_table.reshape(rows, width // factor, factor).mean(dim=2) / scale
 
 
+def fixed_position_tables(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The position tables of ``model`` that are fixed sinusoids (not trained), by module name.
+
+    Marian and Pegasus keep them as a ``weight`` without gradient, M2M100 as a ``weights``
+    buffer; learned tables (BART, BlenderBot) and T5 (no table) are not included.
+    """
+    tables = {}
+    for name, module in model.named_modules():
+        if not name.endswith("embed_positions"):
+            continue
+        table = getattr(module, "weights", None)
+        if table is None:
+            table = module.weight
+            if table.requires_grad:
+                continue
+        tables[name] = table
+    return tables
+
+
 def narrow_positions(narrow: PreTrainedModel, wide: PreTrainedModel, factor: int) -> list[str]:
     """Give ``narrow`` the block means of ``wide``'s fixed sinusoidal position tables.
 
@@ -107,19 +126,11 @@ def narrow_positions(narrow: PreTrainedModel, wide: PreTrainedModel, factor: int
     gradients in these families) and are not saved by ``save_pretrained``.
     """
     scale = stream_scale(wide, factor)
+    wide_tables = fixed_position_tables(wide)
     replaced = []
-    wide_modules = dict(wide.named_modules())
-    for name, module in narrow.named_modules():
-        if not name.endswith("embed_positions"):
-            continue
-        wide_module = wide_modules[name]
-        tensor_name = "weights" if hasattr(module, "weights") else "weight"
-        table = getattr(module, tensor_name)
-        if tensor_name == "weight" and table.requires_grad:
-            continue  # learned positions: widened exactly by widen_into
-        wide_table = getattr(wide_module, tensor_name)
+    for name, table in fixed_position_tables(narrow).items():
         with torch.no_grad():
-            table.copy_(sinusoid_block_means(wide_table.detach(), factor, scale))
+            table.copy_(sinusoid_block_means(wide_tables[name].detach(), factor, scale))
         replaced.append(name)
     return replaced
 
@@ -134,13 +145,8 @@ def widen_into(narrow: PreTrainedModel, wide: PreTrainedModel, factor: int) -> N
     query = _query_factor(wide, factor)
     embed = scale * _embed_scale_ratio(wide, factor)
     wide_state = wide.state_dict()
-    learned_positions = {
-        f"{name}.weight"
-        for name, module in wide.named_modules()
-        if name.endswith("embed_positions")
-        and isinstance(getattr(module, "weight", None), torch.nn.Parameter)
-        and module.weight.requires_grad
-    }
+    # Fixed sinusoids keep the wide model's own table (M2M100's is not in the state at all).
+    fixed_positions = {f"{name}.weight" for name in fixed_position_tables(wide)}
     new_state: dict[str, torch.Tensor] = {}
     for name, tensor in narrow.state_dict().items():
         if name not in wide_state:
@@ -148,9 +154,9 @@ def widen_into(narrow: PreTrainedModel, wide: PreTrainedModel, factor: int) -> N
         tensor = tensor.detach().float()
         if _UNCHANGED.search(name):
             out = tensor
+        elif name in fixed_positions:
+            continue
         elif _POSITIONS.search(name):
-            if name not in learned_positions:
-                continue  # fixed sinusoids: the wide model's own table
             out = scale * _replicate(tensor, factor, (1,))
         elif _EMBEDDINGS.search(name):
             out = embed * _replicate(tensor, factor, (1,))
@@ -175,7 +181,6 @@ def widen_into(narrow: PreTrainedModel, wide: PreTrainedModel, factor: int) -> N
                 f"{tuple(wide_state[name].shape)}"
             )
         new_state[name] = out.to(wide_state[name].dtype)
-    fixed_positions = {name for name in wide_state if _POSITIONS.search(name)} - learned_positions
     uncovered = set(wide_state) - set(new_state) - fixed_positions
     if uncovered:
         raise WideningError(f"the narrow model has no weights for {sorted(uncovered)[:3]}")

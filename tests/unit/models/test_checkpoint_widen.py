@@ -9,6 +9,7 @@ import pytest
 from models.checkpoint_recipes import FAMILIES, RECIPES, Dims
 from models.checkpoint_widen import (
     WideningError,
+    fixed_position_tables,
     narrow_dims,
     narrow_positions,
     perturb,
@@ -54,20 +55,16 @@ def _logits(model: Any, seed: int = 1) -> Any:
 def _replicate_positions(narrow: Any, wide: Any) -> None:
     """Give the wide model the exact widening of the narrow fixed position tables."""
     scale = stream_scale(wide, FACTOR)
-    wide_modules = dict(wide.named_modules())
-    for name, module in narrow.named_modules():
-        if name.endswith("embed_positions"):
-            attr = "weights" if hasattr(module, "weights") else "weight"
-            table = getattr(module, attr).detach()
-            with torch.no_grad():
-                getattr(wide_modules[name], attr).copy_(
-                    scale * table.repeat_interleave(FACTOR, dim=1)
-                )
+    wide_tables = fixed_position_tables(wide)
+    for name, table in fixed_position_tables(narrow).items():
+        with torch.no_grad():
+            wide_tables[name].copy_(scale * table.detach().repeat_interleave(FACTOR, dim=1))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_widening_preserves_logits_exactly(family: str) -> None:
     narrow, wide = _pair(family)
+    assert bool(fixed_position_tables(wide)) == (family in FIXED_SINUSOIDS)
     if family in FIXED_SINUSOIDS:
         _replicate_positions(narrow, wide)
     widen_into(narrow, wide, FACTOR)
