@@ -1,14 +1,19 @@
 """``python -m bench`` (``make bench``): every benchmark, then docs/benchmarks.md.
 
-1. engine suite, fixed output length: all backends, greedy and beam 4, batch 1/8/32/64;
-2. engine suite, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
-3. experiment: ours int8 with an int8 output projection (``bench.lm_head_int8``), greedy;
-4. service load sweep (continuous, joining every 2 / 4 steps, dynamic, off, naive pipeline);
-5. GPU suite (records "not run" without a GPU);
-6. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
+1. ``engine``: full Marian, every backend, greedy and beam 4, batch 1/8/32/64, fixed length;
+2. ``natural``: full Marian, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
+3. ``groups``: the length-grouped encoder against one padded encoder call (ours int8);
+4. ``t5``: full T5 (t5-small dims), translation, greedy, batch 1/8/32, fixed and natural;
+5. ``bart``: full BART (distilbart-cnn-12-6 dims), SAMSum summarization, same grid;
+6. ``load``: service load sweep on full Marian (continuous, joining every 2 / 4 steps,
+   dynamic, off, naive pipeline), with the paired HTTP latency at concurrency 1;
+7. ``gpu``: GPU suite (records "not run" without a GPU);
+8. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
 
-Arguments after ``--engine-args`` / ``--load-args`` go to those steps (e.g. a smaller
-``--batch-sizes``); ``--skip`` leaves steps out (comma-separated: engine,natural,lmhead,load,gpu).
+Checkpoints and packages missing from ``.cache/`` are built first (full Marian ~11 min,
+T5 ~14 min, BART ~24 min on 2 cores). Arguments after ``--engine-args`` / ``--load-args``
+go to every engine step / the load step (e.g. a smaller ``--batch-sizes``); ``--skip``
+leaves steps out (comma-separated names from the list above).
 """
 
 from __future__ import annotations
@@ -19,9 +24,15 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import engine, gpu, lm_head_int8, load, report
+from bench import engine, gpu, load, report
 
 NATURAL_BACKENDS = "torch:fp32:1,ours:int8:1,ct2:int8:1"
+GROUPS_BACKENDS = "ours-onecall:int8:1,ours:int8:1,ct2:int8:1"
+# T5 and BART: the backends of the issue's ratios, one thread each (the larger BART makes
+# PyTorch's batch-32 cells exceed the backend budget; the table says so).
+FAMILY_BACKENDS = "torch:fp32:1,ours:fp32:1,ours:int8:1,ct2:int8:1"
+FAMILY_GRID = ("--searches", "greedy", "--stops", "fixed,natural", "--batch-sizes", "1,8,32")
+FAMILY_TASKS = {"t5": "translation", "bart": "summarization"}
 # The join variants measure S2S_JOIN_EVERY_STEPS beside plain continuous batching; 10 s
 # levels because 5 s ones moved the join comparison by up to 20 % between runs.
 LOAD_DEFAULTS = (
@@ -30,71 +41,57 @@ LOAD_DEFAULTS = (
     "--duration-s",
     "10",
 )
+STEPS = ("engine", "natural", "groups", "t5", "bart", "load", "gpu")
+
+
+def engine_documents(out: Path) -> list[Path]:
+    """The engine documents in the order the report shows them."""
+    names = ("engine", "engine-natural", "engine-encoder-groups", "engine-t5", "engine-bart")
+    return [out / f"{name}.json" for name in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the steps in order; each writes its JSON document into ``--out``."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--out", type=Path, default=engine.CACHE)
-    p.add_argument("--family", default="marian")
     p.add_argument("--size", default="full", choices=["tiny", "full"])
     p.add_argument("--doc", type=Path, default=report.DOC)
     p.add_argument("--plots", type=Path, default=report.PLOTS)
     p.add_argument("--engine-args", default="", help="extra bench.engine arguments (quoted)")
     p.add_argument("--load-args", default="", help="extra bench.load arguments (quoted)")
-    p.add_argument("--skip", default="", help="steps to leave out: engine,natural,lmhead,load,gpu")
+    p.add_argument("--skip", default="", help=f"steps to leave out: {','.join(STEPS)}")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    skip = set(args.skip.split(","))
-    model = ["--family", args.family, "--size", args.size]
-    extra = [*model, *shlex.split(args.engine_args)]
+    skip = {s for s in args.skip.split(",") if s}
+    if skip - set(STEPS):
+        p.error(f"unknown steps {sorted(skip - set(STEPS))}; choose from {', '.join(STEPS)}")
+    marian = ["--family", "marian", "--size", args.size]
+    extra = shlex.split(args.engine_args)
     out = args.out
+    main_doc, natural_doc, groups_doc, t5_doc, bart_doc = engine_documents(out)
     if "engine" not in skip:
-        engine.main(["--json", str(out / "engine.json"), *extra])
+        engine.main([*marian, *extra, "--json", str(main_doc)])
     if "natural" not in skip:
-        engine.main(
-            [
-                *extra,
-                "--stops",
-                "natural",
-                "--searches",
-                "greedy",
-                "--backends",
-                NATURAL_BACKENDS,
-                "--json",
-                str(out / "engine-natural.json"),
-            ]
-        )
-    if "lmhead" not in skip:
-        _, package = engine.resolve_model(args.family, args.size, "translation")
-        lm_head_int8.main(["--package", str(package), "--out", str(out / "exp-lmhead-int8")])
-        engine.main(
-            [
-                *extra,
-                "--package",
-                str(out / "exp-lmhead-int8" / package.name),
-                "--searches",
-                "greedy",
-                "--backends",
-                "ours:int8:1,ct2:int8:1,ct2:int8:2",
-                "--reference",
-                "ct2",
-                "--json",
-                str(out / "engine-lmhead.json"),
-            ]
-        )
+        natural = ["--stops", "natural", "--searches", "greedy", "--backends", NATURAL_BACKENDS]
+        engine.main([*marian, *natural, *extra, "--json", str(natural_doc)])
+    if "groups" not in skip:
+        groups = ["--searches", "greedy", "--stops", "fixed,natural", "--backends"]
+        groups += [GROUPS_BACKENDS, "--reference", "ours-onecall"]
+        engine.main([*marian, *groups, *extra, "--json", str(groups_doc)])
+    for family, document in (("t5", t5_doc), ("bart", bart_doc)):
+        if family not in skip:
+            model = ["--family", family, "--size", args.size, "--task", FAMILY_TASKS[family]]
+            grid = [*FAMILY_GRID, "--backends", FAMILY_BACKENDS]
+            engine.main([*model, *grid, *extra, "--json", str(document)])
     if "load" not in skip:
-        load.main(
-            ["--json", str(out / "load.json"), *model, *LOAD_DEFAULTS, *shlex.split(args.load_args)]
-        )
+        load_args = shlex.split(args.load_args)
+        load.main(["--json", str(out / "load.json"), *marian, *LOAD_DEFAULTS, *load_args])
     if "gpu" not in skip:
-        gpu.main(["--json", str(out / "gpu.json"), *model])
+        gpu.main(["--json", str(out / "gpu.json"), *marian])
     return report.main(
         [
             "--engine",
-            str(out / "engine.json"),
-            str(out / "engine-natural.json"),
-            str(out / "engine-lmhead.json"),
+            *map(str, engine_documents(out)),
             "--load",
             str(out / "load.json"),
             "--gpu",

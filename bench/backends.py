@@ -8,6 +8,8 @@ are imported inside the factories: a worker process loads only its own backend.
 
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -242,10 +244,28 @@ def ct2_convert(checkpoint: Path, out_dir: Path) -> Path:
     import ctranslate2
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent)) / "model"
-    ctranslate2.converters.TransformersConverter(str(checkpoint)).convert(str(tmp))
-    tmp.rename(out_dir)
+    work = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
+    source = ct2_readable_checkpoint(checkpoint, work / "source")
+    ctranslate2.converters.TransformersConverter(str(source)).convert(str(work / "model"))
+    (work / "model").rename(out_dir)
+    shutil.rmtree(work)
     return out_dir
+
+
+def ct2_readable_checkpoint(checkpoint: Path, scratch: Path) -> Path:
+    """``checkpoint``, or a view of it (links to its files) whose config CTranslate2 reads.
+
+    CTranslate2's BART loader reads ``config.normalize_before``, which current transformers
+    no longer writes; BART is post-norm, so the view's config says ``false``."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    if config.get("model_type") != "bart" or "normalize_before" in config:
+        return checkpoint
+    scratch.mkdir(parents=True)
+    for item in checkpoint.iterdir():
+        if item.name != "config.json":
+            (scratch / item.name).symlink_to(item.resolve())
+    (scratch / "config.json").write_text(json.dumps({**config, "normalize_before": False}))
+    return scratch
 
 
 def ct2_backend(

@@ -34,7 +34,7 @@ CACHE = REPO / ".cache" / "bench"
 # One thread each, plus the two-thread comparisons (see docs/benchmarks.md: on a shared
 # 2-core machine a second thread loses more to waiting than it gains).
 DEFAULT_BACKENDS = (
-    "torch:fp32:1,optimum:fp32:1,optimum:int8:1,optimum-t1:int8:2,ours:fp32:1,ours:int8:1,"
+    "torch:fp32:1,torch:fp32:2,optimum:fp32:1,optimum:int8:1,optimum-t1:int8:2,ours:fp32:1,ours:int8:1,"
     "ours:int8:2,ct2:fp32:1,ct2:int8:1,ct2:int8:2"
 )
 SEARCHES = {"greedy": 1, "beam4": 4}
@@ -192,7 +192,8 @@ def run_worker(spec: Spec, plan: Plan) -> list[dict[str, Any]]:
         load_s = time.perf_counter() - load_start
         inputs = [plan.inputs[i % len(plan.inputs)] for i in range(cell.texts)]
         result = time_cell(generate, inputs, cell.batch_size, plan.repeats, plan.cell_budget_s)
-        rows.append({**row, **result, "load_s": round(load_s, 2)})
+        source_tokens = sum(len(ids) for ids in inputs)
+        rows.append({**row, **result, "load_s": round(load_s, 2), "source_tokens": source_tokens})
         print(_line(rows[-1]), file=sys.stderr, flush=True)
     return rows
 

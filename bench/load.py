@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -252,40 +252,102 @@ def single_sentences(count: int) -> list[str]:
     return [picked[i % len(picked)] for i in range(count)]
 
 
-def offline_reference(
-    package: Path,
-    precision: str,
-    threads: int,
-    texts: list[str],
-    max_new: int,
-    batch: int,
-    num_beams: int = 1,
-) -> dict[str, float]:
-    """The engine without HTTP on the same sentences: batch-1 p50 latency and tokens/s at
-    ``batch``."""
-    from service.runtime import GenerationOptions, load_runtime
+class OfflineEngine:
+    """Our runtime in this process (no HTTP) on the sentences the service is sent."""
 
-    rt = load_runtime(package, device="cpu", precision=precision, intra_op_threads=threads)
-    opts = rt.resolve(
-        GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new, num_beams=num_beams)
-    )
-    ids = rt.encode_texts(texts)
-    rt.generate(ids[:1], opts)
-    single = []
-    for row in ids[:8]:
+    def __init__(
+        self,
+        package: Path,
+        precision: str,
+        threads: int,
+        texts: list[str],
+        max_new: int,
+        num_beams: int = 1,
+    ) -> None:
+        from service.runtime import GenerationOptions, load_runtime
+
+        self.runtime = load_runtime(
+            package, device="cpu", precision=precision, intra_op_threads=threads
+        )
+        self.options = self.runtime.resolve(
+            GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new, num_beams=num_beams)
+        )
+        self.ids = self.runtime.encode_texts(texts)
+        self.runtime.generate(self.ids[:1], self.options)
+
+    def batch1_seconds(self, index: int) -> float:
+        """Wall time of one batch-1 generation of sentence ``index``."""
         t0 = time.perf_counter()
-        rt.generate([row], opts)
-        single.append(time.perf_counter() - t0)
-    rt.generate(ids[:batch], opts)
-    t0 = time.perf_counter()
-    out = rt.generate(ids[:batch], opts)
-    seconds = time.perf_counter() - t0
-    tokens = sum(len(seqs[0]) for seqs in out)
-    return {
-        "batch1_p50_ms": statistics.median(single) * 1000,
-        "batch": batch,
-        "tokens_per_s": tokens / seconds,
-    }
+        self.runtime.generate([self.ids[index % len(self.ids)]], self.options)
+        return time.perf_counter() - t0
+
+    def reference(self, batch: int) -> dict[str, float]:
+        """Batch-1 p50 latency over the first 8 sentences and tokens/s at ``batch``."""
+        single = [self.batch1_seconds(i) for i in range(8)]
+        self.runtime.generate(self.ids[:batch], self.options)
+        t0 = time.perf_counter()
+        out = self.runtime.generate(self.ids[:batch], self.options)
+        seconds = time.perf_counter() - t0
+        tokens = sum(len(seqs[0]) for seqs in out)
+        return {
+            "batch1_p50_ms": statistics.median(single) * 1000,
+            "batch": batch,
+            "tokens_per_s": tokens / seconds,
+        }
+
+
+@dataclass
+class PairedOverhead:
+    """Latency HTTP adds at concurrency 1, paired per sentence: each sentence is generated
+    offline and sent to the service alternately, so sentence length and machine drift
+    cancel out of each difference."""
+
+    target: str
+    sentences: int
+    repeats: int
+    added_p50_ms: float
+    added_p25_ms: float
+    added_p75_ms: float
+    service_p50_ms: float
+    offline_p50_ms: float
+
+
+async def paired_overhead(
+    client: httpx.AsyncClient,
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    offline_seconds: Callable[[int], float],
+    sentences: int,
+    repeats: int,
+    target: str = "",
+) -> PairedOverhead:
+    """For each of the first ``sentences`` bodies, ``repeats`` times: one offline run of
+    sentence i (``offline_seconds(i)``), then one request with it; the per-sentence
+    difference of the medians, summarised over sentences. A failed request raises."""
+    check_loopback(url)
+    added, service, offline = [], [], []
+    for i in range(sentences):
+        svc, off = [], []
+        for _ in range(repeats):
+            off.append(offline_seconds(i))
+            t0 = time.perf_counter()
+            response = await client.post(url, json=bodies[i % len(bodies)])
+            svc.append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                raise RuntimeError(f"{target}: HTTP {response.status_code}: {response.text[:200]}")
+        service.append(statistics.median(svc) * 1000)
+        offline.append(statistics.median(off) * 1000)
+        added.append(service[-1] - offline[-1])
+    return PairedOverhead(
+        target=target,
+        sentences=sentences,
+        repeats=repeats,
+        added_p50_ms=percentile(added, 50),
+        added_p25_ms=percentile(added, 25),
+        added_p75_ms=percentile(added, 75),
+        service_p50_ms=percentile(service, 50),
+        offline_p50_ms=percentile(offline, 50),
+    )
 
 
 def body(text: str, max_new: int, num_beams: int = 1) -> dict[str, Any]:
@@ -299,9 +361,14 @@ def body(text: str, max_new: int, num_beams: int = 1) -> dict[str, Any]:
 
 
 async def sweep(
-    base: str, target: str, args: argparse.Namespace, texts: list[str]
-) -> list[dict[str, Any]]:
-    """Every concurrency level against one running server."""
+    base: str,
+    target: str,
+    args: argparse.Namespace,
+    texts: list[str],
+    offline: OfflineEngine | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Every concurrency level against one running server, then (with ``offline``) the
+    paired HTTP latency measurement at concurrency 1."""
     url = f"{base}/translate"
     bodies = [body(t, args.max_new_tokens, args.num_beams) for t in texts]
     rows = []
@@ -337,7 +404,25 @@ async def sweep(
                 file=sys.stderr,
                 flush=True,
             )
-    return rows
+        paired = None
+        if offline is not None and args.paired_sentences > 0:
+            result_paired = await paired_overhead(
+                client,
+                url,
+                bodies,
+                offline.batch1_seconds,
+                args.paired_sentences,
+                args.paired_repeats,
+                target=target,
+            )
+            paired = asdict(result_paired)
+            print(
+                f"  {target:<10} paired c=1: +{result_paired.added_p50_ms:.1f} ms "
+                f"(p25 {result_paired.added_p25_ms:.1f}, p75 {result_paired.added_p75_ms:.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    return rows, paired
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -361,6 +446,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--max-queue", type=int, default=1024)
     add("--ready-timeout-s", type=float, default=300.0)
     add("--texts", type=int, default=256)
+    add("--paired-sentences", type=int, default=24, help="HTTP latency pairs (0: none)")
+    add("--paired-repeats", type=int, default=3, help="runs per sentence and side")
     add("--json", type=Path)
     return p
 
@@ -380,23 +467,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     texts = single_sentences(args.texts)
     started = time.time()
-    offline = offline_reference(
-        args.package,
-        args.precision,
-        args.threads,
-        texts,
-        args.max_new_tokens,
-        args.max_batch_size,
-        args.num_beams,
+    engine = OfflineEngine(
+        args.package, args.precision, args.threads, texts, args.max_new_tokens, args.num_beams
     )
+    offline = engine.reference(args.max_batch_size)
     print(f"offline engine: {offline}", file=sys.stderr, flush=True)
     rows: list[dict[str, Any]] = []
+    paired: list[dict[str, Any]] = []
     for target in targets:
         port = free_port()
         with serve(
             server_command(target, args, port), port, args.threads, args.ready_timeout_s
         ) as base:
-            rows += asyncio.run(sweep(base, target, args, texts))
+            level_rows, pairs = asyncio.run(
+                sweep(base, target, args, texts, None if target == "naive" else engine)
+            )
+        rows += level_rows
+        if pairs is not None:
+            paired.append(pairs)
     from bench.engine import machine
 
     document = {
@@ -411,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "num_beams": args.num_beams,
         "threads": args.threads,
         "offline": offline,
+        "http_overhead": paired,
         "command": " ".join(["python -m bench.load", *(argv or sys.argv[1:])]),
         "rows": rows,
     }

@@ -28,7 +28,8 @@ SHAPES = (("ffn fc1 512x2048", 512, 2048), ("lm_head 512x58101", 512, 58101))
 LEVELS = (0, 1, 4)
 
 
-def _matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
+def matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
+    """Save a one-``MatMul`` ONNX model (x [m, k] times a random constant [k, n]) to ``path``."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -46,7 +47,7 @@ def _matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
 
 def _variants(folder: Path, k: int, n: int) -> dict[str, Path]:
     fp32 = folder / "fp32.onnx"
-    _matmul_model(fp32, k, n)
+    matmul_model(fp32, k, n)
     paths = {"fp32": fp32}
     recipes = {
         "dynamic int8 per-channel": Int8Options(method="dynamic"),

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.backends import Decode, ModelIds, Spec, pad_batch, strip_output
+from bench.backends import (
+    Decode,
+    ModelIds,
+    Spec,
+    ct2_readable_checkpoint,
+    pad_batch,
+    strip_output,
+)
 
 
 def test_spec_parse_defaults_and_labels() -> None:
@@ -73,3 +80,28 @@ def test_ct2_matches_transformers_after_zeroing_pad(
     ct2 = backends.ct2_backend(ct2_dir, checkpoint, Spec("ct2", "fp32", 1), decode, ids)(batch)
     assert any(reference), "the tiny model generated nothing to compare"
     assert ct2 == reference
+
+
+def test_ct2_view_of_a_bart_checkpoint_says_post_norm(tmp_path: Path) -> None:
+    import json
+
+    checkpoint = tmp_path / "bart"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "bart", "d_model": 8}))
+    (checkpoint / "model.safetensors").write_bytes(b"weights")
+    view = ct2_readable_checkpoint(checkpoint, tmp_path / "view")
+    assert json.loads((view / "config.json").read_text()) == {
+        "model_type": "bart",
+        "d_model": 8,
+        "normalize_before": False,
+    }
+    assert (view / "model.safetensors").read_bytes() == b"weights"
+    assert json.loads((checkpoint / "config.json").read_text())["d_model"] == 8
+
+
+def test_ct2_reads_other_checkpoints_as_they_are(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "marian"}))
+    assert ct2_readable_checkpoint(tmp_path, tmp_path / "view") == tmp_path
+    assert not (tmp_path / "view").exists()

@@ -9,7 +9,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from bench.load import LevelResult, check_loopback, percentile, run_level, single_sentences
+from bench.load import (
+    LevelResult,
+    check_loopback,
+    paired_overhead,
+    percentile,
+    run_level,
+    single_sentences,
+)
 
 
 def test_percentile_interpolates() -> None:
@@ -84,3 +91,46 @@ def test_single_sentences_are_unsplit_wmt_lines() -> None:
     texts = single_sentences(12)
     assert len(texts) == 12
     assert all(len(sentences.split(t, "en").sentences) == 1 for t in texts)
+
+
+def _slow_app(delay_s: dict[str, float]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/translate")
+    async def translate(body: dict[str, object]) -> JSONResponse:
+        time.sleep(delay_s[str(body["text"])])  # stands in for the model's work
+        return JSONResponse({"translations": [str(body["text"])]})
+
+    return app
+
+
+async def test_paired_overhead_subtracts_each_sentences_own_offline_time() -> None:
+    """Sentences of very different cost: the paired difference is the service's extra
+    20 ms, not the spread between sentences."""
+    engine_s = {"short": 0.01, "long": 0.08}
+    service_s = {text: seconds + 0.02 for text, seconds in engine_s.items()}
+    bodies = [{"text": "short"}, {"text": "long"}]
+    calls: list[int] = []
+
+    def offline(index: int) -> float:
+        calls.append(index)
+        return engine_s[str(bodies[index]["text"])]
+
+    transport = httpx.ASGITransport(app=_slow_app(service_s))
+    async with httpx.AsyncClient(transport=transport) as client:
+        pair = await paired_overhead(
+            client, "http://127.0.0.1/translate", bodies, offline, 2, 3, "fake"
+        )
+    assert calls == [0, 0, 0, 1, 1, 1]
+    assert pair.sentences == 2 and pair.repeats == 3 and pair.target == "fake"
+    assert 20 <= pair.added_p25_ms <= pair.added_p50_ms <= pair.added_p75_ms < 35
+    assert pair.offline_p50_ms == pytest.approx(45.0)
+
+
+async def test_paired_overhead_refuses_failed_requests() -> None:
+    transport = httpx.ASGITransport(app=_app(fail_every=1))
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(RuntimeError, match="HTTP 429"):
+            await paired_overhead(
+                client, "http://127.0.0.1/translate", [{"text": "a"}], lambda i: 0.0, 1, 1
+            )

@@ -88,6 +88,28 @@ def test_service_targets_from_levels() -> None:
     assert any("12.00×" in line for line in lines)
 
 
+def test_paired_http_overhead_replaces_the_difference_of_medians() -> None:
+    doc = {
+        "offline": {"batch1_p50_ms": 20.0, "batch": 64, "tokens_per_s": 1000.0},
+        "rows": [{"target": "continuous", "concurrency": 1, "tokens_per_s": 40, "p50_ms": 99}],
+        "http_overhead": [
+            {
+                "target": "continuous",
+                "sentences": 24,
+                "repeats": 3,
+                "added_p50_ms": 1.25,
+                "added_p25_ms": 0.5,
+                "added_p75_ms": 2.0,
+                "service_p50_ms": 21.0,
+                "offline_p50_ms": 19.75,
+            }
+        ],
+    }
+    (line,) = service_targets(doc)
+    assert line.startswith("p50 added by HTTP at concurrency 1, continuous: +1.2 ms")
+    assert "24 sentences" in line and "+0.5 / +2.0 ms" in line
+
+
 def test_join_variants_compared_with_continuous_at_high_concurrency() -> None:
     rows = [
         {"target": "continuous", "concurrency": 64, "tokens_per_s": 800.0},
