@@ -1,14 +1,15 @@
 """``python -m bench`` (``make bench``): every benchmark, then docs/benchmarks.md.
 
 1. ``engine``: full Marian, every backend, greedy and beam 4, batch 1/8/32/64, fixed length;
-2. ``natural``: full Marian, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
-3. ``groups``: the length-grouped encoder against one padded encoder call (ours int8);
-4. ``t5``: full T5 (t5-small dims), translation, greedy, batch 1/8/32, fixed and natural;
-5. ``bart``: full BART (distilbart-cnn-12-6 dims), SAMSum summarization, same grid;
-6. ``load``: service load sweep on full Marian (continuous, joining every 2 / 4 steps,
+2. ``ceiling``: the tokens/s the int8 MatMuls alone allow, beside step 1's rows;
+3. ``natural``: full Marian, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
+4. ``groups``: the length-grouped encoder against one padded encoder call (ours int8);
+5. ``t5``: full T5 (t5-small dims), translation, greedy, batch 1/8/32, fixed and natural;
+6. ``bart``: full BART (distilbart-cnn-12-6 dims), SAMSum summarization, same grid;
+7. ``load``: service load sweep on full Marian (continuous, joining every 2 / 4 steps,
    dynamic, off, naive pipeline), with the paired HTTP latency at concurrency 1;
-7. ``gpu``: GPU suite (records "not run" without a GPU);
-8. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
+8. ``gpu``: GPU suite (records "not run" without a GPU);
+9. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
 
 Checkpoints and packages missing from ``.cache/`` are built first (full Marian ~11 min,
 T5 ~14 min, BART ~24 min on 2 cores). Arguments after ``--engine-args`` / ``--load-args``
@@ -24,7 +25,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import engine, gpu, load, report
+from bench import ceiling, engine, gpu, load, report
 
 NATURAL_BACKENDS = "torch:fp32:1,ours:int8:1,ct2:int8:1"
 GROUPS_BACKENDS = "ours-onecall:int8:1,ours:int8:1,ct2:int8:1"
@@ -41,7 +42,7 @@ LOAD_DEFAULTS = (
     "--duration-s",
     "10",
 )
-STEPS = ("engine", "natural", "groups", "t5", "bart", "load", "gpu")
+STEPS = ("engine", "ceiling", "natural", "groups", "t5", "bart", "load", "gpu")
 
 
 def engine_documents(out: Path) -> list[Path]:
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_doc, natural_doc, groups_doc, t5_doc, bart_doc = engine_documents(out)
     if "engine" not in skip:
         engine.main([*marian, *extra, "--json", str(main_doc)])
+    if "ceiling" not in skip:
+        ceiling.main(["--engine", str(main_doc), "--json", str(out / "ceiling.json")])
     if "natural" not in skip:
         natural = ["--stops", "natural", "--searches", "greedy", "--backends", NATURAL_BACKENDS]
         engine.main([*marian, *natural, *extra, "--json", str(natural_doc)])
@@ -96,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(out / "load.json"),
             "--gpu",
             str(out / "gpu.json"),
+            "--ceiling",
+            str(out / "ceiling.json"),
             "--doc",
             str(args.doc),
             "--plots",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -197,12 +198,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     document = json.loads(args.engine.read_text())
     checkpoint = args.checkpoint or Path(document["checkpoint"])
     config = json.loads((checkpoint / "config.json").read_text())
+    started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         rows = ceiling_rows(document, config, KernelTimer(Path(tmp), args.repeats))
     labels = [label for label in args.labels.split(",") if any(label in r for r in rows)]
     print(markdown(rows, labels))
     if args.json:
-        args.json.write_text(json.dumps({"engine": str(args.engine), "rows": rows}, indent=1))
+        from bench.engine import machine
+
+        result = {
+            "kind": "ceiling",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "duration_s": round(time.time() - started, 1),
+            "machine": machine(),
+            "model": document["model"],
+            "engine": str(args.engine),
+            "package": document.get("package"),
+            "command": " ".join(["python -m bench.ceiling", *(argv or sys.argv[1:])]),
+            "labels": labels,
+            "rows": rows,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -270,6 +270,20 @@ def join_effects(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def ceiling_section(document: dict[str, Any]) -> str:
+    """The work bound beside the measured backends (``bench.ceiling``)."""
+    from bench.ceiling import markdown
+
+    return (
+        f"{document['model']}, greedy, fixed length; engine rows from `{document['engine']}`.\n"
+        + run_header(document)
+        + "\nGenerated tokens/s: the bound if only the int8 MatMuls cost time (ORT's "
+        "per-row int8 kernel timed at each shape and row count, 1 thread), and each measured "
+        "backend (share of the 1-thread bound; a 2-thread backend can reach at most 2×):\n\n"
+        + markdown(document["rows"], document["labels"])
+    )
+
+
 def gpu_section(document: dict[str, Any] | None) -> str:
     """The GPU result, or the statement that it has not run."""
     if document is None or not document.get("ran"):
@@ -368,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--engine", type=Path, nargs="*", default=[], help="bench.engine documents")
     p.add_argument("--load", type=Path, help="bench.load document")
     p.add_argument("--gpu", type=Path, help="bench.gpu document")
+    p.add_argument("--ceiling", type=Path, help="bench.ceiling document")
     p.add_argument("--doc", type=Path, default=DOC)
     p.add_argument("--plots", type=Path, default=PLOTS)
     args = p.parse_args(argv)
@@ -398,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         plots = plot_load(load, args.plots)
         image = f"![load]({plots[0].relative_to(args.doc.parent).as_posix()})"
         text = replace_section(text, "load", run_header(load) + "\n" + load_tables(load) + image)
+    ceiling = _read(args.ceiling)
+    if ceiling is not None:
+        text = replace_section(text, "ceiling", ceiling_section(ceiling))
     text = replace_section(text, "gpu", gpu_section(_read(args.gpu)))
     args.doc.write_text(text)
     return 0

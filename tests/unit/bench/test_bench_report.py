@@ -171,3 +171,27 @@ def test_engine_targets_compare_ours_int8_with_ct2_and_torch() -> None:
     assert any(
         "batch 1: latency p50 10.0 ms vs best CTranslate2 int8 10.0 ms" in line for line in lines
     )
+
+
+def test_main_writes_the_ceiling_section(tmp_path: Path) -> None:
+    import json
+
+    ceiling = tmp_path / "ceiling.json"
+    row = {"batch": 32, "source_per_generated": 2.3, "macs_per_generated_token": 1.05e8}
+    row |= {"bound_tokens_per_s": 700.0, "ours int8 t1": 350.0}
+    document = {
+        "model": "marian-full",
+        "engine": "engine.json",
+        "started": "2026-01-01T00:00:00Z",
+        "duration_s": 3.0,
+        "command": "python -m bench.ceiling",
+        "machine": {"cpu": "test cpu", "cores": 2, "load_avg_1m": 0.1},
+        "labels": ["ours int8 t1", "ct2 int8 t1"],
+        "rows": [row],
+    }
+    ceiling.write_text(json.dumps(document))
+    doc = tmp_path / "benchmarks.md"
+    assert main(["--ceiling", str(ceiling), "--doc", str(doc), "--plots", str(tmp_path)]) == 0
+    text = doc.read_text()
+    assert "<!-- BEGIN ceiling -->" in text
+    assert "| 32 | 2.30 | 105 | 700 | 350 (50%) | – |" in text
