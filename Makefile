@@ -78,8 +78,10 @@ eval-default: venv
 	  --ref $(DATA_DIR)/multi30k/test_2016_flickr.de.gz $(EVAL_ARGS) \
 	  --markdown $(TRAIN_DIR)/quality.md --json $(TRAIN_DIR)/quality.json
 
-# Benchmarks (issue 6, docs/benchmarks.md): engine suite, load sweep, GPU suite when one is
-# present, then the tables and plots. Slow (about 30 min on 2 cores); BENCH_ARGS narrows it.
+# Benchmarks (issue 6, docs/benchmarks.md): engine suites (Marian, T5, BART), work bound,
+# load sweep, GPU suite when one is present, then the tables and plots. Slow (about 2 h on
+# 2 cores from a fresh clone, most of it building the full-size checkpoints); BENCH_ARGS
+# narrows it (python -m bench --help).
 BENCH_ARGS ?=
 bench: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_ARGS)

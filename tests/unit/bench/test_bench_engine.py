@@ -107,3 +107,7 @@ def test_worker_runs_our_runtime_on_a_tiny_package(tiny_package: Callable[..., P
     assert [r["tokens"] for r in rows] == [3 * 5, 2 * 5]
     assert all(r["peak_rss_mb"] > 0 and r["latency_ms_p50"] > 0 for r in rows)
     assert rows[0]["label"] == "ours fp32 t1" and rows[1]["search"] == "beam4"
+    lengths = [len(ids) for ids in plan.inputs]
+    # 3 texts cycle over the 2 inputs: the first counts twice (bench.ceiling's source share)
+    assert rows[0]["source_tokens"] == 2 * lengths[0] + lengths[1]
+    assert rows[1]["source_tokens"] == sum(lengths)
