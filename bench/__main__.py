@@ -32,6 +32,8 @@ GROUPS_BACKENDS = "ours-onecall:int8:1,ours:int8:1,ct2:int8:1"
 # T5 and BART: the backends of the ratios, one thread each (the larger BART makes
 # PyTorch's batch-32 cells exceed the backend budget; the table says so).
 FAMILY_BACKENDS = "torch:fp32:1,ours:fp32:1,ours:int8:1,ct2:int8:1"
+# Grids go before --engine-args (a narrower --batch-sizes there wins); each step's model
+# and backend flags go after them (so --engine-args cannot turn a T5 step into Marian).
 FAMILY_GRID = ("--searches", "greedy", "--stops", "fixed,natural", "--batch-sizes", "1,8,32")
 FAMILY_TASKS = {"t5": "translation", "bart": "summarization"}
 # BART's SAMSum dialogues take ~25 s per batch-8 pass on PyTorch: a larger budget lets the
@@ -74,22 +76,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out
     main_doc, natural_doc, groups_doc, t5_doc, bart_doc = engine_documents(out)
     if "engine" not in skip:
-        engine.main([*marian, *extra, "--json", str(main_doc)])
-    if "ceiling" not in skip:
+        engine.main([*extra, *marian, "--json", str(main_doc)])
+    if "ceiling" not in skip and main_doc.is_file():
         ceiling.main(["--engine", str(main_doc), "--json", str(out / "ceiling.json")])
     if "natural" not in skip:
         natural = ["--stops", "natural", "--searches", "greedy", "--backends", NATURAL_BACKENDS]
-        engine.main([*marian, *natural, *extra, "--json", str(natural_doc)])
+        engine.main([*marian, *extra, *natural, "--json", str(natural_doc)])
     if "groups" not in skip:
         groups = ["--searches", "greedy", "--stops", "fixed,natural", "--backends"]
         groups += [GROUPS_BACKENDS, "--reference", "ours-onecall"]
-        engine.main([*marian, *groups, *extra, "--json", str(groups_doc)])
+        engine.main([*marian, *extra, *groups, "--json", str(groups_doc)])
     for family, document in (("t5", t5_doc), ("bart", bart_doc)):
         if family not in skip:
             model = ["--family", family, "--size", args.size, "--task", FAMILY_TASKS[family]]
             grid = [*FAMILY_GRID, "--backends", FAMILY_BACKENDS]
             grid += ["--backend-budget-s", FAMILY_BUDGETS[family]]
-            engine.main([*model, *grid, *extra, "--json", str(document)])
+            engine.main([*grid, *extra, *model, "--json", str(document)])
     if "load" not in skip:
         load_args = shlex.split(args.load_args)
         load.main(["--json", str(out / "load.json"), *marian, *LOAD_DEFAULTS, *load_args])

@@ -245,10 +245,12 @@ def ct2_convert(checkpoint: Path, out_dir: Path) -> Path:
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    source = ct2_readable_checkpoint(checkpoint, work / "source")
-    ctranslate2.converters.TransformersConverter(str(source)).convert(str(work / "model"))
-    (work / "model").rename(out_dir)
-    shutil.rmtree(work)
+    try:
+        source = ct2_readable_checkpoint(checkpoint, work / "source")
+        ctranslate2.converters.TransformersConverter(str(source)).convert(str(work / "model"))
+        (work / "model").rename(out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out_dir
 
 

@@ -1,15 +1,23 @@
 """Work bound: how many tokens/s the int8 MatMuls alone allow on this CPU.
 
-Counts the multiply-adds of every weight MatMul that one generated token costs (its
-decoder layers and output projection, plus its share of encoding the source and of the
-cross-attention keys/values), times ORT's per-row int8 MatMul (the export's kernel,
-activation quantization included) at the same shapes and row counts on one thread, and
-divides: the tokens/s a backend built on that kernel would reach if attention, norms,
-the cache and search cost nothing. Set beside the engine run's measured rows (same cells,
-same source lengths), it says how far each backend is from the bound and whether a
-target is reachable at all with this kernel.
+Builds the weight MatMuls of the model as two graphs of nothing else, with distinct
+random weights of the model's shapes, quantized by the export's per-row int8
+(``export.int8_per_row``: MatMuls reading one activation share its quantization, as in
+the package):
 
-    python -m bench.ceiling --engine .cache/bench/engine.json --checkpoint CKPT
+- one decoder step: per layer self q/k/v/o, cross q/o and the FFN, then the output
+  projection, on ``batch`` rows;
+- the encoder plus the cross-attention keys/values: per layer q/k/v/o and the FFN, then
+  every decoder layer's cross k/v of the encoder output, on the batch's source tokens.
+
+Each graph runs as one ``session.run``, as a decoder step does in the runtime, so weights
+stream from memory as they do there and the per-call cost is paid once. Time per
+generated token = decoder step / batch + (source tokens / generated tokens) x encoder /
+source tokens. The inverse is the tokens/s a backend built on that kernel would reach if
+attention, norms, the cache, search and Python cost nothing; measured with 1 and 2 ORT
+threads, beside the engine run's rows of the same cells.
+
+    python -m bench.ceiling --engine .cache/bench/engine.json
 """
 
 from __future__ import annotations
@@ -27,161 +35,226 @@ from typing import Any
 
 import numpy as np
 
-from bench.matmul_kernels import matmul_model
 from export.int8_per_row import quantize_per_row
 
-Shape = tuple[int, int]  # (K, N) of one weight matrix
+THREADS = (1, 2)
 
 
 @dataclass(frozen=True)
-class LinearWork:
-    """Weight matrices (K, N) -> how many of them, per unit of work."""
+class Dims:
+    """What shapes the weight MatMuls of an encoder-decoder."""
 
-    per_source_token: dict[Shape, int]  # encoder layers and cross-attention K/V
-    per_generated_token: dict[Shape, int]  # decoder layers and the output projection
-
-
-def _add(counts: dict[Shape, int], shape: Shape, times: int) -> None:
-    counts[shape] = counts.get(shape, 0) + times
-
-
-def linear_work(config: dict[str, Any]) -> LinearWork:
-    """The weight MatMuls of a BART-like (Marian, BART, Pegasus, ...) or T5 config."""
-    source: dict[Shape, int] = {}
-    generated: dict[Shape, int] = {}
-    if config.get("model_type") in ("t5", "mt5"):
-        d, inner, ff = config["d_model"], config["d_kv"] * config["num_heads"], config["d_ff"]
-        enc, dec = config["num_layers"], config.get("num_decoder_layers") or config["num_layers"]
-        ffn_in = 2 if str(config.get("feed_forward_proj", "relu")).startswith("gated") else 1
-    else:
-        d, inner = config["d_model"], config["d_model"]
-        ff, enc, dec = config["encoder_ffn_dim"], config["encoder_layers"], config["decoder_layers"]
-        ffn_in = 1
-    dec_ff = config.get("decoder_ffn_dim", ff)
-    _add(source, (d, inner), enc * 3)  # encoder q, k, v
-    _add(source, (inner, d), enc)  # encoder output projection
-    _add(source, (d, ff), enc * ffn_in)
-    _add(source, (ff, d), enc)
-    _add(source, (d, inner), dec * 2)  # cross-attention k, v (once per source token)
-    _add(generated, (d, inner), dec * 4)  # self q, k, v and cross q
-    _add(generated, (inner, d), dec * 2)  # self and cross output projections
-    _add(generated, (d, dec_ff), dec * ffn_in)
-    _add(generated, (dec_ff, d), dec)
-    _add(generated, (d, config["vocab_size"]), 1)  # output projection
-    return LinearWork(source, generated)
+    d_model: int
+    inner: int  # attention width (heads x head dim)
+    ffn: int
+    ffn_inputs: int  # 2 for gated FFNs (T5 gated-gelu), else 1
+    encoder_layers: int
+    decoder_layers: int
+    vocab: int
 
 
-def macs(counts: dict[Shape, int]) -> int:
-    """Multiply-adds per row of all the matrices in ``counts``."""
-    return sum(k * n * times for (k, n), times in counts.items())
+def dims_of(config: dict[str, Any]) -> Dims:
+    """Dims from a transformers config: T5-style (``d_ff``) or BART-like (Marian, BART,
+    Pegasus, M2M100, ...)."""
+    if "d_ff" in config:
+        return Dims(
+            d_model=config["d_model"],
+            inner=config["d_kv"] * config["num_heads"],
+            ffn=config["d_ff"],
+            ffn_inputs=2 if str(config.get("feed_forward_proj", "relu")).startswith("gated") else 1,
+            encoder_layers=config["num_layers"],
+            decoder_layers=config.get("num_decoder_layers") or config["num_layers"],
+            vocab=config["vocab_size"],
+        )
+    return Dims(
+        d_model=config["d_model"],
+        inner=config["d_model"],
+        ffn=config["encoder_ffn_dim"],
+        ffn_inputs=1,
+        encoder_layers=config["encoder_layers"],
+        decoder_layers=config["decoder_layers"],
+        vocab=config["vocab_size"],
+    )
 
 
-class KernelTimer:
-    """Seconds per row of ORT's per-row int8 MatMul, by (K, N) and row count (1 thread)."""
+class _Chain:
+    """Builds a graph of MatMuls with fresh random weights."""
 
-    def __init__(self, folder: Path, repeats: int = 7) -> None:
-        self.folder, self.repeats = folder, repeats
-        self.sessions: dict[Shape, Any] = {}
-        self.cache: dict[tuple[Shape, int], float] = {}
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[Any] = []
+        self.weights: list[Any] = []
+        self.macs = 0
 
-    def _session(self, shape: Shape) -> Any:
+    def matmul(self, x: str, k: int, n: int) -> str:
+        from onnx import helper, numpy_helper
+
+        name = f"mm{len(self.nodes)}"
+        weight = (self.rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
+        self.weights.append(numpy_helper.from_array(weight, f"{name}_w"))
+        self.nodes.append(helper.make_node("MatMul", [x, f"{name}_w"], [name], name=name))
+        self.macs += k * n
+        return name
+
+    def ffn(self, x: str, dims: Dims) -> str:
+        hidden = [self.matmul(x, dims.d_model, dims.ffn) for _ in range(dims.ffn_inputs)]
+        return self.matmul(hidden[-1], dims.ffn, dims.d_model)
+
+    def save(self, path: Path, width: int, outputs: Sequence[str]) -> None:
+        import onnx
+        from onnx import TensorProto, helper
+
+        graph = helper.make_graph(
+            self.nodes,
+            path.stem,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", width])],
+            [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+            self.weights,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        onnx.save(model, str(path))
+
+
+def decoder_step_graph(path: Path, dims: Dims) -> int:
+    """One decoder step's weight MatMuls into ``path``; returns multiply-adds per row."""
+    chain = _Chain(seed=1)
+    x = "x"
+    for _ in range(dims.decoder_layers):
+        q, _k, _v = (chain.matmul(x, dims.d_model, dims.inner) for _ in range(3))
+        attended = chain.matmul(q, dims.inner, dims.d_model)
+        cross_q = chain.matmul(attended, dims.d_model, dims.inner)
+        x = chain.ffn(chain.matmul(cross_q, dims.inner, dims.d_model), dims)
+    logits = chain.matmul(x, dims.d_model, dims.vocab)
+    outputs = [logits] + [n.output[0] for n in chain.nodes if n.output[0] != logits]
+    chain.save(path, dims.d_model, outputs)
+    return chain.macs
+
+
+def encoder_graph(path: Path, dims: Dims) -> int:
+    """The encoder's weight MatMuls and every decoder layer's cross k/v into ``path``;
+    returns multiply-adds per source token."""
+    chain = _Chain(seed=2)
+    x = "x"
+    for _ in range(dims.encoder_layers):
+        q, _k, _v = (chain.matmul(x, dims.d_model, dims.inner) for _ in range(3))
+        x = chain.ffn(chain.matmul(q, dims.inner, dims.d_model), dims)
+    for _ in range(dims.decoder_layers):
+        chain.matmul(x, dims.d_model, dims.inner)
+        chain.matmul(x, dims.d_model, dims.inner)
+    chain.save(path, dims.d_model, [n.output[0] for n in chain.nodes])
+    return chain.macs
+
+
+class StepTimer:
+    """Median seconds per row of the two graphs, by thread count and row count."""
+
+    def __init__(self, folder: Path, dims: Dims, repeats: int = 5) -> None:
+        self.dims, self.repeats = dims, repeats
+        self.paths: dict[str, Path] = {}
+        self.macs: dict[str, int] = {}
+        for name, build in (("decoder", decoder_step_graph), ("encoder", encoder_graph)):
+            fp32 = folder / f"{name}.onnx"
+            self.macs[name] = build(fp32, dims)
+            self.paths[name] = folder / f"{name}.int8.onnx"
+            quantize_per_row(fp32, self.paths[name])
+            fp32.unlink()
+        self.sessions: dict[tuple[str, int], Any] = {}
+
+    def _session(self, name: str, threads: int) -> Any:
         import onnxruntime as ort
 
-        if shape not in self.sessions:
-            fp32 = self.folder / f"{shape[0]}x{shape[1]}.onnx"
-            int8 = fp32.with_suffix(".int8.onnx")
-            matmul_model(fp32, *shape)
-            quantize_per_row(fp32, int8)
+        if (name, threads) not in self.sessions:
             options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            self.sessions[shape] = ort.InferenceSession(
-                str(int8), options, providers=["CPUExecutionProvider"]
+            options.intra_op_num_threads = threads
+            self.sessions[name, threads] = ort.InferenceSession(
+                str(self.paths[name]), options, providers=["CPUExecutionProvider"]
             )
-        return self.sessions[shape]
+        return self.sessions[name, threads]
 
-    def seconds_per_row(self, shape: Shape, rows: int) -> float:
-        """Median time of one call with ``rows`` activation rows, divided by ``rows``."""
-        key = (shape, rows)
-        if key not in self.cache:
-            session = self._session(shape)
-            x = np.random.default_rng(rows).standard_normal((rows, shape[0]), dtype=np.float32)
-            session.run(None, {"x": x})
-            times = []
-            for _ in range(self.repeats):
-                start = time.perf_counter()
-                session.run(None, {"x": x})
-                times.append(time.perf_counter() - start)
-            self.cache[key] = statistics.median(times) / rows
-        return self.cache[key]
-
-    def seconds(self, counts: dict[Shape, int], rows: int) -> float:
-        """Time per row of all the matrices in ``counts`` at ``rows`` rows per call."""
-        return sum(times * self.seconds_per_row(s, rows) for s, times in counts.items())
+    def seconds_per_row(self, name: str, rows: int, threads: int) -> float:
+        """Median wall time of one run of graph ``name`` on ``rows`` rows, over ``rows``."""
+        session = self._session(name, threads)
+        x = np.random.default_rng(rows).standard_normal((rows, self.dims.d_model))
+        feed = {"x": x.astype(np.float32)}
+        only_first = [session.get_outputs()[0].name]
+        session.run(only_first, feed)
+        times = []
+        for _ in range(self.repeats):
+            start = time.perf_counter()
+            session.run(only_first, feed)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) / rows
 
 
 def bound_tokens_per_s(
-    work: LinearWork,
-    timer: KernelTimer,
+    timer: StepTimer,
     batch: int,
     source_per_generated: float,
     source_per_input: float,
-    rows_cap: int,
+    threads: int,
+    rows_cap: int = 4096,
 ) -> float:
-    """Generated tokens/s if only the int8 MatMuls cost time: ``batch`` decoder rows per
-    call, the batch's source tokens (at most ``rows_cap``) as encoder rows per call."""
+    """Generated tokens/s if only the int8 MatMuls cost time: decoder steps of ``batch``
+    rows, the encoder on the batch's source tokens (at most ``rows_cap``) in one call."""
     encoder_rows = max(1, min(rows_cap, round(batch * source_per_input)))
-    per_token = timer.seconds(work.per_generated_token, batch)
-    per_token += source_per_generated * timer.seconds(work.per_source_token, encoder_rows)
+    per_token = timer.seconds_per_row("decoder", batch, threads)
+    per_token += source_per_generated * timer.seconds_per_row("encoder", encoder_rows, threads)
     return 1.0 / per_token
 
 
 def ceiling_rows(
-    document: dict[str, Any], config: dict[str, Any], timer: KernelTimer, rows_cap: int = 2048
+    document: dict[str, Any], timer: StepTimer, threads: Sequence[int] = THREADS
 ) -> list[dict[str, Any]]:
-    """One row per measured greedy fixed-length cell of ``document``: the bound, and each
-    1-thread int8 backend's share of it."""
-    work = linear_work(config)
+    """One row per measured greedy fixed-length batch size of ``document``: the bound at
+    each thread count and every backend's tokens/s. Source lengths come from the first
+    row of a cell (every backend decodes the same inputs)."""
     cells: dict[int, dict[str, Any]] = {}
     for row in document["rows"]:
         if "tokens_per_s" not in row or (row["search"], row["stop"]) != ("greedy", "fixed"):
             continue
         cell = cells.setdefault(row["batch_size"], {"batch": row["batch_size"]})
-        if "source_tokens" in row:
+        if "source_tokens" in row and "source_per_generated" not in cell:
             cell["source_per_generated"] = row["source_tokens"] / row["tokens"]
             cell["source_per_input"] = row["source_tokens"] / row["texts"]
         cell[row["label"]] = row["tokens_per_s"]
     out = []
     for batch, cell in sorted(cells.items()):
-        ratio = cell.get("source_per_generated")
-        if ratio is None:
+        if "source_per_generated" not in cell:
             continue
-        bound = bound_tokens_per_s(work, timer, batch, ratio, cell["source_per_input"], rows_cap)
-        cell["bound_tokens_per_s"] = bound
-        cell["macs_per_generated_token"] = macs(work.per_generated_token) + ratio * macs(
-            work.per_source_token
-        )
+        ratio = cell["source_per_generated"]
+        cell["macs_per_generated_token"] = timer.macs["decoder"] + ratio * timer.macs["encoder"]
+        for t in threads:
+            cell[f"bound_t{t}"] = bound_tokens_per_s(
+                timer, batch, ratio, cell["source_per_input"], t
+            )
         out.append(cell)
     return out
 
 
+def _threads_of(label: str) -> int:
+    return int(label.rsplit(" t", 1)[1]) if " t" in label else 1
+
+
 def markdown(rows: Iterable[dict[str, Any]], labels: Sequence[str]) -> str:
-    """The bound beside each measured backend (tokens/s and share of the bound)."""
-    head = "| batch | source / generated tokens | MMACs per token | bound tok/s (1 thread) |"
-    head += "".join(f" {label} |" for label in labels)
-    lines = [head, "|---" * (4 + len(labels)) + "|"]
+    """The bounds beside each measured backend (tokens/s, share of the bound at the
+    backend's own thread count)."""
+    rows = list(rows)
+    threads = sorted({int(k[7:]) for r in rows for k in r if k.startswith("bound_t")})
+    head = "| batch | source / generated tokens | MMACs per token |"
+    head += "".join(f" bound t{t} |" for t in threads) + "".join(f" {x} |" for x in labels)
+    lines = [head, "|---" * (3 + len(threads) + len(labels)) + "|"]
     for row in rows:
         cells = [
             str(row["batch"]),
             f"{row['source_per_generated']:.2f}",
             f"{row['macs_per_generated_token'] / 1e6:.0f}",
-            f"{row['bound_tokens_per_s']:.0f}",
         ]
+        cells += [f"{row[f'bound_t{t}']:.0f}" for t in threads]
         for label in labels:
-            value = row.get(label)
-            share = (
-                "–" if value is None else f"{value:.0f} ({value / row['bound_tokens_per_s']:.0%})"
+            value, bound = row.get(label), row.get(f"bound_t{_threads_of(label)}")
+            cells.append(
+                "–" if value is None or not bound else f"{value:.0f} ({value / bound:.0%})"
             )
-            cells.append(share)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -192,15 +265,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--engine", type=Path, required=True, help="a bench.engine document")
     p.add_argument("--checkpoint", type=Path, help="its checkpoint (default: the document's)")
     p.add_argument("--labels", default="ours int8 t1,ct2 int8 t1,ours int8 t2,ct2 int8 t2")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     document = json.loads(args.engine.read_text())
     checkpoint = args.checkpoint or Path(document["checkpoint"])
-    config = json.loads((checkpoint / "config.json").read_text())
+    dims = dims_of(json.loads((checkpoint / "config.json").read_text()))
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = ceiling_rows(document, config, KernelTimer(Path(tmp), args.repeats))
+        rows = ceiling_rows(document, StepTimer(Path(tmp), dims, args.repeats))
     labels = [label for label in args.labels.split(",") if any(label in r for r in rows)]
     print(markdown(rows, labels))
     if args.json:
@@ -213,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": machine(),
             "model": document["model"],
             "engine": str(args.engine),
+            "engine_started": document.get("started"),
             "package": document.get("package"),
             "command": " ".join(["python -m bench.ceiling", *(argv or sys.argv[1:])]),
             "labels": labels,

@@ -270,9 +270,11 @@ class OfflineEngine:
             package, device="cpu", precision=precision, intra_op_threads=threads
         )
         self.options = self.runtime.resolve(
-            GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new, num_beams=num_beams)
+            GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new, num_beams=num_beams),
+            target_lang="de",
         )
-        self.ids = self.runtime.encode_texts(texts)
+        # The languages the service is sent (body()), so both sides decode the same ids.
+        self.ids = self.runtime.encode_texts(texts, source_lang="en", target_lang="de")
         self.runtime.generate(self.ids[:1], self.options)
 
     def batch1_seconds(self, index: int) -> float:
@@ -298,9 +300,10 @@ class OfflineEngine:
 
 @dataclass
 class PairedOverhead:
-    """Latency HTTP adds at concurrency 1, paired per sentence: each sentence is generated
-    offline and sent to the service alternately, so sentence length and machine drift
-    cancel out of each difference."""
+    """Latency the service adds over its runtime at concurrency 1 (HTTP, JSON, sentence
+    splitting, tokenization, the batching scheduler), paired per sentence: each sentence
+    is generated offline and sent to the service alternately, so sentence length and
+    machine drift cancel out of each difference."""
 
     target: str
     sentences: int
@@ -322,19 +325,30 @@ async def paired_overhead(
     target: str = "",
 ) -> PairedOverhead:
     """For each of the first ``sentences`` bodies, ``repeats`` times: one offline run of
-    sentence i (``offline_seconds(i)``), then one request with it; the per-sentence
-    difference of the medians, summarised over sentences. A failed request raises."""
+    sentence i (``offline_seconds(i)``) and one request with it, in alternating order;
+    the per-sentence difference of the medians, summarised over sentences. One unpaired
+    run of each side warms both up first. A failed request raises."""
     check_loopback(url)
+
+    async def request(i: int) -> float:
+        t0 = time.perf_counter()
+        response = await client.post(url, json=bodies[i % len(bodies)])
+        if response.status_code != 200:
+            raise RuntimeError(f"{target}: HTTP {response.status_code}: {response.text[:200]}")
+        return time.perf_counter() - t0
+
+    offline_seconds(0)
+    await request(0)
     added, service, offline = [], [], []
     for i in range(sentences):
         svc, off = [], []
-        for _ in range(repeats):
-            off.append(offline_seconds(i))
-            t0 = time.perf_counter()
-            response = await client.post(url, json=bodies[i % len(bodies)])
-            svc.append(time.perf_counter() - t0)
-            if response.status_code != 200:
-                raise RuntimeError(f"{target}: HTTP {response.status_code}: {response.text[:200]}")
+        for r in range(repeats):
+            if r % 2:
+                svc.append(await request(i))
+                off.append(offline_seconds(i))
+            else:
+                off.append(offline_seconds(i))
+                svc.append(await request(i))
         service.append(statistics.median(svc) * 1000)
         offline.append(statistics.median(off) * 1000)
         added.append(service[-1] - offline[-1])
@@ -367,8 +381,8 @@ async def sweep(
     texts: list[str],
     offline: OfflineEngine | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Every concurrency level against one running server, then (with ``offline``) the
-    paired HTTP latency measurement at concurrency 1."""
+    """Against one running server: (with ``offline``) the paired latency measurement at
+    concurrency 1, then every concurrency level."""
     url = f"{base}/translate"
     bodies = [body(t, args.max_new_tokens, args.num_beams) for t in texts]
     rows = []
@@ -379,6 +393,26 @@ async def sweep(
     async with httpx.AsyncClient(limits=limits, timeout=args.request_timeout_s) as client:
         # Warm-up: first requests pay for lazy initialisation on both sides.
         await run_level(client, url, bodies, 2, 60.0, 4, args.max_new_tokens, target=target)
+        # Paired latency first: after the sweep, requests the last level abandoned may
+        # still be decoding in the server.
+        paired = None
+        if offline is not None and args.paired_sentences > 0:
+            result_paired = await paired_overhead(
+                client,
+                url,
+                bodies,
+                offline.batch1_seconds,
+                args.paired_sentences,
+                args.paired_repeats,
+                target=target,
+            )
+            paired = asdict(result_paired)
+            print(
+                f"  {target:<10} paired c=1: {result_paired.added_p50_ms:+.1f} ms "
+                f"(p25 {result_paired.added_p25_ms:+.1f}, p75 {result_paired.added_p75_ms:+.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
         for level in levels:
             before = generated_tokens(base)
             result = await run_level(
@@ -401,24 +435,6 @@ async def sweep(
                 f"  {target:<10} c={level:<4} {result.requests:>5} ok {result.errors:>3} err "
                 f"{result.tokens_per_s:>9.1f} tok/s  p50 {result.p50_ms:>8.1f}  "
                 f"p99 {result.p99_ms:>8.1f} ms",
-                file=sys.stderr,
-                flush=True,
-            )
-        paired = None
-        if offline is not None and args.paired_sentences > 0:
-            result_paired = await paired_overhead(
-                client,
-                url,
-                bodies,
-                offline.batch1_seconds,
-                args.paired_sentences,
-                args.paired_repeats,
-                target=target,
-            )
-            paired = asdict(result_paired)
-            print(
-                f"  {target:<10} paired c=1: +{result_paired.added_p50_ms:.1f} ms "
-                f"(p25 {result_paired.added_p25_ms:.1f}, p75 {result_paired.added_p75_ms:.1f})",
                 file=sys.stderr,
                 flush=True,
             )

@@ -232,9 +232,10 @@ def service_targets(document: dict[str, Any]) -> list[str]:
     paired = document.get("http_overhead") or []
     for pair in paired:
         lines.append(
-            f"p50 added by HTTP at concurrency 1, {pair['target']}: "
-            f"{pair['added_p50_ms']:+.1f} ms (median over {pair['sentences']} sentences of "
-            f"service − offline, each the median of {pair['repeats']} alternating runs; "
+            f"p50 added by the service (HTTP, text processing, scheduling) at concurrency 1, "
+            f"{pair['target']}: {pair['added_p50_ms']:+.1f} ms (median over "
+            f"{pair['sentences']} sentences of service − offline runtime, each the median of "
+            f"{pair['repeats']} alternating runs; "
             f"quartiles {pair['added_p25_ms']:+.1f} / {pair['added_p75_ms']:+.1f} ms; "
             f"service p50 {pair['service_p50_ms']:.1f} ms; target ≤ 3 ms)"
         )

@@ -23,3 +23,11 @@ def test_skipping_every_step_only_rewrites_the_report(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "prose" in text and "**Not run.** no GPU result document" in text
     assert not any(path.exists() for path in engine_documents(tmp_path))
+
+
+def test_ceiling_needs_an_engine_document(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    args = ["--out", str(tmp_path), "--doc", str(doc), "--plots", str(tmp_path / "plots")]
+    others = [step for step in STEPS if step != "ceiling"]
+    assert main([*args, "--skip", ",".join(others)]) == 0
+    assert not (tmp_path / "ceiling.json").exists()
