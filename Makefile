@@ -79,7 +79,7 @@ eval-default: venv
 	  --markdown $(TRAIN_DIR)/quality.md --json $(TRAIN_DIR)/quality.json
 
 # Benchmarks (issue 6, docs/benchmarks.md): engine suites (Marian, T5, BART), work bound,
-# load sweep, GPU suite when one is present, then the tables and plots. Slow (about 2 h on
+# load sweep, GPU suite when one is present, then the tables and plots. Slow (about 1.5 h on
 # 2 cores from a fresh clone, most of it building the full-size checkpoints); BENCH_ARGS
 # narrows it (python -m bench --help).
 BENCH_ARGS ?=

@@ -11,10 +11,11 @@
 8. ``gpu``: GPU suite (records "not run" without a GPU);
 9. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
 
-Checkpoints and packages missing from ``.cache/`` are built first (full Marian ~11 min,
-T5 ~14 min, BART ~24 min on 2 cores). Arguments after ``--engine-args`` / ``--load-args``
-go to every engine step / the load step (e.g. a smaller ``--batch-sizes``); ``--skip``
-leaves steps out (comma-separated names from the list above).
+Checkpoints and packages missing from ``.cache/`` are built first (full Marian ~10 min,
+T5 ~5 min, BART ~15 min on 2 cores; the whole run took 90 min on 2026-12-01). Arguments
+after ``--engine-args`` / ``--load-args`` go to every engine step / the load step (e.g. a
+smaller ``--batch-sizes``); ``--skip`` leaves steps out (comma-separated names from the
+list above).
 """
 
 from __future__ import annotations
