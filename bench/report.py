@@ -278,9 +278,10 @@ def ceiling_section(document: dict[str, Any]) -> str:
     return (
         f"{document['model']}, greedy, fixed length; engine rows from `{document['engine']}`.\n"
         + run_header(document)
-        + "\nGenerated tokens/s: the bound if only the int8 MatMuls cost time (ORT's "
-        "per-row int8 kernel timed at each shape and row count, 1 thread), and each measured "
-        "backend (share of the 1-thread bound; a 2-thread backend can reach at most 2×):\n\n"
+        + "\nGenerated tokens/s: the bound if only the int8 MatMuls cost time (the model's "
+        "weight MatMuls as one graph per decoder step and one for the encoder, per-row int8 "
+        "as exported, fastest of 9 runs, 1 and 2 ORT threads), and each measured backend "
+        "(share of the bound at its own thread count):\n\n"
         + markdown(document["rows"], document["labels"])
     )
 
