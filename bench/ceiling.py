@@ -100,6 +100,8 @@ class _Chain:
         return self.matmul(hidden[-1], dims.ffn, dims.d_model)
 
     def save(self, path: Path, width: int, outputs: Sequence[str]) -> None:
+        """Save the graph; ``outputs`` must name every MatMul whose result nothing reads
+        (ORT's optimizer would drop it; every node runs, whichever outputs are fetched)."""
         import onnx
         from onnx import TensorProto, helper
 

@@ -34,8 +34,8 @@ CACHE = REPO / ".cache" / "bench"
 # One thread each, plus the two-thread comparisons (see docs/benchmarks.md: on a shared
 # 2-core machine a second thread loses more to waiting than it gains).
 DEFAULT_BACKENDS = (
-    "torch:fp32:1,torch:fp32:2,optimum:fp32:1,optimum:int8:1,optimum-t1:int8:2,ours:fp32:1,ours:int8:1,"
-    "ours:int8:2,ct2:fp32:1,ct2:int8:1,ct2:int8:2"
+    "torch:fp32:1,torch:fp32:2,optimum:fp32:1,optimum:int8:1,optimum-t1:int8:2,"
+    "ours:fp32:1,ours:int8:1,ours:int8:2,ct2:fp32:1,ct2:int8:1,ct2:int8:2"
 )
 SEARCHES = {"greedy": 1, "beam4": 4}
 

@@ -41,6 +41,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGETS = ("continuous", "dynamic", "off", "naive")
 # "continuous-joinN": continuous batching whose queue joins the running batch every N steps.
 JOIN_VARIANT = re.compile(r"continuous-join([1-9][0-9]?)")
+# Every request translates WMT14 English sources into German.
+SOURCE_LANG, TARGET_LANG = "en", "de"
 
 
 def check_loopback(url: str) -> str:
@@ -248,7 +250,7 @@ def single_sentences(count: int) -> list[str]:
     from service.text import sentences
 
     pool = translation_texts(count * 4).texts
-    picked = [t for t in pool if len(sentences.split(t, "en").sentences) == 1]
+    picked = [t for t in pool if len(sentences.split(t, SOURCE_LANG).sentences) == 1]
     return [picked[i % len(picked)] for i in range(count)]
 
 
@@ -271,10 +273,12 @@ class OfflineEngine:
         )
         self.options = self.runtime.resolve(
             GenerationOptions(max_new_tokens=max_new, min_new_tokens=max_new, num_beams=num_beams),
-            target_lang="de",
+            target_lang=TARGET_LANG,
         )
         # The languages the service is sent (body()), so both sides decode the same ids.
-        self.ids = self.runtime.encode_texts(texts, source_lang="en", target_lang="de")
+        self.ids = self.runtime.encode_texts(
+            texts, source_lang=SOURCE_LANG, target_lang=TARGET_LANG
+        )
         self.runtime.generate(self.ids[:1], self.options)
 
     def batch1_seconds(self, index: int) -> float:
@@ -368,8 +372,8 @@ def body(text: str, max_new: int, num_beams: int = 1) -> dict[str, Any]:
     """One ``POST /translate`` body with a fixed output length."""
     return {
         "text": text,
-        "source_lang": "en",
-        "target_lang": "de",
+        "source_lang": SOURCE_LANG,
+        "target_lang": TARGET_LANG,
         "options": {"max_new_tokens": max_new, "min_new_tokens": max_new, "num_beams": num_beams},
     }
 

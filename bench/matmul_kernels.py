@@ -28,8 +28,7 @@ SHAPES = (("ffn fc1 512x2048", 512, 2048), ("lm_head 512x58101", 512, 58101))
 LEVELS = (0, 1, 4)
 
 
-def matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
-    """Save a one-``MatMul`` ONNX model (x [m, k] times a random constant [k, n]) to ``path``."""
+def _matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -47,7 +46,7 @@ def matmul_model(path: Path, k: int, n: int, seed: int = 0) -> None:
 
 def _variants(folder: Path, k: int, n: int) -> dict[str, Path]:
     fp32 = folder / "fp32.onnx"
-    matmul_model(fp32, k, n)
+    _matmul_model(fp32, k, n)
     paths = {"fp32": fp32}
     recipes = {
         "dynamic int8 per-channel": Int8Options(method="dynamic"),
