@@ -136,10 +136,19 @@ def task_prefix(checkpoint: Checkpoint, task: str, langs: Languages) -> str:
 
 
 def chat_config(checkpoint: Checkpoint, task: str) -> ChatConfig | None:
-    """Chat rendering settings for chat packages."""
+    """Chat rendering settings for chat packages.
+
+    A checkpoint trained with its own rendering records it in
+    ``task_specific_params.conversational`` (``turn_separator``, ``max_history_turns``);
+    otherwise the family's convention applies.
+    """
     if task != "chat":
         return None
-    return ChatConfig(turn_separator=TURN_SEPARATORS.get(checkpoint.family, "\n"))
+    params: dict[str, Any] = checkpoint.config.get("task_specific_params") or {}
+    declared: dict[str, Any] = params.get("conversational") or {}
+    chat = ChatConfig(turn_separator=TURN_SEPARATORS.get(checkpoint.family, "\n"))
+    updates = {k: declared[k] for k in ("turn_separator", "max_history_turns") if k in declared}
+    return ChatConfig.model_validate({**chat.model_dump(), **updates}) if updates else chat
 
 
 def load_tokenizer(path: Path) -> Any:

@@ -26,7 +26,8 @@ FAMILY_BY_MODEL_TYPE: dict[str, str] = {
 }
 # Tasks a family can serve; T5 and BART are general text-to-text models.
 TASKS_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    "marian": ("translation",),
+    # Marian is a plain encoder-decoder: the chat default is one trained here (DailyDialog).
+    "marian": ("translation", "chat"),
     "m2m100": ("translation",),
     "mbart": ("translation", "summarization"),
     "bart": ("summarization", "translation", "chat"),

@@ -56,8 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="destination package directory")
     p.add_argument("--keep", default="int8", help="comma list of variants to keep")
     p.add_argument("--description", default=None, help="new manifest description")
+    p.add_argument(
+        "--description-file", type=Path, default=None, help="read the description from a file"
+    )
     args = p.parse_args(argv)
-    manifest = ship(args.package, args.out, args.keep.split(","), args.description)
+    description = args.description
+    if args.description_file is not None:
+        description = " ".join(args.description_file.read_text(encoding="utf-8").split())
+    manifest = ship(args.package, args.out, args.keep.split(","), description)
     print(f"{args.out}: variants {', '.join(manifest.variants)}")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -18,9 +18,15 @@ EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
 
 
 def train_sentencepiece(
-    texts: Iterable[str], vocab_size: int, model_type: str = "unigram"
+    texts: Iterable[str],
+    vocab_size: int,
+    model_type: str = "unigram",
+    user_symbols: Sequence[str] = (),
 ) -> bytes:
-    """Train a SentencePiece model on ``texts`` and return the serialized model."""
+    """Train a SentencePiece model on ``texts`` and return the serialized model.
+
+    ``user_symbols`` (e.g. a turn separator) are always kept as single pieces.
+    """
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(list(texts)),
@@ -37,6 +43,7 @@ def train_sentencepiece(
         # One thread keeps the result identical from run to run.
         num_threads=1,
         hard_vocab_limit=False,
+        user_defined_symbols=list(user_symbols),
         minloglevel=2,
     )
     return model.getvalue()
@@ -65,8 +72,13 @@ def write_marian_tokenizer(
 
 
 def build_tokenizer(
-    texts: Iterable[str], vocab_size: int, out_dir: Path, source_lang: str, target_lang: str
+    texts: Iterable[str],
+    vocab_size: int,
+    out_dir: Path,
+    source_lang: str,
+    target_lang: str,
+    user_symbols: Sequence[str] = (),
 ) -> MarianTokenizer:
     """Train the joint SentencePiece model on ``texts``; save a MarianTokenizer to ``out_dir``."""
-    model = train_sentencepiece(texts, vocab_size)
+    model = train_sentencepiece(texts, vocab_size, user_symbols=user_symbols)
     return write_marian_tokenizer(model, out_dir, source_lang, target_lang)

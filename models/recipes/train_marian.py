@@ -66,6 +66,31 @@ class TrainConfig:
     limit_val: int | None = None
     bf16: bool = False
     eval_batch_size: int = 100
+    # Decoding defaults written into generation_config.json (chat models repeat themselves
+    # without an n-gram block; translation needs none).
+    no_repeat_ngram_size: int = 0
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Aligned training and validation text of one run, plus pieces the vocabulary must keep."""
+
+    train_src: list[str]
+    train_tgt: list[str]
+    val_src: list[str]
+    val_tgt: list[str]
+    user_symbols: tuple[str, ...] = ()
+
+
+def read_corpus(config: TrainConfig) -> Corpus:
+    """The Multi30k-style parallel corpus of ``config.data_dir`` (train and val splits)."""
+    train_src, train_tgt = read_parallel(
+        config.data_dir, "train", config.src_lang, config.tgt_lang, config.limit_train
+    )
+    val_src, val_tgt = read_parallel(
+        config.data_dir, "val", config.src_lang, config.tgt_lang, config.limit_val
+    )
+    return Corpus(train_src, train_tgt, val_src, val_tgt)
 
 
 def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
@@ -104,11 +129,14 @@ def build_model(config: TrainConfig, tokenizer: MarianTokenizer) -> MarianMTMode
     return MarianMTModel(model_config)
 
 
-def generation_config(model: MarianMTModel, max_length: int) -> GenerationConfig:
+def generation_config(
+    model: MarianMTModel, max_length: int, no_repeat_ngram_size: int = 0
+) -> GenerationConfig:
     """Serving defaults: beam 4, never emit <pad> (it is the decoder start token)."""
     c = model.config
     return GenerationConfig(
         num_beams=4,
+        no_repeat_ngram_size=no_repeat_ngram_size or None,
         max_length=max_length,
         bad_words_ids=[[c.pad_token_id]],
         decoder_start_token_id=c.decoder_start_token_id,
@@ -209,8 +237,11 @@ def validation_bleu(
     return corpus_bleu(hyps, refs)
 
 
-def run(config: TrainConfig) -> dict[str, object]:
-    """Train, select and save; returns the run summary (also written as training.json)."""
+def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
+    """Train, select and save; returns the run summary (also written as training.json).
+
+    ``corpus`` defaults to the parallel corpus in ``config.data_dir`` (``read_corpus``).
+    """
     t0 = time.monotonic()
     deadline = t0 + config.time_budget_min * 60
     random.seed(config.seed)
@@ -219,18 +250,16 @@ def run(config: TrainConfig) -> dict[str, object]:
     work = config.work_dir
     work.mkdir(parents=True, exist_ok=True)
 
-    train_src, train_tgt = read_parallel(
-        config.data_dir, "train", config.src_lang, config.tgt_lang, config.limit_train
-    )
-    val_src, val_tgt = read_parallel(
-        config.data_dir, "val", config.src_lang, config.tgt_lang, config.limit_val
-    )
+    corpus = corpus or read_corpus(config)
+    train_src, train_tgt = corpus.train_src, corpus.train_tgt
+    val_src, val_tgt = corpus.val_src, corpus.val_tgt
     tokenizer = build_tokenizer(
         train_src + train_tgt,
         config.vocab_size,
         work / "tokenizer",
         config.src_lang,
         config.tgt_lang,
+        user_symbols=corpus.user_symbols,
     )
     examples = tokenize_pairs(tokenizer, train_src, train_tgt, config.max_len)
     log.info(
@@ -334,7 +363,9 @@ def run(config: TrainConfig) -> dict[str, object]:
     log.info("selected %s (val BLEU %.2f)", chosen, candidates[chosen][0])
 
     config.out.mkdir(parents=True, exist_ok=True)
-    trainer.model.generation_config = generation_config(trainer.model, config.max_len)
+    trainer.model.generation_config = generation_config(
+        trainer.model, config.max_len, config.no_repeat_ngram_size
+    )
     trainer.model.save_pretrained(str(config.out))
     tokenizer.save_pretrained(str(config.out))
     summary: dict[str, object] = {
@@ -389,6 +420,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "threads",
         "seed",
         "eval_batch_size",
+        "no_repeat_ngram_size",
     ):
         value = getattr(defaults, name)
         p.add_argument(

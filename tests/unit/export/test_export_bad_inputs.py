@@ -203,9 +203,9 @@ def test_task_that_does_not_fit(
 ) -> None:
     out = tmp_path / "out"
     code, err = _run(
-        capsys, str(marian_dir), "--task", "chat", "--name", "x", "--out-dir", str(out)
+        capsys, str(marian_dir), "--task", "summarization", "--name", "x", "--out-dir", str(out)
     )
-    _assert_one_line_error(code, err, "'chat'", "marian", "translation")
+    _assert_one_line_error(code, err, "'summarization'", "marian", "translation")
     _assert_nothing_written(out)
 
 

@@ -1,0 +1,93 @@
+"""The DailyDialog chat recipe: detokenization, context rendering, a tiny real run, metrics."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from models.recipes import dailydialog  # noqa: E402
+from models.recipes.eval_chat import distinct, multi_reference_bleu  # noqa: E402
+from models.recipes.train_chat import main as train_chat_main  # noqa: E402
+from service.text.chat import ChatConventions, Message, render  # noqa: E402
+
+TOY_DIALOGUES = [
+    "Hello , how are you ? __eou__ I ' m fine , thanks . And you ? __eou__ Great ! __eou__",
+    "Can you help me ? __eou__ Sure , what do you need ? __eou__ A pen , please . __eou__",
+    "It ’ s raining again . __eou__ Let ' s stay at home then . __eou__",
+    "Where is the station ? __eou__ It is next to the bank . __eou__ Thank you . __eou__",
+]
+
+
+def test_detokenize_repairs_dailydialog_spacing() -> None:
+    assert dailydialog.detokenize("I ' m fine , thanks . And you ?") == "I'm fine, thanks. And you?"
+    assert dailydialog.detokenize("It ’ s late") == "It's late"
+    assert dailydialog.detokenize("you are right.But what ?") == "you are right. But what?"
+
+
+def test_history_ends_with_the_user_turn() -> None:
+    roles = [m.role for m in dailydialog.history(["a", "b", "c"])]
+    assert roles == ["user", "assistant", "user"]
+    assert [m.role for m in dailydialog.history(["a", "b"])] == ["assistant", "user"]
+
+
+def test_context_pairs_render_like_the_service(tmp_path: Path) -> None:
+    path = tmp_path / "d.txt.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(TOY_DIALOGUES) + "\n")
+    dialogues = dailydialog.read_dialogues(path)
+    pairs = dailydialog.context_pairs(dialogues)
+    assert len(pairs) == sum(len(d) - 1 for d in dialogues)
+    first = pairs[1]
+    assert first.reply == "Great!"
+    # The server renders the same history with the package's conventions into this string.
+    served = render(
+        [
+            Message("assistant", "Hello, how are you?"),
+            Message("user", "I'm fine, thanks. And you?"),
+        ],
+        ChatConventions(dailydialog.TURN_SEPARATOR, dailydialog.MAX_HISTORY_TURNS),
+    )
+    assert first.context == served == "Hello, how are you? <sep> I'm fine, thanks. And you?"
+
+
+def test_long_context_drops_oldest_turns_first() -> None:
+    turns = ["x" * 200, "y" * 200, "short question?", "answer."]
+    pair = dailydialog.context_pairs([turns], max_context_chars=300)[-1]
+    assert pair.reply == "answer."
+    assert pair.context.endswith("short question?") and "x" not in pair.context
+
+
+def test_tiny_chat_run_records_its_rendering(tmp_path: Path) -> None:
+    data = tmp_path / "dailydialog"
+    data.mkdir()
+    with gzip.open(data / dailydialog.TRAIN_FILE, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(TOY_DIALOGUES * 6) + "\n")
+    out = tmp_path / "ckpt"
+    args = ["--data-dir", str(data), "--out", str(out), "--work-dir", str(tmp_path / "w")]
+    args += ["--val-dialogues", "4", "--d-model", "32", "--ffn-dim", "64", "--layers", "1"]
+    args += ["--max-epochs", "2", "--threads", "1"]
+    assert train_chat_main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["task_specific_params"]["conversational"] == {
+        "turn_separator": dailydialog.TURN_SEPARATOR,
+        "max_history_turns": dailydialog.MAX_HISTORY_TURNS,
+    }
+    tokenizer = transformers.MarianTokenizer.from_pretrained(str(out))
+    pieces = tokenizer.convert_ids_to_tokens(tokenizer("a <sep> b")["input_ids"])
+    assert "<sep>" in pieces
+    assert transformers.GenerationConfig.from_pretrained(str(out)).no_repeat_ngram_size == 3
+
+
+def test_distinct_and_multi_reference_bleu() -> None:
+    assert distinct(["a b a b"], 1) == 0.5
+    assert distinct(["a b", "a b"], 2) == 0.5
+    refs = [["the cat sat on the mat", "a dog"], ["hello there my friend"]]
+    perfect = multi_reference_bleu(["a dog", "hello there my friend"], refs)
+    wrong = multi_reference_bleu(["zebra", "nothing alike here"], refs)
+    assert perfect > 50 > wrong
