@@ -1,6 +1,7 @@
 """``python -m service --host H --port P --models-dir DIR``: serve every package in DIR.
 
-Every flag has an ``S2S_`` environment variable (see service/settings.py); flags win.
+Every setting has a flag and an ``S2S_`` environment variable (service/settings.py,
+service/cli.py); flags win.
 SIGTERM drains: /ready turns 503 and new work gets 503 at once, in-flight work may
 finish for up to ``drain_grace_s``, then the server stops and the process exits 0.
 A second SIGTERM/SIGINT stops at once.
@@ -8,7 +9,6 @@ A second SIGTERM/SIGINT stops at once.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from pydantic import ValidationError
 
+from service.cli import build_parser
 from service.runtime.notorch import block_torch
 from service.settings import Settings, describe_error
 
@@ -28,29 +29,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("service")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m service", description=__doc__.split("\n")[0])
-    add = p.add_argument
-    add("--host", help="interface to bind (S2S_HOST)")
-    add("--port", type=int, help="TCP port (S2S_PORT)")
-    add("--models-dir", help="folder of model packages (S2S_MODELS_DIR)")
-    add("--models", help="comma-separated package names to serve (S2S_MODELS)")
-    add("--device", help="auto, cpu or cuda (S2S_DEVICE)")
-    add("--precision", help="auto, fp32, int8 or fp16 (S2S_PRECISION)")
-    add("--batch-mode", help="continuous, dynamic or off (S2S_BATCH_MODE)")
-    add("--max-batch-size", type=int, help="requests per batch (S2S_MAX_BATCH_SIZE)")
-    add("--max-wait-ms", type=float, help="batch collection wait (S2S_MAX_WAIT_MS)")
-    add("--join-every-steps", type=int, help="join every N steps (S2S_JOIN_EVERY_STEPS)")
-    add("--max-queue", type=int, help="queued requests per model (S2S_MAX_QUEUE)")
-    add("--log-format", help="text or json (S2S_LOG_FORMAT)")
-    add("--drain-grace-s", type=float, help="SIGTERM grace period (S2S_DRAIN_GRACE_S)")
-    return p
-
-
 def load_settings(argv: list[str] | None = None) -> Settings:
     """Settings from the environment with command-line overrides; exit 2 with a clear
     message when invalid."""
-    args = vars(_parser().parse_args(argv))
+    args = vars(build_parser(__doc__.split("\n")[0]).parse_args(argv))
     overrides = {k: v for k, v in args.items() if v is not None}
     try:
         return Settings(**overrides)

@@ -1,8 +1,9 @@
 """All service settings: one pydantic-settings object, environment prefix ``S2S_``.
 
-Every field can be set with an environment variable (``S2S_PORT=9000``) and most with a
-command-line flag of ``python -m service`` (flags override the environment). List fields
-take a comma-separated string (``S2S_API_KEYS=key1,key2``) or a JSON list.
+Every field can be set with an environment variable (``S2S_PORT=9000``) and with a
+command-line flag of ``python -m service`` generated from the field (``--port``; flags
+override the environment; service/cli.py). List fields take a comma-separated string
+(``S2S_API_KEYS=key1,key2``) or a JSON list.
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ class Settings(BaseSettings):
     batch_mode: Literal["continuous", "dynamic", "off"] = Field(
         "continuous", description="Batching policy."
     )
-    max_batch_size: int = Field(16, ge=1, le=1024, description="Requests per batch.")
-    max_batch_tokens: int = Field(8192, ge=1, description="Input tokens per batch (padded).")
+    max_batch_size: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Decoder rows per batch (a request counts num_beams or n rows).",
+    )
+    max_batch_tokens: int = Field(
+        8192, ge=1, description="Padded input tokens per batch (longest input x rows)."
+    )
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batch collection wait.")
     join_every_steps: int = Field(
         1,
@@ -49,6 +57,12 @@ class Settings(BaseSettings):
     max_queue: int = Field(256, ge=1, description="Queued requests per model before 429.")
     default_timeout_ms: float = Field(
         60_000, gt=0, description="Deadline of a generation without timeout_ms."
+    )
+    worker_restart_delay_s: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="Restart a dead model worker after this delay (doubled per death in a row).",
     )
     # Limits
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Request body limit (413).")
@@ -64,7 +78,9 @@ class Settings(BaseSettings):
         default_factory=list, description="Allowed CORS origins (empty: CORS off)."
     )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest log level written."
+    )
     drain_grace_s: float = Field(
         30.0, ge=0, description="SIGTERM: how long in-flight work may take to finish."
     )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -13,22 +12,52 @@ from service.api import errors
 from service.api.drain import DrainState
 from service.api.metrics import Metrics
 from service.api.middleware import ServiceMiddleware
-from service.api.registry import Loader, ModelRegistry
 from service.api.routes import chat, openai, ops, summarize, translate
+from service.engine import EngineConfig, LoadConfig, ModelRegistry, Runtime
+from service.engine.registry import Loader
 from service.settings import Settings
 
 
+def load_config(settings: Settings) -> LoadConfig:
+    """How the registry loads and serves packages, from the settings."""
+    return LoadConfig(
+        device=settings.device,
+        precision=settings.precision,
+        intra_op_threads=settings.intra_op_threads,
+        warmup=settings.warmup,
+        engine=EngineConfig(
+            mode=settings.batch_mode,
+            max_batch_size=settings.max_batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            max_wait_ms=settings.max_wait_ms,
+            join_every_steps=settings.join_every_steps,
+            max_queue=settings.max_queue,
+            default_timeout_ms=settings.default_timeout_ms,
+            worker_restart_delay_s=settings.worker_restart_delay_s,
+        ),
+    )
+
+
 def create_app(
-    settings: Settings, runtimes: dict[str, Any] | None = None, loader: Loader | None = None
+    settings: Settings,
+    runtimes: Mapping[str, Runtime] | None = None,
+    loader: Loader | None = None,
 ) -> FastAPI:
     """Build the app for ``settings``.
 
     Models are the packages in ``settings.models_dir``, loaded in the background after
     start-up (``/ready`` turns 200 once all are warmed), or the given ``runtimes``
-    (name -> runtime object; tests use this).
+    (name -> runtime; tests use this).
     """
     metrics = Metrics()
-    registry = ModelRegistry(settings, metrics, runtimes, loader)
+    registry = ModelRegistry(
+        settings.models_dir,
+        settings.models,
+        load_config(settings),
+        metrics.observer,
+        runtimes,
+        loader,
+    )
     drain = DrainState()
 
     @asynccontextmanager

@@ -1,11 +1,16 @@
-"""The one place HTTP errors are defined and rendered.
+"""The one place HTTP errors are defined, mapped from typed errors, and rendered.
 
-Every error body is ``{"error": {"type": ..., "message": ..., ...}}``; no stack traces.
+Every error body is ``{"error": {"type": ..., "message": ..., ...}, "request_id"}``; no
+stack traces. :func:`to_api_error` is the single table from the engine layer's typed
+errors to HTTP statuses; JSON routes, SSE streams and the OpenAI routes all use it.
+Anything that is not an ``ApiError`` or an ``EngineError`` is a bug: 500, logged with its
+traceback and the request id, never a 4xx.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,9 +23,18 @@ from service.engine import (
     DrainingError,
     EngineError,
     GenerationFailedError,
+    InputTooLargeError,
     InvalidRequestError,
+    ModelFailedError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    NoModelError,
+    OptionsRejectedError,
     QueueFullError,
     RequestCancelledError,
+    UnsupportedLanguagePairError,
+    WorkerFailedError,
+    WrongTaskError,
 )
 
 log = logging.getLogger("service.api")
@@ -52,37 +66,74 @@ class ClientDisconnectedError(ApiError):
         super().__init__(499, "cancelled", "client disconnected")
 
 
-def not_found_model(name: str, available: list[str]) -> ApiError:
-    """404 for an unknown model name."""
-    return ApiError(404, "model_not_found", f"no model named {name!r}", available=available)
-
-
 def too_large(message: str, **extra: Any) -> ApiError:
     """413 for a request over one of the configured limits."""
     return ApiError(413, "too_large", message, **extra)
 
 
-def from_engine(error: EngineError) -> ApiError:
-    """Map an engine error to its HTTP status."""
-    if isinstance(error, QueueFullError):
-        return ApiError(
-            429,
-            "queue_full",
-            str(error),
-            headers={"Retry-After": str(error.retry_after_s)},
-            retry_after_s=error.retry_after_s,
-        )
-    if isinstance(error, DeadlineExceededError):
-        return ApiError(504, "timeout", str(error))
-    if isinstance(error, DrainingError):
-        return ApiError(503, "draining", str(error))
-    if isinstance(error, RequestCancelledError):
-        return ApiError(499, "cancelled", str(error))
-    if isinstance(error, InvalidRequestError):
-        return ApiError(422, "invalid_request", str(error))
-    if isinstance(error, GenerationFailedError):
-        return ApiError(500, "generation_failed", str(error))
+def _queue_full(e: QueueFullError) -> ApiError:
+    return ApiError(
+        429,
+        "queue_full",
+        str(e),
+        headers={"Retry-After": str(e.retry_after_s)},
+        retry_after_s=e.retry_after_s,
+    )
+
+
+def _simple(status: int, type_: str) -> Callable[[Any], ApiError]:
+    return lambda e: ApiError(status, type_, str(e))
+
+
+# Most specific first: the first matching type decides.
+_TABLE: tuple[tuple[type[EngineError], Callable[[Any], ApiError]], ...] = (
+    (QueueFullError, _queue_full),
+    (DeadlineExceededError, _simple(504, "timeout")),
+    (DrainingError, _simple(503, "draining")),
+    (RequestCancelledError, _simple(499, "cancelled")),
+    (InputTooLargeError, lambda e: too_large(str(e), limit_tokens=e.limit_tokens)),
+    (OptionsRejectedError, _simple(422, "invalid_options")),
+    (InvalidRequestError, _simple(422, "invalid_request")),
+    (GenerationFailedError, _simple(500, "generation_failed")),
+    (WorkerFailedError, lambda e: ApiError(503, "model_failed", str(e), reason=str(e))),
+    (
+        ModelNotFoundError,
+        lambda e: ApiError(404, "model_not_found", str(e), available=e.available),
+    ),
+    (WrongTaskError, _simple(422, "wrong_task")),
+    (NoModelError, _simple(422, "no_model")),
+    (
+        UnsupportedLanguagePairError,
+        lambda e: ApiError(422, "unsupported_language_pair", str(e), pairs=e.pairs),
+    ),
+    (
+        ModelNotReadyError,
+        lambda e: ApiError(503, "not_ready", str(e), headers={"Retry-After": "5"}),
+    ),
+    (ModelFailedError, lambda e: ApiError(503, "model_failed", str(e), reason=e.failure)),
+)
+
+
+def internal_error() -> ApiError:
+    """The 500 of a bug (the details are in the log, never in the response)."""
     return ApiError(500, "internal_error", "internal error")
+
+
+def to_api_error(error: BaseException) -> ApiError:
+    """The HTTP error for any exception (the one mapping table)."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, EngineError):
+        for kind, build in _TABLE:
+            if isinstance(error, kind):
+                return build(error)
+    return internal_error()
+
+
+def log_unexpected(error: BaseException, where: str) -> None:
+    """Log a bug with its traceback (the log line carries the request id)."""
+    if not isinstance(error, ApiError | EngineError):
+        log.error("unhandled error in %s", where, exc_info=error)
 
 
 def error_body(error: ApiError, request_id: str | None = None) -> dict[str, Any]:
@@ -93,8 +144,10 @@ def error_body(error: ApiError, request_id: str | None = None) -> dict[str, Any]
     return {"error": body}
 
 
-def _request_id(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
+def request_id_of(request: Request) -> str | None:
+    """The request id the middleware assigned."""
+    rid = getattr(request.state, "request_id", None)
+    return rid if isinstance(rid, str) else None
 
 
 def error_response(error: ApiError, request: Request) -> JSONResponse:
@@ -104,7 +157,9 @@ def error_response(error: ApiError, request: Request) -> JSONResponse:
         if metrics is not None:
             metrics.reject(getattr(request.state, "model", ""), "too_large")
     return JSONResponse(
-        error_body(error, _request_id(request)), status_code=error.status, headers=error.headers
+        error_body(error, request_id_of(request)),
+        status_code=error.status,
+        headers=error.headers,
     )
 
 
@@ -128,7 +183,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(EngineError)
     async def _engine_error(request: Request, exc: EngineError) -> JSONResponse:
-        return error_response(from_engine(exc), request)
+        return error_response(to_api_error(exc), request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -148,5 +203,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return error_response(ApiError(500, "internal_error", "internal error"), request)
+        log_unexpected(exc, request.url.path)
+        return error_response(internal_error(), request)

@@ -18,7 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from service.engine import EngineObserver
+from service.engine import EngineObserver, EngineStatus, RuntimeInfo
 
 REJECTION_REASONS = ("queue_full", "too_large", "timeout", "cancelled", "draining")
 ROUTES = (
@@ -127,15 +127,9 @@ class Metrics:
             registry=r,
         )
 
-    def track_engine(
-        self, model: str, queue_depth: Callable[[], float], in_flight: Callable[[], float]
-    ) -> None:
-        """Read the queue depth and in-flight gauges from the engine at scrape time."""
-        self.queue_depth.labels(model=model).set_function(queue_depth)
-        self.in_flight.labels(model=model).set_function(in_flight)
-
     def observer(self, model: str) -> EngineObserver:
-        """An engine observer recording into these metrics for ``model``."""
+        """An engine observer recording into these metrics for ``model`` (not ready yet)."""
+        self.model_ready.labels(model=model).set(0)
         return _ModelObserver(self, model)
 
     def reject(self, model: str, reason: str) -> None:
@@ -156,6 +150,7 @@ class _ModelObserver(EngineObserver):
         self._out = metrics.generated_tokens.labels(model=model)
         self._metrics = metrics
         self._model = model
+        self._loaded = False
 
     def on_queue_wait(self, seconds: float) -> None:
         self._wait.observe(seconds)
@@ -172,3 +167,18 @@ class _ModelObserver(EngineObserver):
 
     def on_rejection(self, reason: str) -> None:
         self._metrics.reject(self._model, reason)
+
+    def on_model_ready(self, info: RuntimeInfo, task: str) -> None:
+        self._loaded = True
+        self._metrics.model_info.labels(
+            model=self._model, precision=info.precision, provider=info.provider, task=task
+        ).set(1)
+        self._metrics.model_ready.labels(model=self._model).set(1)
+
+    def on_worker_alive(self, alive: bool) -> None:
+        self._metrics.model_ready.labels(model=self._model).set(1 if alive and self._loaded else 0)
+
+    def watch(self, status: Callable[[], EngineStatus]) -> None:
+        m = self._metrics
+        m.queue_depth.labels(model=self._model).set_function(lambda: status()["queue_depth"])
+        m.in_flight.labels(model=self._model).set_function(lambda: status()["in_flight"])

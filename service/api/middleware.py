@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.auth import OPEN_PATHS, authorized
 from service.api.drain import DrainState
-from service.api.errors import ApiError, error_body, too_large
+from service.api.errors import ApiError, error_body, internal_error, log_unexpected, too_large
 from service.api.logs import request_id_var
 from service.api.metrics import Metrics, route_label
 from service.settings import Settings
@@ -61,10 +61,12 @@ class ServiceMiddleware:
         path: str = scope["path"]
         is_work = scope["method"] == "POST" and path in WORK_ROUTES
         status = [500]
+        started_response = [False]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                started_response[0] = True
                 MutableHeaders(scope=message).append("X-Request-ID", request_id)
             await send(message)
 
@@ -77,6 +79,12 @@ class ServiceMiddleware:
                 self.drain.active += 1
             try:
                 await self.app(scope, self._limited(receive), send_with_id)
+            except Exception as exc:
+                # A bug anywhere below: 500 with the request id (logged with its traceback).
+                log_unexpected(exc, path)
+                if started_response[0]:
+                    raise
+                await self._send_error(internal_error(), request_id, send_with_id)
             finally:
                 if is_work:
                     self.drain.active -= 1

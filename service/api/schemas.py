@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -36,10 +36,6 @@ class Options(BaseModel):
         ):
             raise ValueError("min_new_tokens must not exceed max_new_tokens")
         return self
-
-    def generation_fields(self) -> dict[str, Any]:
-        """The fields that go to the runtime (everything set except timeout_ms)."""
-        return self.model_dump(exclude_none=True, exclude={"timeout_ms"})
 
 
 def _texts(value: str | list[str]) -> str | list[str]:

@@ -1,33 +1,76 @@
-"""Batched, cancellable generation on top of the runtime (one Engine per model)."""
+"""The engine layer: one ModelService per model (texts in, texts out), its batching
+engine and worker, the registry of served models, and the ports it needs of the runtime.
 
-from service.engine.engine import Engine, EngineState
+See docs/architecture.md ("Engine API") for the contract.
+"""
+
+from service.engine.engine import Engine
 from service.engine.errors import (
     DeadlineExceededError,
     DrainingError,
     EngineError,
     GenerationFailedError,
+    InputTooLargeError,
     InvalidRequestError,
+    ModelFailedError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    NoModelError,
+    OptionsRejectedError,
     QueueFullError,
     RequestCancelledError,
+    UnsupportedLanguageError,
+    UnsupportedLanguagePairError,
+    WorkerFailedError,
+    WrongTaskError,
 )
-from service.engine.observer import EngineObserver
+from service.engine.observer import BatchMode, EngineObserver, EngineState, EngineStatus
+from service.engine.ports import DecodeBatch, Detokenizer, Runtime
+from service.engine.registry import LoadConfig, ModelEntry, ModelRegistry, ModelState
 from service.engine.requests import GenerationRequest, GenerationResult, StreamChunk
-from service.engine.scheduler import BatchMode, EngineConfig
+from service.engine.results import CallContext, TextDelta, TextResult
+from service.engine.scheduler import EngineConfig
+from service.engine.service import ModelService
+from service.runtime import GenerationOptions, RuntimeInfo
 
 __all__ = [
     "BatchMode",
+    "CallContext",
     "DeadlineExceededError",
+    "DecodeBatch",
+    "Detokenizer",
     "DrainingError",
     "Engine",
     "EngineConfig",
     "EngineError",
     "EngineObserver",
     "EngineState",
+    "EngineStatus",
     "GenerationFailedError",
+    "GenerationOptions",
     "GenerationRequest",
     "GenerationResult",
+    "InputTooLargeError",
     "InvalidRequestError",
+    "LoadConfig",
+    "ModelEntry",
+    "ModelFailedError",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "ModelRegistry",
+    "ModelService",
+    "ModelState",
+    "NoModelError",
+    "OptionsRejectedError",
     "QueueFullError",
     "RequestCancelledError",
+    "Runtime",
+    "RuntimeInfo",
     "StreamChunk",
+    "TextDelta",
+    "TextResult",
+    "UnsupportedLanguageError",
+    "UnsupportedLanguagePairError",
+    "WorkerFailedError",
+    "WrongTaskError",
 ]

@@ -1,24 +1,36 @@
-"""The asyncio face of one model: submit / stream / status / start / stop.
+"""The asyncio face of one model's worker: submit / stream / status / start / stop.
 
 One :class:`Engine` per model package. It owns a :class:`Scheduler` whose loop runs on a
 dedicated worker thread; results come back through each job's ``asyncio.Queue``.
+
+The engine supervises its worker. The scheduler guards every loop iteration, so only a
+failure of that guard itself ends the thread; when it does, the engine turns ``failed``
+at once: every queued and running request fails with :class:`WorkerFailedError` (503),
+new requests are refused the same way instead of waiting for their deadline, the
+observer hears it (``s2s_model_ready`` drops to 0, /ready turns 503 naming the model),
+and a fresh worker thread is started after ``worker_restart_delay_s`` (doubled for each
+death in a row, at most 30 s). Restarting in-process keeps the other models serving;
+the process is never killed for one model's worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
 
 from service.engine.errors import (
     DeadlineExceededError,
     DrainingError,
     EngineError,
     RequestCancelledError,
+    WorkerFailedError,
 )
-from service.engine.observer import EngineObserver
+from service.engine.observer import EngineObserver, EngineState, EngineStatus
+from service.engine.ports import Runtime
 from service.engine.requests import (
     GenerationRequest,
     GenerationResult,
@@ -30,7 +42,11 @@ from service.engine.requests import (
 )
 from service.engine.scheduler import EngineConfig, Scheduler
 
-EngineState = Literal["created", "running", "draining", "stopped"]
+log = logging.getLogger("service.engine")
+
+_MAX_RESTART_DELAY_S = 30.0
+# A worker that lived this long before dying starts the restart backoff afresh.
+_STABLE_S = 60.0
 
 
 class Engine:
@@ -38,7 +54,7 @@ class Engine:
 
     def __init__(
         self,
-        runtime: Any,
+        runtime: Runtime,
         config: EngineConfig | None = None,
         observer: EngineObserver | None = None,
         name: str = "model",
@@ -49,23 +65,75 @@ class Engine:
         self.name = name
         self._scheduler = Scheduler(runtime, self.config, self.observer)
         self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._state: EngineState = "created"
         self._active = 0  # accepted requests not yet answered (queued, running or delivering)
+        self._failure = ""
+        self._deaths_in_a_row = 0
+        self._worker_started_at = 0.0
+        self._restart: asyncio.Task[None] | None = None
 
     @property
     def state(self) -> EngineState:
-        """created, running, draining or stopped."""
+        """created, running, failed (worker died, restart pending), draining or stopped."""
         return self._state
+
+    @property
+    def failure(self) -> str:
+        """Why the worker died ("" unless ``state`` is failed)."""
+        return self._failure
 
     async def start(self) -> None:
         """Start the worker thread."""
         if self._thread is not None:
             return
-        self._thread = threading.Thread(
-            target=self._scheduler.run, name=f"engine-{self.name}", daemon=True
-        )
-        self._thread.start()
+        self._loop = asyncio.get_running_loop()
+        self._spawn()
         self._state = "running"
+
+    def _spawn(self) -> None:
+        self._worker_started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._work, name=f"engine-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        """The worker thread: the scheduler loop, and a report to the loop if it dies."""
+        try:
+            self._scheduler.run()
+        except BaseException as exc:
+            log.critical("worker of model %s died", self.name, exc_info=exc)
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                # RuntimeError: the loop closed meanwhile, and nobody is waiting.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._worker_died, exc)
+
+    def _worker_died(self, exc: BaseException) -> None:
+        if self._state in ("draining", "stopped"):
+            self._scheduler.fail_all(DrainingError(f"model {self.name!r} shut down"))
+            return
+        lived = time.monotonic() - self._worker_started_at
+        self._deaths_in_a_row = 1 if lived >= _STABLE_S else self._deaths_in_a_row + 1
+        delay = min(
+            _MAX_RESTART_DELAY_S,
+            self.config.worker_restart_delay_s * 2 ** (self._deaths_in_a_row - 1),
+        )
+        self._state = "failed"
+        self._failure = f"worker died ({type(exc).__name__}); restarting in {delay:g}s"
+        self._scheduler.fail_all(WorkerFailedError(f"model {self.name!r}: {self._failure}"))
+        self.observer.on_worker_alive(False)
+        self._restart = asyncio.get_running_loop().create_task(self._restart_after(delay))
+
+    async def _restart_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if self._state != "failed":
+            return
+        self._scheduler.restart()
+        self._spawn()
+        self._state = "running"
+        self._failure = ""
+        self.observer.on_worker_alive(True)
+        log.warning("worker of model %s restarted", self.name)
 
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
         """Refuse new work, let accepted work finish for up to ``drain_timeout_s``, then stop.
@@ -74,16 +142,20 @@ class Engine:
         """
         if self._state == "stopped":
             return
+        if self._restart is not None:
+            self._restart.cancel()
+        failed = self._state == "failed"
         self._state = "draining"
         until = time.monotonic() + drain_timeout_s
-        while self._active and time.monotonic() < until:
+        while self._active and not failed and time.monotonic() < until:
             await asyncio.sleep(0.02)
         self._scheduler.request_stop()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 10.0)
+        self._scheduler.fail_all(DrainingError(f"model {self.name!r} shut down"))
         self._state = "stopped"
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> EngineStatus:
         """State, batching mode, queue depth and requests in flight."""
         return {
             "state": self._state,
@@ -99,6 +171,8 @@ class Engine:
         return self._active
 
     def _accept(self, request: GenerationRequest, stream: bool) -> Job:
+        if self._state == "failed":
+            raise WorkerFailedError(f"model {self.name!r}: {self._failure}")
         if self._state != "running":
             self.observer.on_rejection(DrainingError.reason)
             raise DrainingError(f"model {self.name!r} is not accepting work ({self._state})")
@@ -119,8 +193,9 @@ class Engine:
         if job.request.deadline is not None:
             timeout = max(0.0, job.request.deadline - time.monotonic())
         try:
+            # asyncio.TimeoutError, not the builtin: they are one class only from 3.11 on.
             return await asyncio.wait_for(job.events.get(), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             job.cancel()
             self._scheduler.wake()
             self.observer.on_rejection(DeadlineExceededError.reason)
@@ -156,7 +231,8 @@ class Engine:
             self._active -= 1
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
-        """Yield new token ids as they are generated; the last chunk carries the result.
+        """Yield new token ids (and their text) as they are generated; the last chunk
+        carries the result.
 
         Greedy/sampling requests in continuous mode yield a chunk per step; beam search and
         the dynamic/off modes yield the whole first sequence at once. Closing the iterator
@@ -167,7 +243,7 @@ class Engine:
             while True:
                 event = await self._next_event(job)
                 if isinstance(event, _Tokens):
-                    yield StreamChunk(event.ids)
+                    yield StreamChunk(event.ids, None, event.text)
                 elif isinstance(event, _Done):
                     yield StreamChunk([], event.result)
                     return

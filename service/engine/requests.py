@@ -15,7 +15,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from service.engine.admission import rows_of
+from service.engine.ports import Detokenizer
+from service.runtime import FinishReason, ResolvedOptions
 
 _keys = itertools.count(1)
 
@@ -25,13 +28,15 @@ class GenerationRequest:
     """One generation: encoder input ids, resolved runtime options and a deadline.
 
     ``deadline`` is an absolute ``time.monotonic()`` value (None: the engine's default
-    timeout applies). ``request_id`` is for logs only.
+    timeout applies). ``request_id`` is for logs only. A streamed request with a
+    ``detokenizer`` gets its text pieces detokenized on the worker thread.
     """
 
     input_ids: Sequence[int]
-    options: Any
+    options: ResolvedOptions
     deadline: float | None = None
     request_id: str = ""
+    detokenizer: Detokenizer | None = None
 
     @staticmethod
     def deadline_in(timeout_ms: float | None) -> float | None:
@@ -48,19 +53,23 @@ class GenerationResult:
     generated_tokens: int
     queue_wait_s: float
     batch_size: int
+    finish_reasons: list[FinishReason] = field(default_factory=list)
 
 
 @dataclass
 class StreamChunk:
-    """One piece of a streamed generation: new token ids, and the result on the last one."""
+    """One piece of a streamed generation: new token ids and their text (when the request
+    has a detokenizer), and the result on the last one."""
 
     token_ids: list[int]
     result: GenerationResult | None = None
+    text: str = ""
 
 
 @dataclass
 class _Tokens:
     ids: list[int]
+    text: str = ""
 
 
 @dataclass
@@ -98,6 +107,11 @@ class Job:
         return len(self.request.input_ids)
 
     @property
+    def rows(self) -> int:
+        """Decoder rows the request occupies (beams or returned sequences)."""
+        return rows_of(self.request.options)
+
+    @property
     def cancelled(self) -> bool:
         """True once the consumer gave up (client gone or deadline passed)."""
         return self._cancelled.is_set()
@@ -127,26 +141,37 @@ class Job:
         return 0.0 if self.started_at is None else self.started_at - self.enqueued_at
 
     # Worker-side delivery: each call posts one event to the consumer's queue.
-    def emit_tokens(self, ids: list[int]) -> None:
-        """Post newly generated token ids (streaming jobs only)."""
-        if self.stream and ids and not self._finished:
+    def emit_tokens(self, ids: list[int], final: bool = False) -> None:
+        """Post newly generated token ids and their text (streaming jobs only)."""
+        if not self.stream or self._finished:
+            return
+        text = ""
+        detokenizer = self.request.detokenizer
+        if detokenizer is not None:
+            text = "".join(detokenizer.push(t) for t in ids)
+            if final:
+                text += detokenizer.flush()
+        if ids or text:
             self.emitted += len(ids)
-            self._post(_Tokens(list(ids)))
+            self._post(_Tokens(list(ids), text))
 
-    def finish(self, sequences: list[list[int]]) -> GenerationResult:
+    def finish(
+        self, sequences: list[list[int]], finish_reasons: Sequence[FinishReason] = ()
+    ) -> GenerationResult:
         """Post the final result and return it.
 
         A stream first gets whatever part of the first sequence it has not seen (all of it
         for beam search, which only reports finished sequences).
         """
-        if self.stream and sequences:
-            self.emit_tokens(sequences[0][self.emitted :])
+        if self.stream:
+            self.emit_tokens(list(sequences[0][self.emitted :]) if sequences else [], final=True)
         result = GenerationResult(
             sequences=[list(s) for s in sequences],
             input_tokens=self.input_len,
             generated_tokens=sum(len(s) for s in sequences),
             queue_wait_s=self.queue_wait_s,
             batch_size=self.batch_size,
+            finish_reasons=list(finish_reasons),
         )
         if not self._finished:
             self._finished = True

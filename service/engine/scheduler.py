@@ -1,22 +1,29 @@
 """The per-model worker: a bounded queue and the batching policies.
 
 Everything here runs on the engine's worker thread except :meth:`Scheduler.put`,
-:meth:`Scheduler.request_stop` and the read-only counters, which the event loop calls.
-ONNX Runtime releases the GIL while it computes, so the event loop keeps serving
-HTTP while a batch runs.
+:meth:`Scheduler.request_stop`, :meth:`Scheduler.wake` and the read-only counters, which
+the event loop calls. ONNX Runtime releases the GIL while it computes, so the event loop
+keeps serving HTTP while a batch runs.
 
 Policies
 - ``continuous``: one running decode batch from the runtime's step API; queued requests
   join between steps, finished ones leave at once, cancelled/expired ones are removed.
-- ``dynamic``: collect up to ``max_batch_size`` requests (waiting at most ``max_wait_ms``
-  for the oldest), grouped by identical options and bucketed by input length to limit
-  padding, capped by ``max_batch_tokens`` padded tokens; run one ``generate`` call.
+- ``dynamic``: collect up to ``max_batch_size`` decoder rows (waiting at most
+  ``max_wait_ms`` for the oldest), grouped by identical options and bucketed by input
+  length to limit padding, capped by ``max_batch_tokens`` padded tokens; run one
+  ``generate`` call.
 - ``off``: one request per ``generate`` call, in arrival order.
 
-A failing batch never wedges the loop: a failing multi-request ``generate`` is retried
-request by request so that only the requests that fail alone are failed; a failing decode
-step fails the streaming requests in that batch (they may have sent tokens already) and
-reruns the others alone.
+Admission counts decoder rows (a beam-16 request costs 16) and padded tokens
+(service/engine/admission.py).
+
+Failures never wedge the loop: a failing multi-request ``generate`` is retried request by
+request so that only the requests that fail alone are failed; a failing decode step fails
+the streaming requests in that batch (they may have sent tokens already) and reruns the
+others alone. Every loop iteration is guarded as a whole: an unexpected exception anywhere
+in it is logged, the running batch is failed (its state is unknown) and the loop goes
+on with the queue untouched. Only if that recovery itself fails does the worker die; the
+engine notices (service/engine/engine.py).
 """
 
 from __future__ import annotations
@@ -26,30 +33,25 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Literal
 
+from service.engine.admission import padded_tokens
 from service.engine.errors import (
     DeadlineExceededError,
     DrainingError,
+    EngineError,
     GenerationFailedError,
-    InvalidRequestError,
     QueueFullError,
+    RequestCancelledError,
+    invalid_request,
 )
-from service.engine.observer import EngineObserver
+from service.engine.observer import BatchMode, EngineObserver
+from service.engine.ports import DecodeBatch, Runtime
 from service.engine.requests import Job
+from service.runtime import RuntimeInputError, StepEvent
 
 log = logging.getLogger("service.engine")
-
-BatchMode = Literal["continuous", "dynamic", "off"]
-
-
-def _input_error_types() -> tuple[type[BaseException], ...]:
-    try:
-        from service.runtime import RuntimeInputError
-    except ImportError:  # runtime not installed in this checkout: only ValueError counts
-        return (ValueError,)
-    return (RuntimeInputError, ValueError)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ class EngineConfig:
     """Batching and queueing settings of one engine."""
 
     mode: BatchMode = "continuous"
+    # Decoder rows per batch: a request costs num_beams (or num_return_sequences) rows.
     max_batch_size: int = 16
+    # Padded encoder tokens per batch: longest input x rows.
     max_batch_tokens: int = 8192
     max_wait_ms: float = 5.0
     max_queue: int = 256
@@ -67,6 +71,9 @@ class EngineConfig:
     # so under heavy load joining less often means fewer, larger calls; a request waits at
     # most N - 1 extra steps. An idle batch admits at once.
     join_every_steps: int = 1
+    # A dead worker thread is restarted after this delay, doubled for each death in a row
+    # (at most 30 s).
+    worker_restart_delay_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("continuous", "dynamic", "off"):
@@ -77,26 +84,45 @@ class EngineConfig:
             raise ValueError("max_wait_ms must be >= 0")
         if self.join_every_steps < 1:
             raise ValueError("join_every_steps must be >= 1")
+        if self.worker_restart_delay_s < 0:
+            raise ValueError("worker_restart_delay_s must be >= 0")
 
 
-def options_key(options: Any) -> str:
-    """A string equal for equal option sets (requests with equal keys may share a batch)."""
-    dump = getattr(options, "model_dump_json", None)
-    return dump() if callable(dump) else repr(options)
+def error_for(exc: Exception) -> EngineError:
+    """The engine error a request fails with when the runtime raised ``exc``."""
+    if isinstance(exc, RuntimeInputError):
+        return invalid_request(exc)
+    return GenerationFailedError(f"generation failed: {type(exc).__name__}")
+
+
+def _log_failure(exc: Exception) -> None:
+    if isinstance(exc, RuntimeInputError):
+        log.info("request rejected by the runtime: %s", type(exc).__name__)
+    else:
+        log.error("generation failed", exc_info=exc)
+
+
+@dataclass
+class _Continuous:
+    """State the continuous loop carries from one iteration to the next."""
+
+    batch: DecodeBatch | None = None
+    steps_since_join: int = 0
 
 
 class Scheduler:
     """Queue plus worker loop for one runtime."""
 
-    def __init__(self, runtime: Any, config: EngineConfig, observer: EngineObserver) -> None:
+    def __init__(self, runtime: Runtime, config: EngineConfig, observer: EngineObserver) -> None:
         self.runtime = runtime
         self.config = config
         self.observer = observer
         self._cond = threading.Condition()
         self._pending: collections.deque[Job] = collections.deque()
-        self._running: dict[int, Job] = {}
+        self._running: dict[Hashable, Job] = {}
+        # Jobs taken from the queue and not yet in _running (failed too if the loop breaks).
+        self._in_hand: list[Job] = []
         self._stop = False
-        self._input_errors = _input_error_types()
         # Exponential moving average of seconds per finished request, for Retry-After.
         self._ema_job_s = 0.5
 
@@ -125,6 +151,11 @@ class Scheduler:
             self._stop = True
             self._cond.notify_all()
 
+    def restart(self) -> None:
+        """Make a stopped or dead loop runnable again (called before a new worker starts)."""
+        with self._cond:
+            self._stop = False
+
     @property
     def queue_depth(self) -> int:
         """Jobs waiting in the queue."""
@@ -140,24 +171,44 @@ class Scheduler:
         per_batch = self._ema_job_s * max(1, len(self._pending)) / self.config.max_batch_size
         return max(1, math.ceil(per_batch))
 
-    # ---- worker side -----------------------------------------------------------------
-    def run(self) -> None:
-        """The worker thread's body; returns after request_stop()."""
-        try:
-            if self.config.mode == "continuous":
-                self._run_continuous()
-            else:
-                self._run_batched()
-        finally:
-            self._fail_all(DrainingError("the model shut down before this request ran"))
-
-    def _fail_all(self, error: BaseException) -> None:
+    def fail_all(self, error: EngineError) -> None:
+        """Fail every queued and running job with ``error`` (thread-safe)."""
         with self._cond:
-            jobs = list(self._pending) + list(self._running.values())
+            jobs = [*self._pending, *self._in_hand, *self._running.values()]
             self._pending.clear()
+            self._in_hand = []
             self._running.clear()
         for job in jobs:
             job.fail(error)
+
+    # ---- worker side -----------------------------------------------------------------
+    def run(self) -> None:
+        """The worker thread's body: returns after request_stop(); raises only when a
+        failed iteration could not be recovered (the worker dies)."""
+        continuous = _Continuous()
+        while True:
+            try:
+                if self.config.mode == "continuous":
+                    go_on = self._continuous_iteration(continuous)
+                else:
+                    go_on = self._batched_iteration()
+            except Exception as exc:
+                log.error("scheduler iteration failed; failing its running batch", exc_info=exc)
+                self._recover_iteration(exc)
+                continuous = _Continuous()
+                continue
+            if not go_on:
+                break
+        self.fail_all(DrainingError("the model shut down before this request ran"))
+
+    def _recover_iteration(self, exc: Exception) -> None:
+        """After an unexpected failure: fail what was running (its state is unknown)."""
+        with self._cond:
+            jobs = [*self._in_hand, *self._running.values()]
+            self._in_hand = []
+            self._running.clear()
+        for job in jobs:
+            job.fail(GenerationFailedError(f"generation failed: {type(exc).__name__}"))
 
     def _wait_for_work(self) -> bool:
         """Block until a job is queued (True) or stop was requested (False). Holds no lock."""
@@ -166,15 +217,16 @@ class Scheduler:
                 self._cond.wait()
             return not self._stop
 
-    def _wait_for_more(self, target: int) -> None:
-        """Wait up to max_wait_ms after the oldest job's arrival for ``target`` queued jobs."""
+    def _wait_for_more(self, target_rows: int) -> None:
+        """Wait up to max_wait_ms after the oldest job's arrival for ``target_rows`` queued
+        decoder rows."""
         if self.config.max_wait_ms <= 0:
             return
         with self._cond:
             if not self._pending:
                 return
             until = self._pending[0].enqueued_at + self.config.max_wait_ms / 1000.0
-            while len(self._pending) < target and not self._stop:
+            while sum(j.rows for j in self._pending) < target_rows and not self._stop:
                 left = until - time.monotonic()
                 if left <= 0:
                     break
@@ -186,7 +238,7 @@ class Scheduler:
         alive: collections.deque[Job] = collections.deque()
         for job in self._pending:
             if job.cancelled:
-                job.fail(DeadlineExceededError("cancelled while queued"))
+                job.fail(RequestCancelledError("cancelled while queued"))
             elif job.expired(now):
                 job.fail(DeadlineExceededError("deadline exceeded while queued"))
             else:
@@ -198,16 +250,18 @@ class Scheduler:
             job.mark_started(batch_size)
             self.observer.on_queue_wait(job.queue_wait_s)
 
-    def _finish(self, job: Job, sequences: list[list[int]]) -> None:
-        result = job.finish(sequences)
+    def _finish(self, job: Job, event: StepEvent | None, sequences: list[list[int]]) -> None:
+        reasons = (event.finish_reasons or []) if event is not None else []
+        result = job.finish(sequences, reasons)
         self.observer.on_tokens(result.input_tokens, result.generated_tokens)
         elapsed = time.monotonic() - (job.started_at or job.enqueued_at)
         self._ema_job_s = 0.8 * self._ema_job_s + 0.2 * elapsed
 
-    def _error_for(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, self._input_errors):
-            return InvalidRequestError(str(exc))
-        return GenerationFailedError(f"generation failed: {type(exc).__name__}")
+    def _fits(self, chosen: list[Job], job: Job) -> bool:
+        """True when ``job`` fits next to ``chosen`` in rows and padded tokens."""
+        rows = sum(j.rows for j in chosen) + job.rows
+        tokens = padded_tokens([(j.input_len, j.rows) for j in [*chosen, job]])
+        return rows <= self.config.max_batch_size and tokens <= self.config.max_batch_tokens
 
     # ---- dynamic / off ---------------------------------------------------------------
     def _select(self) -> list[Job]:
@@ -218,41 +272,40 @@ class Scheduler:
         if self.config.mode == "off":
             return [self._pending.popleft()]
         head = self._pending[0]
-        key = options_key(head.request.options)
         # Same options only (one generate call takes one option set); nearest lengths first.
-        candidates = [j for j in list(self._pending)[1:] if options_key(j.request.options) == key]
+        candidates = [
+            j for j in list(self._pending)[1:] if j.request.options == head.request.options
+        ]
         candidates.sort(key=lambda j: abs(j.input_len - head.input_len))
-        chosen = [head]
-        longest = head.input_len
+        chosen = [head]  # the head always runs, however large it is
         for job in candidates:
-            if len(chosen) >= self.config.max_batch_size:
+            if sum(j.rows for j in chosen) >= self.config.max_batch_size:
                 break
-            padded = max(longest, job.input_len) * (len(chosen) + 1)
-            if padded > self.config.max_batch_tokens:
-                continue
-            chosen.append(job)
-            longest = max(longest, job.input_len)
+            if self._fits(chosen, job):
+                chosen.append(job)
         ids = {j.key for j in chosen}
         self._pending = collections.deque(j for j in self._pending if j.key not in ids)
         return chosen
 
-    def _run_batched(self) -> None:
-        while self._wait_for_work():
-            target = 1 if self.config.mode == "off" else self.config.max_batch_size
-            self._wait_for_more(target)
-            with self._cond:
-                jobs = self._select()
-                for job in jobs:
-                    self._running[job.key] = job
-            if not jobs:
-                continue
-            try:
-                self._start(jobs, len(jobs))
-                self._generate(jobs)
-            finally:
-                with self._cond:
-                    for job in jobs:
-                        self._running.pop(job.key, None)
+    def _batched_iteration(self) -> bool:
+        if not self._wait_for_work():
+            return False
+        target = 1 if self.config.mode == "off" else self.config.max_batch_size
+        self._wait_for_more(target)
+        with self._cond:
+            jobs = self._select()
+            for job in jobs:
+                self._running[job.key] = job
+        if not jobs:
+            return True
+        # No try/finally: if this raises, the jobs stay in _running for the loop's guard
+        # to fail them.
+        self._start(jobs, len(jobs))
+        self._generate(jobs)
+        with self._cond:
+            for job in jobs:
+                self._running.pop(job.key, None)
+        return True
 
     def _generate(self, jobs: list[Job]) -> None:
         """Run one generate call for ``jobs``; on failure isolate the failing requests."""
@@ -262,107 +315,100 @@ class Scheduler:
         self.observer.on_batch(len(jobs))
         started = time.monotonic()
         try:
-            outputs = self.runtime.generate(
+            outputs = self.runtime.generate_outputs(
                 [list(j.request.input_ids) for j in jobs], jobs[0].request.options
             )
         except Exception as exc:
             if len(jobs) > 1:
-                log.warning("batch of %d failed (%s); retrying one by one", len(jobs), exc)
+                log.warning(
+                    "batch of %d failed (%s); retrying one by one", len(jobs), type(exc).__name__
+                )
                 for job in jobs:
                     self._generate([job])
             else:
-                self._log_failure(exc)
-                jobs[0].fail(self._error_for(exc))
+                _log_failure(exc)
+                jobs[0].fail(error_for(exc))
             return
         self.observer.on_step(time.monotonic() - started)
-        for job, sequences in zip(jobs, outputs, strict=True):
+        for job, output in zip(jobs, outputs, strict=True):
             if job.expired():
                 job.fail(DeadlineExceededError("deadline exceeded while running"))
                 continue
-            self._finish(job, sequences)
-
-    def _log_failure(self, exc: BaseException) -> None:
-        if isinstance(exc, self._input_errors):
-            log.info("request rejected by the runtime: %s", type(exc).__name__)
-        else:
-            log.error("generation failed", exc_info=exc)
+            event = StepEvent(job.key, [], True, output.sequences, output.finish_reasons)
+            self._finish(job, event, output.sequences)
 
     # ---- continuous ------------------------------------------------------------------
     def _admit(self) -> list[Job]:
         """Queued jobs that fit into the running batch now (caller holds the lock)."""
         self._drop_dead()
-        room = self.config.max_batch_size - len(self._running)
-        tokens = sum(j.input_len for j in self._running.values())
+        batch = list(self._running.values())
         admitted: list[Job] = []
-        while self._pending and room > 0:
+        while self._pending:
             job = self._pending[0]
-            # The first joiner of an empty batch always fits, however long it is.
-            if (
-                admitted or self._running
-            ) and tokens + job.input_len > self.config.max_batch_tokens:
+            # The first joiner of an empty batch always fits, however large it is.
+            if (batch or admitted) and not self._fits(batch + admitted, job):
                 break
             self._pending.popleft()
             admitted.append(job)
-            tokens += job.input_len
-            room -= 1
+        self._in_hand = list(admitted)
         return admitted
 
-    def _run_continuous(self) -> None:
-        batch: Any = None
-        steps_since_join = 0
-        while True:
-            with self._cond:
-                idle = not self._running
-            if idle:
-                if not self._wait_for_work():
-                    return
-                self._wait_for_more(self.config.max_batch_size)
-            joiners: list[Job] = []
-            with self._cond:
-                if self._stop:
-                    return
-                if idle or steps_since_join + 1 >= self.config.join_every_steps:
-                    joiners = self._admit()
-            if joiners:
-                steps_since_join = 0
-            else:
-                steps_since_join += 1
-            if batch is None:
-                batch = self.runtime.new_batch()
-            self._join(batch, joiners)
-            with self._cond:
-                if not self._running:
-                    continue
-            self.observer.on_batch(len(self._running))
-            started = time.monotonic()
-            try:
-                events = batch.step()
-            except Exception as exc:
-                log.error("decode step failed; isolating its requests", exc_info=exc)
-                self._recover(exc)
-                batch = None
-                continue
-            self.observer.on_step(time.monotonic() - started)
-            self._deliver(events)
-            self._reap(batch)
+    def _continuous_iteration(self, state: _Continuous) -> bool:
+        with self._cond:
+            idle = not self._running
+        if idle:
+            if not self._wait_for_work():
+                return False
+            self._wait_for_more(self.config.max_batch_size)
+        joiners: list[Job] = []
+        with self._cond:
+            if self._stop:
+                return False
+            if idle or state.steps_since_join + 1 >= self.config.join_every_steps:
+                joiners = self._admit()
+        if joiners:
+            state.steps_since_join = 0
+        else:
+            state.steps_since_join += 1
+        if state.batch is None:
+            state.batch = self.runtime.new_batch()
+        batch = state.batch
+        self._join(batch, joiners)
+        with self._cond:
+            if not self._running:
+                return True
+        self.observer.on_batch(len(self._running))
+        started = time.monotonic()
+        try:
+            events = batch.step()
+        except Exception as exc:
+            log.error("decode step failed; isolating its requests", exc_info=exc)
+            self._recover_step(exc)
+            state.batch = None
+            return True
+        self.observer.on_step(time.monotonic() - started)
+        self._deliver(events)
+        self._reap(batch)
+        return True
 
-    def _join(self, batch: Any, joiners: list[Job]) -> None:
+    def _join(self, batch: DecodeBatch, joiners: list[Job]) -> None:
         added: list[Job] = []
         for job in joiners:
             try:
                 batch.add(job.key, list(job.request.input_ids), job.request.options)
             except Exception as exc:
-                self._log_failure(exc)
-                job.fail(self._error_for(exc))
+                _log_failure(exc)
+                job.fail(error_for(exc))
                 continue
             added.append(job)
         with self._cond:
             for job in added:
                 self._running[job.key] = job
+            self._in_hand = []
             size = len(self._running)
         self._start(added, size)
 
-    def _deliver(self, events: list[Any]) -> None:
+    def _deliver(self, events: list[StepEvent]) -> None:
         for event in events:
             job = self._running.get(event.key)
             if job is None:
@@ -371,10 +417,10 @@ class Scheduler:
                 job.emit_tokens(list(event.token_ids))
             if event.finished:
                 with self._cond:
-                    self._running.pop(event.key, None)
-                self._finish(job, event.sequences or [])
+                    self._running.pop(job.key, None)
+                self._finish(job, event, event.sequences or [])
 
-    def _reap(self, batch: Any) -> None:
+    def _reap(self, batch: DecodeBatch) -> None:
         """Remove cancelled and expired requests from the running batch."""
         now = time.monotonic()
         for key, job in list(self._running.items()):
@@ -382,17 +428,20 @@ class Scheduler:
                 batch.remove(key)
                 with self._cond:
                     self._running.pop(key, None)
-                job.fail(DeadlineExceededError("deadline exceeded while running"))
+                if job.cancelled:
+                    job.fail(RequestCancelledError("cancelled while running"))
+                else:
+                    job.fail(DeadlineExceededError("deadline exceeded while running"))
 
-    def _recover(self, exc: BaseException) -> None:
+    def _recover_step(self, exc: Exception) -> None:
         """After a failed step: fail the streaming requests, rerun the others alone."""
         with self._cond:
             jobs = list(self._running.values())
             self._running.clear()
         for job in jobs:
             if job.cancelled:
-                job.fail(DeadlineExceededError("cancelled"))
+                job.fail(RequestCancelledError("cancelled"))
             elif job.stream:
-                job.fail(self._error_for(exc))
+                job.fail(error_for(exc))
             else:
                 self._generate([job])

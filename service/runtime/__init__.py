@@ -4,18 +4,28 @@ See docs/architecture.md ("Runtime API") for the contract.
 """
 
 from service.runtime.detokenize import IncrementalDetokenizer
-from service.runtime.errors import PackageError, RuntimeInputError
+from service.runtime.errors import (
+    InputTooLongError,
+    InvalidOptionsError,
+    PackageError,
+    RuntimeInputError,
+    UnknownLanguageError,
+)
 from service.runtime.generator import DecodeBatch
 from service.runtime.manifest import Manifest
-from service.runtime.model import Seq2SeqRuntime, load_runtime
+from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
-from service.runtime.search import StepEvent
+from service.runtime.search import FinishReason, StepEvent
 from service.runtime.sessions import RuntimeInfo
 
 __all__ = [
     "DecodeBatch",
+    "FinishReason",
     "GenerationOptions",
+    "GenerationOutput",
     "IncrementalDetokenizer",
+    "InputTooLongError",
+    "InvalidOptionsError",
     "Manifest",
     "PackageError",
     "ResolvedOptions",
@@ -23,5 +33,6 @@ __all__ = [
     "RuntimeInputError",
     "Seq2SeqRuntime",
     "StepEvent",
+    "UnknownLanguageError",
     "load_runtime",
 ]

@@ -17,10 +17,11 @@ class _Decoder(Protocol):
 class IncrementalDetokenizer:
     """Turn a token stream into text pieces whose concatenation is the full decode.
 
-    Each push decodes a short window twice (with and without the new tokens) starting one
-    token before the last emitted one, so SentencePiece's leading-space rule and byte-level
-    BPE merges apply the same way to both; the difference is emitted unless it ends in
-    U+FFFD (an incomplete UTF-8 character still waiting for bytes).
+    Each push decodes a short window starting one token before the last emitted one and
+    compares it with the same window without the new tokens (decoded once per emission and
+    kept), so SentencePiece's leading-space rule and byte-level BPE merges apply the same
+    way to both; the difference is emitted unless it ends in U+FFFD (an incomplete UTF-8
+    character still waiting for bytes).
     """
 
     def __init__(self, tokenizer: _Decoder) -> None:
@@ -28,6 +29,7 @@ class IncrementalDetokenizer:
         self.ids: list[int] = []
         self._prefix_offset = 0
         self._read_offset = 0
+        self._prefix_text = ""  # decode of ids[_prefix_offset:_read_offset]
 
     def push(self, token_id: int) -> str:
         """Add one token; return the newly completed text (possibly empty)."""
@@ -39,9 +41,8 @@ class IncrementalDetokenizer:
         return self._emit(final=True)
 
     def _emit(self, final: bool) -> str:
-        window = self.ids[self._prefix_offset :]
-        prefix_text = self.tokenizer.decode(self.ids[self._prefix_offset : self._read_offset])
-        new_text = self.tokenizer.decode(window)
+        prefix_text = self._prefix_text
+        new_text = self.tokenizer.decode(self.ids[self._prefix_offset :])
         if len(new_text) <= len(prefix_text):
             return ""
         if not final and new_text.endswith(_REPLACEMENT):
@@ -49,4 +50,5 @@ class IncrementalDetokenizer:
         piece = new_text[len(prefix_text) :]
         self._prefix_offset = self._read_offset
         self._read_offset = len(self.ids)
+        self._prefix_text = self.tokenizer.decode(self.ids[self._prefix_offset : self._read_offset])
         return piece

@@ -1,12 +1,36 @@
-"""Errors the runtime raises on purpose; anything else escaping it is a bug."""
+"""Errors the runtime raises on purpose; anything else escaping it is a bug.
+
+Callers tell them apart by type, never by message text.
+"""
 
 from __future__ import annotations
 
 from service.runtime.manifest import PackageError
 
-__all__ = ["PackageError", "RuntimeInputError"]
+__all__ = [
+    "InputTooLongError",
+    "InvalidOptionsError",
+    "PackageError",
+    "RuntimeInputError",
+    "UnknownLanguageError",
+]
 
 
 class RuntimeInputError(ValueError):
-    """A request the runtime cannot serve as given: input too long, unknown language, bad
-    generation options. The API maps it to a client error."""
+    """A request the runtime cannot serve as given (the client's input, not a bug)."""
+
+
+class InputTooLongError(RuntimeInputError):
+    """An input has more tokens than the model's source positions (never truncated)."""
+
+    def __init__(self, message: str, limit_tokens: int) -> None:
+        super().__init__(message)
+        self.limit_tokens = limit_tokens
+
+
+class UnknownLanguageError(RuntimeInputError):
+    """A source or target language this package does not know."""
+
+
+class InvalidOptionsError(RuntimeInputError):
+    """Generation options that are invalid alone or in combination."""

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from service.runtime.errors import RuntimeInputError
+from service.runtime.errors import InputTooLongError, RuntimeInputError
 from service.runtime.options import ResolvedOptions
 from service.runtime.search import (
     SearchGroup,
@@ -156,9 +156,10 @@ class DecodeBatch:
         if ids.size == 0:
             raise RuntimeInputError("empty input")
         if self.max_source_positions is not None and ids.size > self.max_source_positions:
-            raise RuntimeInputError(
+            raise InputTooLongError(
                 f"input has {ids.size} tokens; the model accepts at most "
-                f"{self.max_source_positions}"
+                f"{self.max_source_positions}",
+                limit_tokens=self.max_source_positions,
             )
         if ids.min() < 0 or (self.vocab_size is not None and ids.max() >= self.vocab_size):
             raise RuntimeInputError("input token id outside the vocabulary")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from service.runtime.detokenize import IncrementalDetokenizer
@@ -11,6 +12,7 @@ from service.runtime.errors import PackageError, RuntimeInputError
 from service.runtime.generator import Backend, DecodeBatch
 from service.runtime.manifest import Manifest
 from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
+from service.runtime.search import FinishReason, finish_reason
 from service.runtime.sessions import (
     CUDA_PROVIDER,
     CpuBackend,
@@ -23,6 +25,14 @@ from service.runtime.sessions import (
 from service.runtime.tokenizer import PackageTokenizer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """What one input produced: num_return_sequences id lists and why each one ended."""
+
+    sequences: list[list[int]]
+    finish_reasons: list[FinishReason]
 
 
 class Seq2SeqRuntime:
@@ -80,8 +90,17 @@ class Seq2SeqRuntime:
         """Generate for every input: per input, num_return_sequences lists of token ids
         (without the decoder start token). Inputs run as one cohort (or chunks of
         ``batch_size``) through the same step machinery as the step API."""
+        return [out.sequences for out in self.generate_outputs(input_ids, options, batch_size)]
+
+    def generate_outputs(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        options: ResolvedOptions | GenerationOptions | None = None,
+        batch_size: int | None = None,
+    ) -> list[GenerationOutput]:
+        """Like :meth:`generate`, with each sequence's finish reason from the search."""
         resolved = options if isinstance(options, ResolvedOptions) else self.resolve(options)
-        results: list[list[list[int]]] = [[] for _ in input_ids]
+        results: list[GenerationOutput | None] = [None] * len(input_ids)
         size = batch_size or max(1, len(input_ids))
         for start in range(0, len(input_ids), size):
             batch = self.new_batch()
@@ -90,8 +109,13 @@ class Seq2SeqRuntime:
             while len(batch):
                 for event in batch.step():
                     if event.finished and event.sequences is not None:
-                        results[int(event.key)] = event.sequences  # type: ignore[call-overload]
-        return results
+                        reasons = event.finish_reasons or [
+                            finish_reason(seq, resolved) for seq in event.sequences
+                        ]
+                        results[int(event.key)] = GenerationOutput(  # type: ignore[call-overload]
+                            event.sequences, reasons
+                        )
+        return [out or GenerationOutput([], []) for out in results]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of generated ids (special tokens skipped)."""
@@ -192,4 +216,4 @@ def load_runtime(
     return Seq2SeqRuntime(root, manifest, tokenizer, backend, info)
 
 
-__all__ = ["RuntimeInputError", "Seq2SeqRuntime", "load_runtime"]
+__all__ = ["GenerationOutput", "RuntimeInputError", "Seq2SeqRuntime", "load_runtime"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
-from service.runtime.errors import RuntimeInputError
+from service.runtime.errors import InvalidOptionsError
 from service.runtime.manifest import Manifest
 
 EarlyStopping = bool | Literal["never"]
@@ -113,7 +113,7 @@ def resolve_options(
 
     ``forced_bos_token_id`` is the target-language token chosen by the caller (multilingual
     packages); an explicit ``options.forced_bos_token_id`` wins over it.
-    Raises RuntimeInputError for invalid combinations.
+    Raises InvalidOptionsError (a RuntimeInputError) for invalid combinations.
     """
     defaults = manifest.generation
     model = manifest.model
@@ -142,7 +142,7 @@ def resolve_options(
         # Learned decoder positions end here; transformers would fail with an index error.
         max_length = min(max_length, max_positions)
     if max_length < 2:
-        raise RuntimeInputError(f"max_length must allow at least one new token, got {max_length}")
+        raise InvalidOptionsError(f"max_length must allow at least one new token, got {max_length}")
 
     if options.min_new_tokens is not None:
         min_length = options.min_new_tokens + 1
@@ -153,35 +153,37 @@ def resolve_options(
     do_sample = bool(pick("do_sample", False))
     num_return_sequences = int(options.num_return_sequences or 1)
     if num_beams < 1:
-        raise RuntimeInputError(f"num_beams must be >= 1, got {num_beams}")
+        raise InvalidOptionsError(f"num_beams must be >= 1, got {num_beams}")
     if num_return_sequences < 1:
-        raise RuntimeInputError("num_return_sequences must be >= 1")
+        raise InvalidOptionsError("num_return_sequences must be >= 1")
     if num_beams > 1 and num_return_sequences > num_beams:
-        raise RuntimeInputError(
+        raise InvalidOptionsError(
             f"num_return_sequences ({num_return_sequences}) must be <= num_beams ({num_beams})"
         )
     if num_beams == 1 and not do_sample and num_return_sequences > 1:
-        raise RuntimeInputError("greedy search returns one sequence; use beams or sampling")
+        raise InvalidOptionsError("greedy search returns one sequence; use beams or sampling")
 
     temperature = float(pick("temperature", 1.0))
     top_k = int(pick("top_k", _HF_DEFAULT_TOP_K))
     top_p = float(pick("top_p", 1.0))
     if do_sample:
         if temperature <= 0.0:
-            raise RuntimeInputError("temperature must be > 0 when sampling")
+            raise InvalidOptionsError("temperature must be > 0 when sampling")
         if top_k < 0:
-            raise RuntimeInputError("top_k must be >= 0")
+            raise InvalidOptionsError("top_k must be >= 0")
         if not 0.0 < top_p <= 1.0:
-            raise RuntimeInputError("top_p must be in (0, 1]")
+            raise InvalidOptionsError("top_p must be in (0, 1]")
     repetition_penalty = float(pick("repetition_penalty", 1.0))
     if repetition_penalty <= 0.0:
-        raise RuntimeInputError("repetition_penalty must be > 0")
+        raise InvalidOptionsError("repetition_penalty must be > 0")
     no_repeat = int(pick("no_repeat_ngram_size", 0))
     if no_repeat < 0:
-        raise RuntimeInputError("no_repeat_ngram_size must be >= 0")
+        raise InvalidOptionsError("no_repeat_ngram_size must be >= 0")
     early_stopping = pick("early_stopping", False)
     if early_stopping not in (True, False, "never"):
-        raise RuntimeInputError(f"early_stopping must be true, false or 'never': {early_stopping}")
+        raise InvalidOptionsError(
+            f"early_stopping must be true, false or 'never': {early_stopping}"
+        )
 
     eos_ids = (model.eos_token_id,)
     vocab = model.vocab_size
@@ -193,7 +195,7 @@ def resolve_options(
     )
     for word in bad_words:
         if not word or any(t < 0 or t >= vocab for t in word):
-            raise RuntimeInputError(f"bad_words_ids entry {list(word)} is outside the vocabulary")
+            raise InvalidOptionsError(f"bad_words_ids entry {list(word)} is outside the vocabulary")
     suppress = _as_ids(pick("suppress_tokens", None))
     begin_suppress = _as_ids(pick("begin_suppress_tokens", None))
     forced_bos = options.forced_bos_token_id
@@ -204,7 +206,7 @@ def resolve_options(
     forced_eos = _as_ids(pick("forced_eos_token_id", None))
     for token in (*suppress, *begin_suppress, *forced_eos, *([forced_bos] if forced_bos else [])):
         if not 0 <= token < vocab:
-            raise RuntimeInputError(f"token id {token} is outside the vocabulary ({vocab})")
+            raise InvalidOptionsError(f"token id {token} is outside the vocabulary ({vocab})")
 
     return ResolvedOptions(
         max_length=max_length,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -26,6 +27,21 @@ from service.runtime.options import ResolvedOptions
 _NEG_LARGE = np.float32(-1.0e9)
 
 
+FinishReason = Literal["eos", "length"]
+
+
+def finish_reason(sequence: Sequence[int], options: ResolvedOptions) -> FinishReason:
+    """Why the search ended ``sequence``: an EOS the model chose, or the length budget.
+
+    A forced EOS at the last position (``forced_eos_token_id``) is the budget running out.
+    """
+    ended_in_eos = bool(sequence) and sequence[-1] in options.eos_token_ids
+    at_budget = len(sequence) >= options.max_new_tokens
+    if ended_in_eos and not (at_budget and options.forced_eos_token_ids):
+        return "eos"
+    return "length"
+
+
 @dataclass
 class StepEvent:
     """What one decode step produced for one request.
@@ -33,13 +49,15 @@ class StepEvent:
     ``token_ids``: the new token of a greedy/sampling request with one sequence (empty for
     beam search and for several sampled sequences, which report only when finished).
     ``sequences``: set when ``finished``: num_return_sequences lists of generated ids
-    (without the decoder start token, with the EOS token when one was generated).
+    (without the decoder start token, with the EOS token when one was generated);
+    ``finish_reasons``: one per sequence, set with them.
     """
 
     key: Hashable
     token_ids: list[int]
     finished: bool
     sequences: list[list[int]] | None = None
+    finish_reasons: list[FinishReason] | None = None
 
 
 @dataclass
@@ -102,6 +120,11 @@ class SearchGroup:
     def __init__(self, options: ResolvedOptions) -> None:
         self.options = options
         self.pipeline = LogitsPipeline(options)
+
+    def final_event(self, key: Hashable, sequences: list[list[int]]) -> StepEvent:
+        """The final event of request ``key`` with its sequences and their finish reasons."""
+        reasons = [finish_reason(seq, self.options) for seq in sequences]
+        return StepEvent(key, [], True, sequences, reasons)
 
     def is_eos(self, tokens: np.ndarray) -> np.ndarray:
         """Boolean mask of EOS tokens (np.isin costs more than a compare per id)."""
@@ -190,7 +213,9 @@ class RowGroup(SearchGroup):
                 key = self.owner_keys[o]
                 if d:
                     seq = self.seqs[row, 1 : cur_len + 1].tolist()
-                    events.append(StepEvent(key, [t], True, [seq]))
+                    event = self.final_event(key, [seq])
+                    event.token_ids = [t]
+                    events.append(event)
                     del self.requests[key]
                 else:
                     events.append(StepEvent(key, [t], False))
@@ -200,7 +225,7 @@ class RowGroup(SearchGroup):
                 slots = self.results[key]
                 slots[int(self.sub[row])] = self.seqs[row, 1 : cur_len + 1].tolist()
                 if all(s is not None for s in slots):
-                    events.append(StepEvent(key, [], True, [s for s in slots if s is not None]))
+                    events.append(self.final_event(key, [s for s in slots if s is not None]))
                     del self.requests[key]
         if not any_done:
             return StepResult(None, tokens, events)
@@ -338,7 +363,7 @@ class BeamGroup(SearchGroup):
                 self.fin_seqs[i, j, 1 : self.fin_len[i, j]].tolist()
                 for j in range(opts.num_return_sequences)
             ]
-            events.append(StepEvent(self.req_list[i].key, [], True, seqs))
+            events.append(self.final_event(self.req_list[i].key, seqs))
         keep_items = np.flatnonzero(~done)
         rows = (keep_items[:, None] * nb + src_beam[keep_items]).reshape(-1)
         if events:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.runtime.errors import PackageError, RuntimeInputError
+from service.runtime.errors import InputTooLongError, PackageError, UnknownLanguageError
 from service.runtime.manifest import Manifest
 
 
@@ -42,10 +42,10 @@ class PackageTokenizer:
         return set(self.hf.all_special_ids)
 
     def language_token_id(self, lang: str) -> int:
-        """Id of a multilingual package's language token; RuntimeInputError if unknown."""
+        """Id of a multilingual package's language token; UnknownLanguageError if unknown."""
         token = self.languages.tokens.get(lang)
         if token is None:
-            raise RuntimeInputError(
+            raise UnknownLanguageError(
                 f"unknown language {lang!r}; this model knows {sorted(self.languages.tokens)}"
             )
         token_id = self.hf.convert_tokens_to_ids(token)
@@ -60,7 +60,7 @@ class PackageTokenizer:
         if self.languages.multilingual:
             return self.language_token_id(lang)
         if self.languages.target and lang not in self.languages.target:
-            raise RuntimeInputError(
+            raise UnknownLanguageError(
                 f"target language {lang!r} not supported; supported: {self.languages.target}"
             )
         return None
@@ -70,7 +70,9 @@ class PackageTokenizer:
             return
         known = self.languages.source or list(self.languages.tokens)
         if known and lang not in known:
-            raise RuntimeInputError(f"source language {lang!r} not supported; supported: {known}")
+            raise UnknownLanguageError(
+                f"source language {lang!r} not supported; supported: {known}"
+            )
 
     def _set_src_lang(self, lang: str) -> None:
         value = self._src_lang_value.get(lang)
@@ -92,7 +94,7 @@ class PackageTokenizer:
 
     def encode(self, texts: Sequence[str], source_lang: str | None = None) -> list[list[int]]:
         """Token ids per text (task prefix, source-language token, EOS); never truncates:
-        RuntimeInputError when an input exceeds the model's source positions."""
+        InputTooLongError when an input exceeds the model's source positions."""
         self._check_source(source_lang)
         with self._lock:
             if self.languages.multilingual and source_lang is not None:
@@ -101,9 +103,10 @@ class PackageTokenizer:
         if self.max_positions is not None:
             for i, row in enumerate(ids):
                 if len(row) > self.max_positions:
-                    raise RuntimeInputError(
+                    raise InputTooLongError(
                         f"input {i} has {len(row)} tokens; the model accepts at most "
-                        f"{self.max_positions}"
+                        f"{self.max_positions}",
+                        limit_tokens=self.max_positions,
                     )
         return ids
 

@@ -7,22 +7,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.conversation import encode_chat
+from service.api.calls import call_context, check_limits, until_done_or_disconnect
 from service.api.errors import too_large
-from service.api.generation import (
-    Prepared,
-    check_limits,
-    complete,
-    decode,
-    resolve,
-    stream_in_order,
-)
+from service.api.options import generation_options
 from service.api.schemas import AssistantMessage, ChatRequest, ChatResponse, Usage
-from service.api.sse import DONE, sse
-from service.engine import GenerationRequest
+from service.api.sse import DONE, SseEvent, sse
+from service.engine import TextDelta, TextResult
 from service.text.chat import Message
 
 router = APIRouter(tags=["tasks"])
+
+
+def usage(result: TextResult) -> Usage:
+    """Token counts of a reply."""
+    return Usage(
+        prompt_tokens=result.input_tokens,
+        completion_tokens=result.generated_tokens,
+        total_tokens=result.input_tokens + result.generated_tokens,
+    )
 
 
 @router.post("/chat", response_model=ChatResponse)
@@ -35,51 +37,34 @@ async def chat(body: ChatRequest, request: Request) -> Any:
             limit=app.settings.max_messages,
         )
     check_limits(app.settings, [m.content for m in body.messages], body.options)
-    entry = app.registry.for_task("chat", body.model)
-    request.state.model = entry.name
-    resolved = resolve(entry, body.options.generation_fields())
-    ids = await encode_chat(entry, [Message(m.role, m.content) for m in body.messages])
-    prepared = Prepared(
-        entry,
-        [ids],
-        resolved,
-        GenerationRequest.deadline_in(body.options.timeout_ms),
-        getattr(request.state, "request_id", ""),
-    )
+    model = app.registry.for_task("chat", body.model)
+    call = call_context(request, model, body.options.timeout_ms)
+    options = generation_options(body.options)
+    messages = [Message(m.role, m.content) for m in body.messages]
     if body.stream:
-        return sse(request, _stream(prepared))
-    (result,) = await complete(request, prepared)
+        return sse(request, _events(model.stream_chat(messages, options, call), model.name))
+    result = await until_done_or_disconnect(request, model.chat(messages, options, call))
     return ChatResponse(
-        model=entry.name,
-        message=AssistantMessage(content=decode(entry, result.sequences[0]).strip()),
-        usage=Usage(
-            prompt_tokens=result.input_tokens,
-            completion_tokens=result.generated_tokens,
-            total_tokens=result.input_tokens + result.generated_tokens,
-        ),
+        model=model.name,
+        message=AssistantMessage(content=result.text.strip()),
+        usage=usage(result),
     )
 
 
-async def _stream(prepared: Prepared) -> AsyncIterator[dict[str, Any] | str]:
+async def _events(deltas: AsyncIterator[TextDelta], model: str) -> AsyncIterator[SseEvent]:
     """Deltas ``{"delta": str}``, then the full answer with usage, then [DONE]."""
     text = ""
-    async for piece in stream_in_order(prepared):
+    async for piece in deltas:
         if piece.text:
             delta = piece.text.lstrip() if not text else piece.text
             text += delta
             if delta:
                 yield {"delta": delta}
         if piece.result is not None:
-            r = piece.result
-            usage = Usage(
-                prompt_tokens=r.input_tokens,
-                completion_tokens=r.generated_tokens,
-                total_tokens=r.input_tokens + r.generated_tokens,
-            )
             yield {
                 "done": True,
-                "model": prepared.entry.name,
+                "model": model,
                 "message": {"role": "assistant", "content": text.strip()},
-                "usage": usage.model_dump(),
+                "usage": usage(piece.result).model_dump(),
             }
     yield DONE

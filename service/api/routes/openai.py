@@ -12,26 +12,23 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.conversation import encode_chat
+from service.api.calls import call_context, until_done_or_disconnect
 from service.api.errors import ApiError, too_large
-from service.api.generation import (
-    Prepared,
-    complete,
-    decode,
-    finish_reason,
-    resolve,
-    stream_in_order,
-)
+from service.api.options import openai_options
 from service.api.schemas import ChatCompletionRequest
-from service.api.sse import DONE, sse
+from service.api.sse import DONE, SseEvent, sse
+from service.engine import TextDelta, TextResult
 from service.text.chat import Message
 
 router = APIRouter(tags=["openai"])
+
+# The model service's finish reasons in OpenAI's words ("stop" also for stop strings).
+OPENAI_FINISH = {"eos": "stop", "length": "length"}
 
 
 @router.get("/v1/models")
@@ -48,31 +45,24 @@ async def list_models(request: Request) -> dict[str, Any]:
     }
 
 
-def _fields(body: ChatCompletionRequest) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    max_tokens = body.max_completion_tokens or body.max_tokens
-    if max_tokens is not None:
-        fields["max_new_tokens"] = max_tokens
-    sampling = body.temperature is not None and body.temperature > 0
-    if body.temperature is not None:
-        fields["do_sample"] = sampling
-    if sampling:
-        fields["temperature"] = body.temperature
-        if body.top_p is not None:
-            fields["top_p"] = body.top_p
-    if body.seed is not None:
-        fields["seed"] = body.seed
-    if body.n > 1:
-        fields["num_return_sequences"] = body.n
-        if not sampling:
-            fields["num_beams"] = body.n
-    return fields
-
-
 def _cut(text: str, stops: list[str]) -> tuple[str, bool]:
     """Text up to the first stop string, and whether one was found."""
     cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
     return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def _usage(result: TextResult | None, prompt_tokens: int = 0) -> dict[str, int]:
+    if result is None:
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": 0,
+            "total_tokens": prompt_tokens,
+        }
+    return {
+        "prompt_tokens": result.input_tokens,
+        "completion_tokens": result.generated_tokens,
+        "total_tokens": result.input_tokens + result.generated_tokens,
+    }
 
 
 @router.post("/v1/chat/completions")
@@ -85,8 +75,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     longest = max(len(m.text()) for m in body.messages)
     if longest > settings.max_chars:
         raise too_large(f"a message has {longest} characters; at most {settings.max_chars}")
-    fields = _fields(body)
-    if fields.get("max_new_tokens", 0) > settings.max_new_tokens_cap:
+    options = openai_options(body)
+    if (options.max_new_tokens or 0) > settings.max_new_tokens_cap:
         raise too_large(f"max_tokens is over the cap {settings.max_new_tokens_cap}")
     if body.stream and body.n > 1:
         raise ApiError(422, "validation_error", "streaming supports n=1 only")
@@ -95,26 +85,25 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     ]
     if not any(m.role == "user" for m in messages):
         raise ApiError(422, "validation_error", "messages need at least one user message")
-    entry = app.registry.get(body.model)
-    request.state.model = entry.name
-    resolved = resolve(entry, fields)
-    ids = await encode_chat(entry, messages)
-    prepared = Prepared(entry, [ids], resolved, None, getattr(request.state, "request_id", ""))
+    model = app.registry.get(body.model)
+    call = call_context(request, model, None)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     stops = body.stop_list()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse(request, _stream(prepared, completion_id, created, stops, include_usage))
-    (result,) = await complete(request, prepared)
+        chunks = _Chunks(completion_id, created, model.name)
+        deltas = model.stream_chat(messages, options, call)
+        return sse(request, _stream(deltas, chunks, stops, include_usage))
+    result = await until_done_or_disconnect(request, model.chat(messages, options, call))
     choices = []
-    for index, sequence in enumerate(result.sequences):
-        text, stopped = _cut(decode(entry, sequence).strip(), stops)
+    for index, (raw, reason) in enumerate(zip(result.texts, result.finish_reasons, strict=True)):
+        text, stopped = _cut(raw.strip(), stops)
         choices.append(
             {
                 "index": index,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop" if stopped else finish_reason(prepared, sequence),
+                "finish_reason": "stop" if stopped else OPENAI_FINISH[reason],
                 "logprobs": None,
             }
         )
@@ -122,37 +111,44 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
-        "model": entry.name,
+        "model": model.name,
         "choices": choices,
-        "usage": {
-            "prompt_tokens": result.input_tokens,
-            "completion_tokens": result.generated_tokens,
-            "total_tokens": result.input_tokens + result.generated_tokens,
-        },
+        "usage": _usage(result),
     }
 
 
-async def _stream(
-    prepared: Prepared, completion_id: str, created: int, stops: list[str], include_usage: bool
-) -> AsyncIterator[dict[str, Any] | str]:
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+class _Chunks:
+    """Builds the ``chat.completion.chunk`` objects of one completion."""
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self.completion_id = completion_id
+        self.created = created
+        self.model = model
+
+    def __call__(self, delta: dict[str, str], finish: str | None) -> dict[str, Any]:
         return {
-            "id": completion_id,
+            "id": self.completion_id,
             "object": "chat.completion.chunk",
-            "created": created,
-            "model": prepared.entry.name,
+            "created": self.created,
+            "model": self.model,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
+
+async def _stream(
+    deltas: AsyncGenerator[TextDelta, None], chunk: _Chunks, stops: list[str], include_usage: bool
+) -> AsyncIterator[SseEvent]:
     yield chunk({"role": "assistant", "content": ""}, None)
     # Hold back the text that could still turn out to be the start of a stop string.
     hold = max((len(s) for s in stops), default=1) - 1
     text = ""
     sent = 0
     finish = "stop"
-    usage: dict[str, int] | None = None
-    async with contextlib.aclosing(stream_in_order(prepared)) as pieces:
+    result: TextResult | None = None
+    prompt_tokens = 0
+    async with contextlib.aclosing(deltas) as pieces:
         async for piece in pieces:
+            prompt_tokens = piece.input_tokens
             text = (text + piece.text).lstrip()
             cut, stopped = _cut(text, stops)
             if stopped:
@@ -166,22 +162,11 @@ async def _stream(
                 sent = safe
             if piece.result is not None:
                 result = piece.result
-                finish = (
-                    finish_reason(prepared, result.sequences[0]) if result.sequences else "stop"
-                )
-                usage = {
-                    "prompt_tokens": result.input_tokens,
-                    "completion_tokens": result.generated_tokens,
-                    "total_tokens": result.input_tokens + result.generated_tokens,
-                }
+                finish = OPENAI_FINISH[result.finish_reason]
     yield chunk({}, finish)
     if include_usage:
         tail = chunk({}, None)
         tail["choices"] = []
-        tail["usage"] = usage or {
-            "prompt_tokens": len(prepared.ids[0]),
-            "completion_tokens": 0,
-            "total_tokens": len(prepared.ids[0]),
-        }
+        tail["usage"] = _usage(result, prompt_tokens)
         yield tail
     yield DONE

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.api.metrics import CONTENT_TYPE
+from service.engine import ModelEntry
 
 router = APIRouter(tags=["operations"])
 
@@ -20,7 +21,8 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """200 only when every model is loaded and warmed and the server is not draining."""
+    """200 only when every model is loaded and warmed (and its worker alive) and the
+    server is not draining; otherwise 503 naming each model's state."""
     state = request.app.state
     models = {
         name: {"state": e.state, **({"reason": e.reason} if e.reason else {})}
@@ -31,10 +33,34 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if is_ready else 503)
 
 
+def describe(entry: ModelEntry) -> dict[str, Any]:
+    """The /models entry of one package."""
+    manifest = entry.manifest
+    service = entry.service
+    out: dict[str, Any] = {
+        "name": entry.name,
+        "task": entry.task or None,
+        "family": manifest.family if manifest else None,
+        "description": manifest.description if manifest else None,
+        "languages": {
+            "source": list(manifest.languages.source) if manifest else [],
+            "target": list(manifest.languages.target) if manifest else [],
+        },
+        "precision": service.info.precision if service else None,
+        "provider": service.info.provider if service else None,
+        "state": entry.state,
+    }
+    if entry.reason:
+        out["reason"] = entry.reason
+    if service is not None:
+        out["batching"] = dict(service.engine.status())
+    return out
+
+
 @router.get("/models")
 async def models(request: Request) -> dict[str, Any]:
     """Every configured package: task, languages, precision, provider, state."""
-    return {"models": [e.describe() for e in request.app.state.registry.entries.values()]}
+    return {"models": [describe(e) for e in request.app.state.registry.entries.values()]}
 
 
 @router.get("/metrics")

@@ -13,16 +13,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.generation import (
-    Prepared,
-    check_limits,
-    complete,
-    decode,
-    prepare,
-    stream_in_order,
-)
+from service.api.calls import call_context, check_limits, until_done_or_disconnect
+from service.api.options import generation_options
 from service.api.schemas import SummarizeRequest, SummarizeResponse
-from service.api.sse import DONE, sse
+from service.api.sse import DONE, SseEvent, sse
+from service.engine import TextDelta
 
 router = APIRouter(tags=["tasks"])
 
@@ -33,22 +28,24 @@ async def summarize(body: SummarizeRequest, request: Request) -> Any:
     app = request.app.state
     texts = body.texts()
     check_limits(app.settings, texts, body.options)
-    entry = app.registry.for_task("summarization", body.model)
-    prepared = await prepare(request, entry, texts, body.options)
+    model = app.registry.for_task("summarization", body.model)
+    call = call_context(request, model, body.options.timeout_ms)
+    options = generation_options(body.options)
     if body.stream:
-        return sse(request, _stream(prepared))
-    results = await complete(request, prepared)
-    return SummarizeResponse(
-        model=entry.name, summaries=[decode(entry, r.sequences[0]) for r in results]
-    )
+        deltas = model.stream_summarize(texts, options, call)
+        return sse(request, _events(deltas, len(texts), model.name))
+    results = await until_done_or_disconnect(request, model.summarize(texts, options, call))
+    return SummarizeResponse(model=model.name, summaries=[r.text for r in results])
 
 
-async def _stream(prepared: Prepared) -> AsyncIterator[dict[str, Any] | str]:
+async def _events(
+    deltas: AsyncIterator[TextDelta], count: int, model: str
+) -> AsyncIterator[SseEvent]:
     """Deltas ``{"index": i, "delta": str}``, then the full answer, then [DONE]."""
-    outputs = [""] * len(prepared.ids)
-    async for piece in stream_in_order(prepared):
-        if piece.text:
-            outputs[piece.index] += piece.text
-            yield {"index": piece.index, "delta": piece.text}
-    yield {"done": True, "model": prepared.entry.name, "summaries": outputs}
+    outputs = [""] * count
+    async for delta in deltas:
+        if delta.text:
+            outputs[delta.index] += delta.text
+            yield {"index": delta.index, "delta": delta.text}
+    yield {"done": True, "model": model, "summaries": outputs}
     yield DONE

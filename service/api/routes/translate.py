@@ -1,4 +1,5 @@
-"""POST /translate: sentence-split, batch-translate, re-join keeping layout."""
+"""POST /translate: sentence-split, batch-translate, re-join keeping layout (the model
+service does all three)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.generation import (
-    check_limits,
-    complete,
-    decode,
-    prepare,
-    stream_in_order,
-)
+from service.api.calls import call_context, check_limits, until_done_or_disconnect
+from service.api.options import generation_options
 from service.api.schemas import TranslateRequest, TranslateResponse
-from service.api.sse import DONE, sse
-from service.text import sentences
+from service.api.sse import DONE, SseEvent, sse
+from service.engine import TextDelta
 
 router = APIRouter(tags=["tasks"])
 
@@ -27,54 +23,26 @@ async def translate(body: TranslateRequest, request: Request) -> Any:
     app = request.app.state
     texts = body.texts()
     check_limits(app.settings, texts, body.options)
-    entry = app.registry.for_pair(body.source_lang, body.target_lang, body.model)
-    segmented = [sentences.split(t, body.source_lang) for t in texts]
-    flat = [s for seg in segmented for s in seg.sentences]
-    prepared = await prepare(
-        request,
-        entry,
-        flat,
-        body.options,
-        source_lang=body.source_lang,
-        target_lang=body.target_lang,
-    )
+    model = app.registry.for_pair(body.source_lang, body.target_lang, body.model)
+    call = call_context(request, model, body.options.timeout_ms)
+    options = generation_options(body.options)
     if body.stream:
-        return sse(request, _stream(prepared, segmented, entry.name))
-    results = await complete(request, prepared)
-    outputs = [decode(entry, r.sequences[0]) for r in results]
-    translations = []
-    start = 0
-    for seg in segmented:
-        n = len(seg.sentences)
-        translations.append(sentences.join(seg, outputs[start : start + n]))
-        start += n
-    return TranslateResponse(model=entry.name, translations=translations)
+        deltas = model.stream_translate(texts, body.source_lang, body.target_lang, options, call)
+        return sse(request, _events(deltas, len(texts), model.name))
+    work = model.translate(texts, body.source_lang, body.target_lang, options, call)
+    results = await until_done_or_disconnect(request, work)
+    return TranslateResponse(model=model.name, translations=[r.text for r in results])
 
 
-async def _stream(
-    prepared: Any, segmented: list[sentences.Segmented], model: str
-) -> AsyncIterator[dict[str, Any] | str]:
-    """Deltas ``{"index": text_index, "delta": str}``, then the full answer, then [DONE]."""
-    owner = [i for i, seg in enumerate(segmented) for _ in seg.sentences]
-    position = [k for seg in segmented for k in range(len(seg.sentences))]
-    outputs: list[list[str]] = [[] for _ in segmented]
-    current = [""] * len(owner)
-    started: set[int] = set()
-    async for piece in stream_in_order(prepared):
-        text_index = owner[piece.index]
-        seg = segmented[text_index]
-        if piece.index not in started:
-            started.add(piece.index)
-            if position[piece.index] == 0 and seg.gaps[0]:
-                yield {"index": text_index, "delta": seg.gaps[0]}
-        if piece.text:
-            current[piece.index] += piece.text
-            yield {"index": text_index, "delta": piece.text}
-        if piece.result is not None:
-            outputs[text_index].append(current[piece.index])
-            gap = seg.gaps[position[piece.index] + 1]
-            if gap:
-                yield {"index": text_index, "delta": gap}
-    translations = [sentences.join(seg, out) for seg, out in zip(segmented, outputs, strict=True)]
+async def _events(
+    deltas: AsyncIterator[TextDelta], count: int, model: str
+) -> AsyncIterator[SseEvent]:
+    """``{"index": text_index, "delta": str}`` pieces, then the full answer, then [DONE]."""
+    translations = [""] * count
+    async for delta in deltas:
+        if delta.text:
+            yield {"index": delta.index, "delta": delta.text}
+        if delta.result is not None:
+            translations[delta.index] = delta.result.text
     yield {"done": True, "model": model, "translations": translations}
     yield DONE

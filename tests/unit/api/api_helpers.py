@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
-from s2s_fakes import FakeRuntime
 
 from service.api import create_app
 from service.settings import Settings
+from tests.support.fake_runtime import FakeRuntime
 
 
 def fake_runtimes(**kw: Any) -> dict[str, FakeRuntime]:

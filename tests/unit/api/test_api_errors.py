@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from api_helpers import client_for, fake_runtimes, wait_until
-from s2s_fakes import FakeRuntime
+
+from tests.support.fake_runtime import FakeRuntime
 
 T = {"source_lang": "en", "target_lang": "de"}
 
@@ -224,7 +225,7 @@ async def test_draining_refuses_new_work_and_ready_turns_503(tmp_path: Path) -> 
 async def test_client_disconnect_cancels_the_generation(tmp_path: Path) -> None:
     runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.03)
     async with client_for(tmp_path, {"fake-sum": runtime}) as client:
-        engine = client.app.state.registry.entries["fake-sum"].engine  # type: ignore[attr-defined]
+        engine = client.app.state.registry.entries["fake-sum"].service.engine  # type: ignore[attr-defined]
         task = asyncio.create_task(
             client.post("/summarize", json={"text": "OOO", "options": {"max_new_tokens": 200}})
         )

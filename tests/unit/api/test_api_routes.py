@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from api_helpers import client_for, sse_events
-from s2s_fakes import FakeOptions, FakeRuntime, expected
 
 from service.text import sentences
+from tests.support.fake_runtime import FakeOptions, FakeRuntime, expected
 
 
 def _fake_translate(rt: FakeRuntime, sentence: str, **opts: int) -> str:
@@ -22,7 +22,7 @@ async def test_translate_keeps_order_and_layout(tmp_path: Path) -> None:
             "/translate",
             json={"text": [text, "Short one"], "source_lang": "en", "target_lang": "de"},
         )
-        rt = client.app.state.registry.entries["fake-mt"].runtime  # type: ignore[attr-defined]
+        rt = client.app.state.registry.entries["fake-mt"].service.runtime  # type: ignore[attr-defined]
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "fake-mt"
@@ -53,7 +53,7 @@ async def test_summarize_and_stream(tmp_path: Path) -> None:
         s = await client.post(
             "/summarize", json={"text": "Some long text to summarize.", "stream": True}
         )
-        rt = client.app.state.registry.entries["fake-sum"].runtime  # type: ignore[attr-defined]
+        rt = client.app.state.registry.entries["fake-sum"].service.runtime  # type: ignore[attr-defined]
     assert r.status_code == 200
     ids = rt.encode_texts(["Some long text to summarize."])[0]
     assert r.json() == {
@@ -81,7 +81,7 @@ async def test_chat_renders_history_and_reports_usage(tmp_path: Path) -> None:
     async with client_for(tmp_path) as client:
         r = await client.post("/chat", json={"messages": messages})
         s = await client.post("/chat", json={"messages": messages, "stream": True})
-        rt = client.app.state.registry.entries["fake-chat"].runtime  # type: ignore[attr-defined]
+        rt = client.app.state.registry.entries["fake-chat"].service.runtime  # type: ignore[attr-defined]
     assert r.status_code == 200, r.text
     body = r.json()
     ids = rt.encode_texts(["Hi\nHello\nHow are you?"])[0]

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 from api_helpers import wait_until
-from s2s_fakes import FakeRuntime
 
 from service.api import create_app
 from service.settings import Settings
+from tests.support.fake_runtime import FakeRuntime
 
 
 async def test_stream_disconnect_cancels_the_generation(tmp_path: Path) -> None:
@@ -26,7 +26,7 @@ async def test_stream_disconnect_cancels_the_generation(tmp_path: Path) -> None:
     try:
         assert await wait_until(lambda: server.started, timeout=10)
         await app.state.registry.wait_loaded()
-        engine = app.state.registry.entries["fake-sum"].engine
+        engine = app.state.registry.entries["fake-sum"].service.engine
         payload = {"text": "OOOO", "stream": True, "options": {"max_new_tokens": 200}}
         url = f"http://127.0.0.1:{port}"
         async with (

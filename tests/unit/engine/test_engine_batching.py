@@ -7,7 +7,6 @@ import itertools
 import random
 
 import pytest
-from s2s_fakes import LONG, POISON, FakeOptions, FakeRuntime, expected
 
 from service.engine import (
     DeadlineExceededError,
@@ -19,6 +18,8 @@ from service.engine import (
     InvalidRequestError,
     QueueFullError,
 )
+from service.runtime import ResolvedOptions
+from tests.support.fake_runtime import LONG, POISON, FakeOptions, FakeRuntime, expected
 
 MODES = ("continuous", "dynamic", "off")
 
@@ -28,7 +29,9 @@ def _inputs(n: int, seed: int = 0) -> list[list[int]]:
     return [[rng.randrange(20, 200) for _ in range(rng.randrange(1, 12))] for _ in range(n)]
 
 
-async def _run(engine: Engine, ids: list[int], opts: FakeOptions, **kw: object) -> list[list[int]]:
+async def _run(
+    engine: Engine, ids: list[int], opts: ResolvedOptions, **kw: object
+) -> list[list[int]]:
     result = await engine.submit(GenerationRequest(ids, opts, **kw))  # type: ignore[arg-type]
     return result.sequences
 

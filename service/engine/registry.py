@@ -1,0 +1,276 @@
+"""The served models: discovery in the models folder, loading, warm-up, state and lookup.
+
+Each configured package becomes a :class:`ModelEntry`; once loaded it holds the model's
+:class:`~service.engine.service.ModelService`, the only thing routes talk to. Lookups
+raise the engine layer's typed errors (unknown model, wrong task, unsupported pair, not
+ready, failed), which the API maps to HTTP statuses in one table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from service.engine.engine import Engine
+from service.engine.errors import (
+    ModelFailedError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    NoModelError,
+    UnsupportedLanguagePairError,
+    WrongTaskError,
+)
+from service.engine.observer import EngineObserver
+from service.engine.ports import Runtime
+from service.engine.scheduler import EngineConfig
+from service.engine.service import ModelService
+from service.runtime import Manifest, PackageError, load_runtime
+
+log = logging.getLogger("service.models")
+
+ModelState = Literal["loading", "ready", "failed"]
+Loader = Callable[[Path], Runtime]
+ObserverFactory = Callable[[str], EngineObserver]
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """How packages are loaded and served."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    intra_op_threads: int | None = None
+    warmup: bool = True
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+
+@dataclass
+class ModelEntry:
+    """One configured package: its manifest, load state and (once loaded) its service."""
+
+    name: str
+    path: Path | None
+    manifest: Manifest | None = None
+    service: ModelService | None = None
+    load_state: ModelState = "loading"
+    load_failure: str = ""
+
+    @property
+    def state(self) -> ModelState:
+        """loading, ready or failed (failed to load, or its worker died)."""
+        service = self.service
+        if self.load_state == "ready" and service is not None and service.engine.state == "failed":
+            return "failed"
+        return self.load_state
+
+    @property
+    def reason(self) -> str:
+        """Why the model is failed ("" otherwise)."""
+        if self.load_state == "failed":
+            return self.load_failure
+        if self.state == "failed" and self.service is not None:
+            return self.service.engine.failure
+        return ""
+
+    @property
+    def task(self) -> str:
+        """translation, summarization or chat ("" when the manifest is unreadable)."""
+        return self.manifest.task if self.manifest is not None else ""
+
+    def serves_pair(self, source: str, target: str) -> bool:
+        """True for a translation package listing both languages."""
+        if self.manifest is None or self.task != "translation":
+            return False
+        languages = self.manifest.languages
+        return source in languages.source and target in languages.target
+
+    def pairs(self) -> list[str]:
+        """ "src->tgt" of every pair a translation package lists."""
+        if self.manifest is None or self.task != "translation":
+            return []
+        languages = self.manifest.languages
+        return [f"{s}->{t}" for s in languages.source for t in languages.target if s != t]
+
+
+def discover(models_dir: Path, names: Sequence[str]) -> list[tuple[str, Path]]:
+    """(name, dir) of every package folder (one holding manifest.json) directly in models_dir."""
+    found = sorted((p.name, p) for p in models_dir.iterdir() if (p / "manifest.json").is_file())
+    if names:
+        found = [(n, p) for n, p in found if n in names]
+    return found
+
+
+def default_loader(config: LoadConfig) -> Loader:
+    """Load a package with the runtime (device, precision and threads from ``config``)."""
+
+    def load(path: Path) -> Runtime:
+        return load_runtime(
+            path,
+            device=config.device,
+            precision=config.precision,
+            intra_op_threads=config.intra_op_threads,
+        )
+
+    return load
+
+
+class ModelRegistry:
+    """Loads every configured package in the background and hands out ready services."""
+
+    def __init__(
+        self,
+        models_dir: Path,
+        names: Sequence[str],
+        config: LoadConfig,
+        observer_for: ObserverFactory,
+        runtimes: Mapping[str, Runtime] | None = None,
+        loader: Loader | None = None,
+    ) -> None:
+        self.config = config
+        self._loader = loader or default_loader(config)
+        self._observers: dict[str, EngineObserver] = {}
+        self._runtimes: dict[str, Runtime] = dict(runtimes or {})
+        self.entries: dict[str, ModelEntry] = {}
+        if runtimes is not None:
+            for name, runtime in runtimes.items():
+                self.entries[name] = ModelEntry(name, None, runtime.manifest)
+        else:
+            for name, path in discover(models_dir, names):
+                self.entries[name] = self._read_manifest(ModelEntry(name, path))
+            for name in sorted(set(names) - set(self.entries)):
+                self.entries[name] = ModelEntry(
+                    name, None, load_state="failed", load_failure="no such package in models_dir"
+                )
+        for name in self.entries:
+            self._observers[name] = observer_for(name)
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _read_manifest(entry: ModelEntry) -> ModelEntry:
+        """Read the manifest up front so /models shows task and languages while loading."""
+        assert entry.path is not None
+        try:
+            entry.manifest = Manifest.load(entry.path)
+        except PackageError as exc:
+            entry.load_state, entry.load_failure = "failed", str(exc)
+        return entry
+
+    @property
+    def all_ready(self) -> bool:
+        """True when there is at least one model and every model is ready."""
+        return bool(self.entries) and all(e.state == "ready" for e in self.entries.values())
+
+    async def start(self) -> None:
+        """Begin loading in the background (the server answers /health meanwhile)."""
+        self._task = asyncio.create_task(self._load_all())
+
+    async def wait_loaded(self) -> None:
+        """Wait until every model is ready or failed."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def stop(self, drain_timeout_s: float) -> None:
+        """Stop every model, letting accepted work finish for up to drain_timeout_s."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        services = [e.service for e in self.entries.values() if e.service is not None]
+        await asyncio.gather(*(s.stop(drain_timeout_s) for s in services))
+
+    async def _load_all(self) -> None:
+        # One at a time: loading is CPU- and memory-heavy, and order keeps logs readable.
+        for entry in self.entries.values():
+            if entry.load_state == "loading":
+                await self._load(entry)
+
+    async def _load(self, entry: ModelEntry) -> None:
+        observer = self._observers[entry.name]
+        try:
+            runtime = self._runtimes.get(entry.name)
+            if runtime is None:
+                assert entry.path is not None
+                runtime = await asyncio.to_thread(self._loader, entry.path)
+            entry.manifest = runtime.manifest
+            engine = Engine(runtime, self.config.engine, observer, entry.name)
+            service = ModelService(entry.name, runtime, engine)
+            await service.start()
+            entry.service = service
+            observer.watch(engine.status)
+            if self.config.warmup:
+                await service.warm_up()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            entry.load_state = "failed"
+            entry.load_failure = f"{type(exc).__name__}: {exc}"
+            log.error("model %s failed to load: %s", entry.name, entry.load_failure)
+            return
+        observer.on_model_ready(runtime.info, entry.task)
+        entry.load_state = "ready"
+        log.info(
+            "model %s ready (%s, %s)", entry.name, runtime.info.precision, runtime.info.provider
+        )
+
+    # ---- lookup ----------------------------------------------------------------------
+    def get(self, name: str) -> ModelService:
+        """The ready model called ``name`` (ModelNotFoundError, ModelNotReadyError,
+        ModelFailedError)."""
+        entry = self.entries.get(name)
+        if entry is None:
+            raise ModelNotFoundError(name, sorted(self.entries))
+        return self._ready(entry)
+
+    @staticmethod
+    def _ready(entry: ModelEntry) -> ModelService:
+        state = entry.state
+        if state == "loading":
+            raise ModelNotReadyError(f"model {entry.name!r} is still loading")
+        if state == "failed" or entry.service is None:
+            what = "failed to load" if entry.load_state == "failed" else "is not available"
+            raise ModelFailedError(f"model {entry.name!r} {what}", entry.reason)
+        return entry.service
+
+    def _entry_for_task(self, task: str, name: str | None) -> ModelEntry:
+        if name is not None:
+            entry = self.entries.get(name)
+            if entry is None:
+                raise ModelNotFoundError(name, sorted(self.entries))
+            self._ready(entry)
+            if entry.task != task:
+                raise WrongTaskError(f"model {name!r} does {entry.task}, not {task}")
+            return entry
+        candidates = [e for e in self.entries.values() if e.task == task]
+        if not candidates:
+            raise NoModelError(f"no {task} model is served")
+        ready = [e for e in candidates if e.state == "ready"]
+        return ready[0] if ready else candidates[0]
+
+    def for_task(self, task: str, name: str | None) -> ModelService:
+        """The named model (checked to do ``task``) or the first model doing ``task``."""
+        return self._ready(self._entry_for_task(task, name))
+
+    def for_pair(self, source: str, target: str, name: str | None) -> ModelService:
+        """The translation model for a language pair (the named one, checked, or the first)."""
+        if name is not None:
+            entry = self._entry_for_task("translation", name)
+            assert entry.manifest is not None
+            languages = entry.manifest.languages
+            # A package that lists no languages is taken at its word when named explicitly.
+            unlisted = not languages.source and not languages.target
+            if not unlisted and not entry.serves_pair(source, target):
+                raise UnsupportedLanguagePairError(
+                    f"model {name!r} does not translate {source}->{target}", entry.pairs()
+                )
+            return self._ready(entry)
+        candidates = [e for e in self.entries.values() if e.serves_pair(source, target)]
+        if not candidates:
+            pairs = sorted({p for e in self.entries.values() for p in e.pairs()})
+            raise UnsupportedLanguagePairError(f"no model translates {source}->{target}", pairs)
+        ready = [e for e in candidates if e.state == "ready"]
+        return self._ready(ready[0] if ready else candidates[0])
+
+
+__all__ = ["LoadConfig", "ModelEntry", "ModelRegistry", "ModelState", "discover"]

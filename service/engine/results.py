@@ -1,0 +1,61 @@
+"""What the model service hands back: whole texts, or text deltas of a stream."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from service.runtime import FinishReason
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Per-call settings that are not generation options."""
+
+    timeout_ms: float | None = None  # None: the engine's default deadline
+    request_id: str = ""  # for logs only
+
+
+@dataclass(frozen=True)
+class TextResult:
+    """One input's answer: num_return_sequences texts, why each ended, token counts."""
+
+    texts: list[str]
+    finish_reasons: list[FinishReason]
+    input_tokens: int
+    generated_tokens: int
+
+    @property
+    def text(self) -> str:
+        """The first (best) text."""
+        return self.texts[0] if self.texts else ""
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        """Why the first text ended ("eos" when unknown)."""
+        return self.finish_reasons[0] if self.finish_reasons else "eos"
+
+    @staticmethod
+    def combine(text: str, parts: Sequence[TextResult]) -> TextResult:
+        """One result for a text answered in several generations (translated sentences):
+        "length" if any part ran out of budget, token counts summed."""
+        reason: FinishReason = (
+            "length" if any(p.finish_reason == "length" for p in parts) else "eos"
+        )
+        return TextResult(
+            [text],
+            [reason],
+            sum(p.input_tokens for p in parts),
+            sum(p.generated_tokens for p in parts),
+        )
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A streamed piece of input ``index``'s answer; ``result`` is set on its last piece.
+    ``input_tokens``: the input's token count (known before the result)."""
+
+    index: int
+    text: str
+    result: TextResult | None = None
+    input_tokens: int = 0

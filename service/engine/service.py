@@ -1,0 +1,341 @@
+"""The one face of a served model: texts (or chat messages) in, texts or deltas out.
+
+Routes talk to a :class:`ModelService` only. It runs tokenization, sentence splitting and
+final decoding in a worker thread (never on the event loop), submits one engine request
+per input so the scheduler batches them, cancels the siblings of a failed input, and
+streams text deltas detokenized on the engine's worker thread, in input order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+from service.engine.engine import Engine
+from service.engine.errors import invalid_request
+from service.engine.ports import Runtime
+from service.engine.requests import GenerationRequest, GenerationResult
+from service.engine.results import CallContext, TextDelta, TextResult
+from service.runtime import (
+    GenerationOptions,
+    InputTooLongError,
+    Manifest,
+    ResolvedOptions,
+    RuntimeInfo,
+    RuntimeInputError,
+)
+from service.text import sentences
+from service.text.chat import ChatConventions, Message, renderings
+
+_WARMUP_DEADLINE_MS = 600_000  # a cold model on a busy machine may be slow the first time
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def _off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``fn`` in a worker thread; runtime input errors become engine errors."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except RuntimeInputError as exc:
+        raise invalid_request(exc) from None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Encoded inputs with their resolved options."""
+
+    ids: list[list[int]]
+    options: ResolvedOptions
+
+
+@dataclass
+class _Piece:
+    """Streamed text of input ``index``; ``result`` on its last piece."""
+
+    index: int
+    text: str
+    result: GenerationResult | None = None
+
+
+class ModelService:
+    """Translation, summarization and chat on one model package."""
+
+    def __init__(self, name: str, runtime: Runtime, engine: Engine) -> None:
+        self.name = name
+        self.runtime = runtime
+        self.engine = engine
+
+    @property
+    def manifest(self) -> Manifest:
+        """The package's manifest."""
+        return self.runtime.manifest
+
+    @property
+    def info(self) -> RuntimeInfo:
+        """Precision and provider in use."""
+        return self.runtime.info
+
+    async def start(self) -> None:
+        """Start the engine's worker."""
+        await self.engine.start()
+
+    async def stop(self, drain_timeout_s: float) -> None:
+        """Let accepted work finish for up to ``drain_timeout_s``, then stop."""
+        await self.engine.stop(drain_timeout_s)
+
+    async def warm_up(self) -> None:
+        """One short generation so the first real request pays no lazy-initialisation cost."""
+        languages = self.manifest.languages
+        source = languages.source[0] if languages.source else None
+        target = languages.target[0] if languages.target else None
+        prepared = await _off_loop(
+            self._prepare, ["Hello."], GenerationOptions(max_new_tokens=2), source, target
+        )
+        await self._run_all(prepared, CallContext(timeout_ms=_WARMUP_DEADLINE_MS))
+
+    # ---- translation -----------------------------------------------------------------
+    async def translate(
+        self,
+        texts: Sequence[str],
+        source_lang: str,
+        target_lang: str,
+        options: GenerationOptions,
+        call: CallContext,
+    ) -> list[TextResult]:
+        """Translate every text: split into sentences, translate them in one batch, re-join
+        each text with its original spacing and paragraph breaks."""
+        segmented, prepared = await _off_loop(
+            self._prepare_sentences, texts, source_lang, target_lang, options
+        )
+        results = await self._texts_of(await self._run_all(prepared, call))
+        out: list[TextResult] = []
+        start = 0
+        for seg in segmented:
+            parts = results[start : start + len(seg.sentences)]
+            start += len(seg.sentences)
+            out.append(TextResult.combine(sentences.join(seg, [p.text for p in parts]), parts))
+        return out
+
+    async def stream_translate(
+        self,
+        texts: Sequence[str],
+        source_lang: str,
+        target_lang: str,
+        options: GenerationOptions,
+        call: CallContext,
+    ) -> AsyncGenerator[TextDelta, None]:
+        """Deltas of every text's translation (texts one after another, the original
+        spacing included); the last delta of a text carries its result."""
+        segmented, prepared = await _off_loop(
+            self._prepare_sentences, texts, source_lang, target_lang, options
+        )
+        owner = [i for i, seg in enumerate(segmented) for _ in seg.sentences]
+        position = [k for seg in segmented for k in range(len(seg.sentences))]
+        done: list[list[TextResult]] = [[] for _ in segmented]
+        current = [""] * len(owner)
+        started: set[int] = set()
+        async for piece in self._stream_in_order(prepared, call):
+            text_index = owner[piece.index]
+            seg = segmented[text_index]
+            k = position[piece.index]
+            if piece.index not in started:
+                started.add(piece.index)
+                if k == 0 and seg.gaps[0]:
+                    yield TextDelta(text_index, seg.gaps[0])
+            if piece.text:
+                current[piece.index] += piece.text
+                yield TextDelta(text_index, piece.text)
+            if piece.result is not None:
+                done[text_index].append(self._streamed(current[piece.index], piece.result))
+                gap = seg.gaps[k + 1]
+                last = k + 1 == len(seg.sentences)
+                result = None
+                if last:
+                    joined = sentences.join(seg, [r.text for r in done[text_index]])
+                    result = TextResult.combine(joined, done[text_index])
+                if gap or result is not None:
+                    yield TextDelta(text_index, gap, result)
+
+    def _prepare_sentences(
+        self,
+        texts: Sequence[str],
+        source_lang: str,
+        target_lang: str,
+        options: GenerationOptions,
+    ) -> tuple[list[sentences.Segmented], _Prepared]:
+        segmented = [sentences.split(t, source_lang) for t in texts]
+        flat = [s for seg in segmented for s in seg.sentences]
+        return segmented, self._prepare(flat, options, source_lang, target_lang)
+
+    # ---- summarization ---------------------------------------------------------------
+    async def summarize(
+        self, texts: Sequence[str], options: GenerationOptions, call: CallContext
+    ) -> list[TextResult]:
+        """Summarize every text (InputTooLongError naming the limit, never truncated)."""
+        prepared = await _off_loop(self._prepare, texts, options)
+        return await self._texts_of(await self._run_all(prepared, call))
+
+    async def stream_summarize(
+        self, texts: Sequence[str], options: GenerationOptions, call: CallContext
+    ) -> AsyncGenerator[TextDelta, None]:
+        """Deltas of every summary, texts one after another."""
+        prepared = await _off_loop(self._prepare, texts, options)
+        async for delta in self._stream_texts(prepared, call):
+            yield delta
+
+    # ---- chat ------------------------------------------------------------------------
+    async def chat(
+        self, messages: Sequence[Message], options: GenerationOptions, call: CallContext
+    ) -> TextResult:
+        """One reply to the conversation (all num_return_sequences of it)."""
+        prepared = await _off_loop(self._prepare_chat, messages, options)
+        (result,) = await self._texts_of(await self._run_all(prepared, call))
+        return result
+
+    async def stream_chat(
+        self, messages: Sequence[Message], options: GenerationOptions, call: CallContext
+    ) -> AsyncGenerator[TextDelta, None]:
+        """Deltas of the reply; the last one carries the result."""
+        prepared = await _off_loop(self._prepare_chat, messages, options)
+        async for delta in self._stream_texts(prepared, call):
+            yield delta
+
+    def conventions(self) -> ChatConventions:
+        """The chat conventions of this package (plain defaults when it is no chat model)."""
+        chat = self.manifest.chat
+        if chat is None:
+            return ChatConventions()
+        return ChatConventions.for_package(
+            self.manifest.family, chat.turn_separator, chat.max_history_turns
+        )
+
+    def _prepare_chat(self, messages: Sequence[Message], options: GenerationOptions) -> _Prepared:
+        """Options, then the ids of the longest recent history that fits the model."""
+        resolved = self.runtime.resolve(options)
+        if self.manifest.task != "chat" or self.manifest.chat is None:
+            # Non-chat models answer the last user message on its own.
+            last = next(m for m in reversed(messages) if m.role == "user")
+            candidates = [last.content]
+        else:
+            candidates = list(renderings(messages, self.conventions()))
+        error: InputTooLongError | None = None
+        for text in candidates:
+            try:
+                return _Prepared([list(self.runtime.encode_texts([text])[0])], resolved)
+            except InputTooLongError as exc:
+                error = exc  # too long: drop the oldest turn and try again
+        assert error is not None  # renderings yields at least the last turn
+        raise InputTooLongError(
+            f"the last message alone is too long for the model: {error}",
+            limit_tokens=error.limit_tokens,
+        )
+
+    # ---- shared ----------------------------------------------------------------------
+    def _prepare(
+        self,
+        texts: Sequence[str],
+        options: GenerationOptions,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+    ) -> _Prepared:
+        """Resolve the options, then encode (worker thread; typed runtime errors)."""
+        resolved = self.runtime.resolve(options, target_lang=target_lang)
+        ids = self.runtime.encode_texts(texts, source_lang=source_lang, target_lang=target_lang)
+        return _Prepared([list(x) for x in ids], resolved)
+
+    def _requests(
+        self, prepared: _Prepared, call: CallContext, stream: bool
+    ) -> list[GenerationRequest]:
+        deadline = GenerationRequest.deadline_in(call.timeout_ms)
+        return [
+            GenerationRequest(
+                ids,
+                prepared.options,
+                deadline,
+                call.request_id,
+                self.runtime.new_detokenizer() if stream else None,
+            )
+            for ids in prepared.ids
+        ]
+
+    async def _run_all(self, prepared: _Prepared, call: CallContext) -> list[GenerationResult]:
+        """Submit every input at once; if one fails, cancel the rest and raise its error."""
+        requests = self._requests(prepared, call, stream=False)
+        tasks = [asyncio.ensure_future(self.engine.submit(r)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _texts_of(self, results: list[GenerationResult]) -> list[TextResult]:
+        """Decode every result in a worker thread."""
+
+        def decode_all() -> list[TextResult]:
+            return [
+                TextResult(
+                    [self.runtime.decode(seq) for seq in r.sequences],
+                    list(r.finish_reasons),
+                    r.input_tokens,
+                    r.generated_tokens,
+                )
+                for r in results
+            ]
+
+        return await asyncio.to_thread(decode_all)
+
+    @staticmethod
+    def _streamed(text: str, result: GenerationResult) -> TextResult:
+        return TextResult(
+            [text], list(result.finish_reasons), result.input_tokens, result.generated_tokens
+        )
+
+    async def _stream_texts(
+        self, prepared: _Prepared, call: CallContext
+    ) -> AsyncGenerator[TextDelta, None]:
+        texts = [""] * len(prepared.ids)
+        async for piece in self._stream_in_order(prepared, call):
+            texts[piece.index] += piece.text
+            result = (
+                None if piece.result is None else self._streamed(texts[piece.index], piece.result)
+            )
+            if piece.text or result is not None:
+                yield TextDelta(piece.index, piece.text, result, len(prepared.ids[piece.index]))
+
+    async def _stream_in_order(
+        self, prepared: _Prepared, call: CallContext
+    ) -> AsyncGenerator[_Piece, None]:
+        """Stream every input's text, all generated concurrently, delivered in input order.
+
+        Later inputs are buffered while earlier ones are still streaming. Closing the
+        iterator cancels whatever is still running.
+        """
+        requests = self._requests(prepared, call, stream=True)
+        queues: list[asyncio.Queue[_Piece | Exception]] = [asyncio.Queue() for _ in requests]
+
+        async def pump(index: int, request: GenerationRequest) -> None:
+            try:
+                async for chunk in self.engine.stream(request):
+                    if chunk.text or chunk.result is not None:
+                        queues[index].put_nowait(_Piece(index, chunk.text, chunk.result))
+            except Exception as exc:
+                queues[index].put_nowait(exc)
+
+        tasks = [asyncio.ensure_future(pump(i, r)) for i, r in enumerate(requests)]
+        try:
+            for queue in queues:
+                while True:
+                    item = await queue.get()
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+                    if item.result is not None:
+                        break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

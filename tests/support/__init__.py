@@ -1,0 +1,1 @@
+"""Shared test support: the fake runtime (type-checked against the engine's ports)."""
