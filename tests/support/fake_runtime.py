@@ -6,7 +6,6 @@ and mypy checks that it does. Outputs depend only on a request's own input ids a
 options, like a real model, so tests can compare batched against single-request results.
 Token 13 in an input is "poison": the runtime raises on it in ``generate_outputs`` and,
 per ``poison_at`` ("add", "step" or "generate" only), in ``batch.add`` or ``batch.step``.
-``crash_new_batch`` makes ``new_batch`` raise (a fault outside the guarded decode step).
 """
 
 from __future__ import annotations
@@ -177,7 +176,6 @@ class FakeRuntime:
     ) -> None:
         self.step_delay_s = step_delay_s
         self.poison_at = poison_at
-        self.crash_new_batch = False
         self.steps = 0
         self.step_sizes: list[int] = []
         # runtime.steps at each FakeBatch.add: when requests joined the running batch.
@@ -258,9 +256,7 @@ class FakeRuntime:
         return outputs
 
     def new_batch(self) -> FakeBatch:
-        """An empty fake decode batch (raises when ``crash_new_batch`` is set)."""
-        if self.crash_new_batch:
-            raise RuntimeError("injected fault: new_batch")
+        """An empty fake decode batch."""
         return FakeBatch(self)
 
 

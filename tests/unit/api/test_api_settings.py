@@ -55,3 +55,34 @@ def test_missing_models_dir_is_reported(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 2 and "is not a directory" in r.stderr
+
+
+def test_every_setting_has_a_flag(tmp_path: Path) -> None:
+    from service.cli import build_parser, flag_name
+
+    parser = build_parser("test")
+    flags = {option for action in parser._actions for option in action.option_strings}
+    assert {flag_name(name) for name in Settings.model_fields} <= flags
+    s = load_settings(
+        [
+            "--models-dir",
+            str(tmp_path),
+            "--max-batch-tokens",
+            "512",
+            "--default-timeout-ms",
+            "1500",
+            "--no-warmup",
+            "--api-keys",
+            "key-number-1,key-number-2",
+            "--intra-op-threads",
+            "2",
+        ]
+    )
+    assert (s.max_batch_tokens, s.default_timeout_ms, s.warmup) == (512, 1500.0, False)
+    assert s.api_keys == ["key-number-1", "key-number-2"] and s.intra_op_threads == 2
+
+
+def test_flag_choices_come_from_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        load_settings(["--batch-mode", "sometimes"])
+    assert "continuous" in capsys.readouterr().err

@@ -1,0 +1,71 @@
+"""Through HTTP: a dead model worker is visible and fails fast; a bug is a 500, never a 4xx."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from api_helpers import client_for, sse_events, wait_until
+
+from service.engine.scheduler import Scheduler
+from tests.support.fake_runtime import FakeRuntime
+
+
+async def test_dead_worker_makes_the_model_unready_and_requests_fail_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = FakeRuntime("fake-sum", "summarization")
+    async with client_for(
+        tmp_path, {"fake-sum": runtime}, worker_restart_delay_s=0.3, default_timeout_ms=30_000
+    ) as client:
+
+        def broken(self: Scheduler, *args: object) -> None:
+            raise RuntimeError("injected fault")
+
+        # A fault outside the guarded step whose recovery fails too: the worker dies.
+        monkeypatch.setattr(Scheduler, "_deliver", broken)
+        monkeypatch.setattr(Scheduler, "_recover_iteration", broken)
+        started = time.monotonic()
+        first = await client.post("/summarize", json={"text": "x"})
+        elapsed = time.monotonic() - started
+        ready = await client.get("/ready")
+        later = await client.post("/summarize", json={"text": "x"})
+        metrics = (await client.get("/metrics")).text
+        monkeypatch.undo()
+        engine = client.app.state.registry.entries["fake-sum"].service.engine  # type: ignore[attr-defined]
+        assert await wait_until(lambda: engine.state == "running", timeout=3)
+        healed = await client.post("/summarize", json={"text": "x"})
+        ready_again = await client.get("/ready")
+    assert first.status_code == 503 and first.json()["error"]["type"] == "model_failed"
+    assert elapsed < 2, "failed at once, not at its deadline"
+    assert ready.status_code == 503
+    assert ready.json()["models"]["fake-sum"]["state"] == "failed"
+    assert "worker died" in ready.json()["models"]["fake-sum"]["reason"]
+    assert later.status_code == 503 and later.json()["error"]["type"] == "model_failed"
+    assert 's2s_model_ready{model="fake-sum"} 0.0' in metrics
+    assert healed.status_code == 200 and ready_again.status_code == 200
+
+
+async def test_an_unexpected_exception_is_a_500_with_the_request_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = FakeRuntime("fake-sum", "summarization")
+
+    def broken(*args: object, **kwargs: object) -> list[list[int]]:
+        raise ValueError("a bug, not the client's input")
+
+    monkeypatch.setattr(runtime, "encode_texts", broken)
+    async with client_for(tmp_path, {"fake-sum": runtime}, warmup=False) as client:
+        plain = await client.post("/summarize", json={"text": "x"}, headers={"X-Request-ID": "r-1"})
+        stream = await client.post(
+            "/summarize", json={"text": "x", "stream": True}, headers={"X-Request-ID": "r-2"}
+        )
+    assert plain.status_code == 500
+    assert plain.json()["error"]["type"] == "internal_error"
+    assert plain.json()["error"]["request_id"] == "r-1" and plain.headers["x-request-id"] == "r-1"
+    events = sse_events(stream.text)
+    assert events[-1]["error"]["type"] == "internal_error"
+    assert events[-1]["error"]["request_id"] == "r-2"
+    logged = [r for r in caplog.records if r.exc_info]
+    assert logged, "the traceback is logged"
