@@ -299,7 +299,7 @@ def resolve_model(
             checkpoint, CACHE / "checkpoints" / f"{checkpoint.name}-padzero", pad
         )
     if package is None:
-        from export.pipeline import ensure_package
+        from export.cache import ensure_package
 
         package = ensure_package(
             checkpoint, task=task, name=f"{size}-{family}", precisions=tuple(variants)

@@ -1,17 +1,19 @@
-"""The export pipeline: checkpoint -> validated ONNX model package (and a test-time cache)."""
+"""The export pipeline: checkpoint -> validated ONNX model package.
+
+The build cache that tests, benchmarks and ``models.defaults`` reuse lives in
+export/cache.py.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
-import hashlib
 import json
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +34,7 @@ from export.onnx_export import OnnxPair, export_onnx
 from export.optimize import OptimizeReport, optimize_pair
 from export.package import PackageWriter, check_name
 from export.quantize import Int8Options, quantize_pair
-from export.source import Checkpoint, check_task, hash_tree, resolve_checkpoint
+from export.source import Checkpoint, check_task, resolve_checkpoint
 from export.validate import (
     Generate,
     Reference,
@@ -58,8 +60,6 @@ from service.runtime.manifest import (
     write_json_atomic,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_CACHE = REPO_ROOT / ".cache" / "packages"
 # int8 recipes, tried in order until one is token-exact; otherwise ``choose_int8`` keeps
 # the most quantized one within tolerance of the best (smaller and faster). Only per-row
 # int8 is a candidate: dynamic int8 shares one activation scale across the batch, so a
@@ -74,6 +74,9 @@ INT8_CANDIDATES = (
 # near-tie token decides "exact", while an fp32 output projection costs a large share of
 # int8 decode speed on big vocabularies (docs/benchmarks.md, "lm_head").
 INT8_AGREEMENT_TOLERANCE = 0.02
+if TYPE_CHECKING:  # the name the module __getattr__ below forwards
+    from export.cache import ensure_package  # noqa: F401
+
 FP16_NOT_VALIDATED = "fp16 is the CUDA variant and no CUDA GPU was available to validate it"
 
 Progress = Callable[[str], None]
@@ -421,67 +424,17 @@ def _summary(result: dict[str, Any]) -> str:
     )
 
 
-# The modules that decide what a package contains (the cache key covers their code).
-_PACKAGE_CODE = (
-    "export/fp16.py",
-    "export/metadata.py",
-    "export/onnx_export.py",
-    "export/optimize.py",
-    "export/package.py",
-    "export/pipeline.py",
-    "export/quantize.py",
-    "export/source.py",
-    "export/validate.py",
-    "export/validation_inputs.py",
-    "service/runtime/manifest.py",
-)
-
-
-def _code_hash() -> str:
-    digest = hashlib.sha256()
-    for rel in _PACKAGE_CODE:
-        digest.update(rel.encode())
-        digest.update((REPO_ROOT / rel).read_bytes())
-    return digest.hexdigest()
-
-
-# Hashed once, at import: a long-running process keeps the code it imported, so keying its
-# packages on files edited since then would cache old-code packages under the new key.
-_CODE_HASH = _code_hash()
-
-
-def package_fingerprint(checkpoint_dir: Path, task: str, precisions: Sequence[str]) -> str:
-    """Cache key: checkpoint files + export code + task + precisions."""
-    digest = hashlib.sha256()
-    for part in (hash_tree(Path(checkpoint_dir)), _CODE_HASH, task, ",".join(precisions)):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
-
-
-def ensure_package(
-    checkpoint_dir: str | Path,
-    task: str,
-    name: str,
-    precisions: Sequence[str] = ("fp32", "int8"),
-    progress: Progress | None = None,
-) -> Path:
-    """Export once into ``.cache/packages/<name>-<fingerprint>/<name>/`` and reuse it."""
-    wanted = parse_precisions(precisions)
-    key = package_fingerprint(Path(checkpoint_dir), task, wanted)
-    out_dir = PACKAGE_CACHE / f"{name}-{key}"
-    package = out_dir / name
-    PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(PACKAGE_CACHE / f"{name}-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (package / "manifest.json").is_file() and (package / VALIDATION_FILE).is_file():
-            return package
-        return export_package(
-            checkpoint_dir, task, name, out_dir, wanted, overwrite=True, progress=progress
-        )
-
-
 def read_validation(package_dir: str | Path) -> dict[str, Any]:
     """The package's validation.json."""
     data: dict[str, Any] = json.loads((Path(package_dir) / VALIDATION_FILE).read_text())
     return data
+
+
+def __getattr__(name: str) -> object:
+    # models/defaults.py (owned elsewhere) still imports ensure_package from here; the
+    # cache lives in export/cache.py, which imports this module, so forward lazily.
+    if name == "ensure_package":
+        from export.cache import ensure_package
+
+        return ensure_package
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
