@@ -122,7 +122,7 @@ class Metrics:
         )
         self.model_ready = Gauge(
             "s2s_model_ready",
-            "1 when the model is loaded and warmed up.",
+            "1 when the model is loaded and warmed up and its worker is alive.",
             ["model"],
             registry=r,
         )
