@@ -127,11 +127,17 @@ class ModelService:
         options: GenerationOptions,
         call: CallContext,
     ) -> AsyncGenerator[TextDelta, None]:
-        """Deltas of every text's translation (texts one after another, the original
-        spacing included); the last delta of a text carries its result."""
+        """Prepare (errors raise here, before any delta), then the deltas of every text's
+        translation: texts one after another, the original spacing included; the last
+        delta of a text carries its result."""
         segmented, prepared = await _off_loop(
             self._prepare_sentences, texts, source_lang, target_lang, options
         )
+        return self._translation_deltas(segmented, prepared, call)
+
+    async def _translation_deltas(
+        self, segmented: list[sentences.Segmented], prepared: _Prepared, call: CallContext
+    ) -> AsyncGenerator[TextDelta, None]:
         owner = [i for i, seg in enumerate(segmented) for _ in seg.sentences]
         position = [k for seg in segmented for k in range(len(seg.sentences))]
         done: list[list[TextResult]] = [[] for _ in segmented]
@@ -181,10 +187,10 @@ class ModelService:
     async def stream_summarize(
         self, texts: Sequence[str], options: GenerationOptions, call: CallContext
     ) -> AsyncGenerator[TextDelta, None]:
-        """Deltas of every summary, texts one after another."""
+        """Prepare (errors raise here), then the deltas of every summary, texts one after
+        another."""
         prepared = await _off_loop(self._prepare, texts, options)
-        async for delta in self._stream_texts(prepared, call):
-            yield delta
+        return self._stream_texts(prepared, call)
 
     # ---- chat ------------------------------------------------------------------------
     async def chat(
@@ -198,10 +204,10 @@ class ModelService:
     async def stream_chat(
         self, messages: Sequence[Message], options: GenerationOptions, call: CallContext
     ) -> AsyncGenerator[TextDelta, None]:
-        """Deltas of the reply; the last one carries the result."""
+        """Prepare (errors raise here), then the deltas of the reply; the last one carries
+        the result."""
         prepared = await _off_loop(self._prepare_chat, messages, options)
-        async for delta in self._stream_texts(prepared, call):
-            yield delta
+        return self._stream_texts(prepared, call)
 
     def conventions(self) -> ChatConventions:
         """The chat conventions of this package (plain defaults when it is no chat model)."""

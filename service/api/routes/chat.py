@@ -42,7 +42,8 @@ async def chat(body: ChatRequest, request: Request) -> Any:
     options = generation_options(body.options)
     messages = [Message(m.role, m.content) for m in body.messages]
     if body.stream:
-        return sse(request, _events(model.stream_chat(messages, options, call), model.name))
+        deltas = await model.stream_chat(messages, options, call)
+        return sse(request, _events(deltas, model.name))
     result = await until_done_or_disconnect(request, model.chat(messages, options, call))
     return ChatResponse(
         model=model.name,

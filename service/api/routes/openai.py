@@ -93,7 +93,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _Chunks(completion_id, created, model.name)
-        deltas = model.stream_chat(messages, options, call)
+        deltas = await model.stream_chat(messages, options, call)
         return sse(request, _stream(deltas, chunks, stops, include_usage))
     result = await until_done_or_disconnect(request, model.chat(messages, options, call))
     choices = []

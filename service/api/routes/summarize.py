@@ -32,7 +32,7 @@ async def summarize(body: SummarizeRequest, request: Request) -> Any:
     call = call_context(request, model, body.options.timeout_ms)
     options = generation_options(body.options)
     if body.stream:
-        deltas = model.stream_summarize(texts, options, call)
+        deltas = await model.stream_summarize(texts, options, call)
         return sse(request, _events(deltas, len(texts), model.name))
     results = await until_done_or_disconnect(request, model.summarize(texts, options, call))
     return SummarizeResponse(model=model.name, summaries=[r.text for r in results])

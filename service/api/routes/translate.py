@@ -27,7 +27,9 @@ async def translate(body: TranslateRequest, request: Request) -> Any:
     call = call_context(request, model, body.options.timeout_ms)
     options = generation_options(body.options)
     if body.stream:
-        deltas = model.stream_translate(texts, body.source_lang, body.target_lang, options, call)
+        deltas = await model.stream_translate(
+            texts, body.source_lang, body.target_lang, options, call
+        )
         return sse(request, _events(deltas, len(texts), model.name))
     work = model.translate(texts, body.source_lang, body.target_lang, options, call)
     results = await until_done_or_disconnect(request, work)

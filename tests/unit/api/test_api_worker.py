@@ -55,17 +55,36 @@ async def test_an_unexpected_exception_is_a_500_with_the_request_id(
     def broken(*args: object, **kwargs: object) -> list[list[int]]:
         raise ValueError("a bug, not the client's input")
 
-    monkeypatch.setattr(runtime, "encode_texts", broken)
     async with client_for(tmp_path, {"fake-sum": runtime}, warmup=False) as client:
+        monkeypatch.setattr(runtime, "encode_texts", broken)
         plain = await client.post("/summarize", json={"text": "x"}, headers={"X-Request-ID": "r-1"})
-        stream = await client.post(
+        early = await client.post(
             "/summarize", json={"text": "x", "stream": True}, headers={"X-Request-ID": "r-2"}
         )
-    assert plain.status_code == 500
-    assert plain.json()["error"]["type"] == "internal_error"
-    assert plain.json()["error"]["request_id"] == "r-1" and plain.headers["x-request-id"] == "r-1"
-    events = sse_events(stream.text)
+        monkeypatch.undo()
+        monkeypatch.setattr(runtime, "new_detokenizer", broken)  # fails once streaming
+        late = await client.post(
+            "/summarize", json={"text": "x", "stream": True}, headers={"X-Request-ID": "r-3"}
+        )
+    for r, rid in ((plain, "r-1"), (early, "r-2")):
+        assert r.status_code == 500 and r.headers["x-request-id"] == rid
+        assert r.json()["error"] == {
+            "type": "internal_error",
+            "message": "internal error",
+            "request_id": rid,
+        }
+    events = sse_events(late.text)
     assert events[-1]["error"]["type"] == "internal_error"
-    assert events[-1]["error"]["request_id"] == "r-2"
-    logged = [r for r in caplog.records if r.exc_info]
-    assert logged, "the traceback is logged"
+    assert events[-1]["error"]["request_id"] == "r-3"
+    assert len([r for r in caplog.records if r.exc_info]) >= 3, "each traceback is logged"
+
+
+async def test_a_stream_whose_input_is_refused_is_a_plain_http_error(tmp_path: Path) -> None:
+    async with client_for(tmp_path) as client:
+        r = await client.post("/summarize", json={"text": "word " * 40, "stream": True})
+        pair = await client.post(
+            "/translate",
+            json={"text": "x", "source_lang": "en", "target_lang": "fr", "stream": True},
+        )
+    assert r.status_code == 413 and r.json()["error"]["limit_tokens"] == 64
+    assert pair.status_code == 422

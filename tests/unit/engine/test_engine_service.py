@@ -67,22 +67,20 @@ async def test_stream_translate_adds_up_and_ends_each_text_with_its_result(
 ) -> None:
     texts = ["A b.  C d.\n", "E."]
     whole = await service.translate(texts, "en", "de", GenerationOptions(), CallContext())
-    deltas: list[TextDelta] = [
-        d
-        async for d in service.stream_translate(
-            texts, "en", "de", GenerationOptions(), CallContext()
-        )
-    ]
+    stream = await service.stream_translate(texts, "en", "de", GenerationOptions(), CallContext())
+    deltas: list[TextDelta] = [d async for d in stream]
     for i, result in enumerate(whole):
         assert "".join(d.text for d in deltas if d.index == i) == result.text
         last = [d for d in deltas if d.index == i][-1]
         assert last.result is not None and last.result.text == result.text
 
 
-async def test_too_long_input_names_the_limit(service: ModelService) -> None:
+async def test_too_long_input_names_the_limit_before_any_stream(service: ModelService) -> None:
     with pytest.raises(InputTooLargeError) as info:
         await service.summarize(["x" * 100], GenerationOptions(), CallContext())
     assert info.value.limit_tokens == 64
+    with pytest.raises(InputTooLargeError):
+        await service.stream_summarize(["x" * 100], GenerationOptions(), CallContext())
 
 
 async def test_invalid_options_are_typed(service: ModelService) -> None:
