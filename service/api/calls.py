@@ -39,9 +39,10 @@ def check_limits(settings: Settings, texts: Sequence[str], options: Options) -> 
 
 
 def call_context(request: Request, model: ModelService, timeout_ms: int | None) -> CallContext:
-    """The call context of this HTTP request (and the model label for metrics and logs)."""
+    """The call context of this HTTP request: its deadline counts from now, before any
+    tokenization (and the model label for metrics and logs)."""
     request.state.model = model.name
-    return CallContext(timeout_ms=timeout_ms, request_id=request_id_of(request) or "")
+    return CallContext.starting_now(timeout_ms, request_id_of(request) or "")
 
 
 async def _disconnected(request: Request) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,10 +11,20 @@ from service.runtime import FinishReason
 
 @dataclass(frozen=True)
 class CallContext:
-    """Per-call settings that are not generation options."""
+    """Per-call settings that are not generation options.
 
-    timeout_ms: float | None = None  # None: the engine's default deadline
+    ``deadline``: absolute ``time.monotonic()`` time by which every generation of the call
+    must be done, counted from the call's start (None: the engine's default timeout).
+    """
+
+    deadline: float | None = None
     request_id: str = ""  # for logs only
+
+    @classmethod
+    def starting_now(cls, timeout_ms: float | None, request_id: str = "") -> CallContext:
+        """A call whose deadline is ``timeout_ms`` from now (None: the engine's default)."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+        return cls(deadline, request_id)
 
 
 @dataclass(frozen=True)

@@ -91,10 +91,11 @@ class ModelService:
         languages = self.manifest.languages
         source = languages.source[0] if languages.source else None
         target = languages.target[0] if languages.target else None
+        call = CallContext.starting_now(_WARMUP_DEADLINE_MS)
         prepared = await _off_loop(
             self._prepare, ["Hello."], GenerationOptions(max_new_tokens=2), source, target
         )
-        await self._run_all(prepared, CallContext(timeout_ms=_WARMUP_DEADLINE_MS))
+        await self._run_all(prepared, call)
 
     # ---- translation -----------------------------------------------------------------
     async def translate(
@@ -255,12 +256,11 @@ class ModelService:
     def _requests(
         self, prepared: _Prepared, call: CallContext, stream: bool
     ) -> list[GenerationRequest]:
-        deadline = GenerationRequest.deadline_in(call.timeout_ms)
         return [
             GenerationRequest(
                 ids,
                 prepared.options,
-                deadline,
+                call.deadline,
                 call.request_id,
                 self.runtime.new_detokenizer() if stream else None,
             )
