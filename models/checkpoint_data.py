@@ -1,15 +1,18 @@
-"""Real text for the local checkpoints: Multi30k sentences from the shared data folder."""
+"""Where real text lives: the shared data folder (Multi30k, WMT14, SAMSum, ...), never copied.
+
+The local checkpoints do not need it (they train on ``models.checkpoint_corpus``); it is for
+benchmarks (``bench.inputs``) and for tests that are about a real corpus, which skip when it
+is absent.
+"""
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 DATA_DIR_ENV = "S2S_DATA_DIR"
-LANGUAGES = ("en", "de", "fr")
 
 
 class DataMissingError(FileNotFoundError):
@@ -27,25 +30,7 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     chosen = data_dir_choice(data_dir)
     if not (chosen / "multi30k").is_dir():
         raise DataMissingError(
-            f"Multi30k data not found under {chosen}/multi30k; pass --data-dir or set "
-            f"{DATA_DIR_ENV} to the folder holding multi30k/train.en.gz"
+            f"Multi30k data not found under {chosen}/multi30k; set {DATA_DIR_ENV} to the "
+            "folder holding multi30k/train.en.gz"
         )
     return chosen
-
-
-def read_sentences(
-    data_dir: Path, lang: str, split: str = "train", limit: int | None = None
-) -> list[str]:
-    """Read up to ``limit`` non-empty, stripped Multi30k sentences of one language and split."""
-    path = data_dir / "multi30k" / f"{split}.{lang}.gz"
-    if not path.is_file():
-        raise DataMissingError(f"missing data file {path}")
-    sentences: list[str] = []
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            text = line.strip()
-            if text:
-                sentences.append(text)
-                if limit is not None and len(sentences) >= limit:
-                    break
-    return sentences

@@ -1,7 +1,8 @@
 """Per-family recipes: tokenizer, dimensions (tiny / full), generation defaults, training task.
 
-Every family is trained on the same real Multi30k sentences with a task a tiny model learns in
-seconds (copy; M2M100 also reverses word order for ``__fr__``) so outputs depend on inputs.
+Every family is trained on the same generated English, German and French captions
+(``models.checkpoint_corpus``) with a task a tiny model learns in seconds (copy; M2M100 also
+reverses word order for ``__fr__``) so outputs depend on inputs.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ class Training:
 
 TRAINING = {
     "tiny": Training(steps=600, batch_size=48, lr=3e-3, dropout=0.0),
-    # Direct training of a full-size model (only where a recipe sets no growth): measured here,
-    # 300-600 steps of a 74 M Marian on 2 cores still gave one caption for every input.
+    # Direct training of a full-size model (only where a recipe sets no growth): measured here
+    # (on Multi30k), 300-600 steps of a 74 M Marian on 2 cores gave one caption for every input.
     "full": Training(steps=300, batch_size=16, lr=5e-4, dropout=0.0, max_tokens=24),
 }
 
@@ -246,9 +247,9 @@ RECIPES: dict[str, Recipe] = {
         make_examples=copy_examples,
         tiny_training=Training(steps=500, batch_size=48, lr=5e-3, dropout=0.0),
         sinusoidal_positions=True,
-        # 12 + 6 post-LN layers (narrow d_model 128) learn only a caption language model here:
-        # this budget gave different captions per input (loss 2.76, word similarity 0.09);
-        # 1,500 steps at lr 5e-3 gave one caption for every input (loss 2.58).
+        # 12 + 6 post-LN layers (narrow d_model 128) learned only a caption language model on
+        # Multi30k: this budget gave different captions per input (loss 2.76, word similarity
+        # 0.09); 1,500 steps at lr 5e-3 gave one caption for every input (loss 2.58).
         full_growth=Growth(training=Training(1000, 32, 3e-3, 0.0, max_tokens=24)),
     ),
     "t5": Recipe(

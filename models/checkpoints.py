@@ -2,8 +2,10 @@
 
 ``python -m models.checkpoints --out DIR --family FAMILY [--size tiny|full]`` writes a normal
 Hugging Face checkpoint dir (config.json, model.safetensors, generation_config.json, tokenizer
-files) whose tokenizer was trained here on Multi30k and whose model was briefly trained on a
-deterministic task (see ``models.checkpoint_recipes``) so that its output depends on its input.
+files) whose tokenizer was trained here on generated English, German and French captions
+(``models.checkpoint_corpus``: a seeded grammar, so no data folder is needed) and whose model
+was briefly trained on a deterministic task over them (see ``models.checkpoint_recipes``) so
+that its output depends on its input.
 
 ``ensure_checkpoint(family, size)`` builds once into ``.cache/checkpoints/`` and reuses it.
 """
@@ -26,13 +28,15 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from models.checkpoint_data import LANGUAGES, REPO_ROOT, read_sentences, resolve_data_dir
+from models.checkpoint_corpus import LANGUAGES, sentences
+from models.checkpoint_corpus import SEED as CORPUS_SEED
 from models.checkpoint_recipes import FAMILIES, RECIPES, SIZES
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".cache" / "checkpoints"
 SEED = 1234
-# Sentences per language: tokenizer training corpus / training examples.
-TOKENIZER_SENTENCES = {"tiny": 4000, "full": None}
+# Generated sentences per language: tokenizer training corpus / training examples.
+TOKENIZER_SENTENCES = {"tiny": 4000, "full": 29000}
 TRAIN_SENTENCES = 4000
 TRAIN_THREADS = {"tiny": 1, "full": 2}
 # Held-out validation sentences decoded after training to prove output depends on input.
@@ -43,11 +47,11 @@ _LIBRARIES = ("torch", "transformers", "tokenizers", "sentencepiece")
 def fingerprint(family: str, size: str) -> str:
     """The cache key: hash of what shapes this family/size's checkpoint, and library versions.
 
-    Only this family's recipe enters the hash (plus the shared data, training and build code),
-    so changing one family's recipe does not invalidate the others' cached checkpoints.
+    Only this family's recipe enters the hash (plus the shared corpus, training and build
+    code), so changing one family's recipe does not invalidate the others' cached checkpoints.
     """
     _check(family, size)
-    from models import checkpoint_data, checkpoint_tokenizers, checkpoint_train, checkpoint_widen
+    from models import checkpoint_corpus, checkpoint_tokenizers, checkpoint_train, checkpoint_widen
 
     recipe = RECIPES[family]
     parts = [
@@ -61,7 +65,7 @@ def fingerprint(family: str, size: str) -> str:
         inspect.getsource(recipe.make_examples),
         inspect.getsource(recipe.build_tokenizer),
         inspect.getsource(build_checkpoint),
-        inspect.getsource(checkpoint_data),
+        inspect.getsource(checkpoint_corpus),
         inspect.getsource(checkpoint_train),
         inspect.getsource(checkpoint_widen),
     ]
@@ -85,10 +89,12 @@ def build_checkpoint(
     family: str,
     size: str,
     out_dir: str | Path,
-    data_dir: str | Path | None = None,
     allow_untrained: bool = False,
 ) -> Path:
     """Train a tokenizer and a model of ``family`` / ``size`` and save them into ``out_dir``.
+
+    Both learn from the generated corpus (``models.checkpoint_corpus``, train split); the
+    probe decodes held-out sentences of its val split.
 
     Raises ``UntrainedCheckpointError`` (nothing saved) when the trained model gives one
     output for every held-out input, unless ``allow_untrained`` (then recipe.json says so).
@@ -115,15 +121,12 @@ def build_checkpoint(
     recipe = RECIPES[family]
     dims, growth = recipe.dims[size], recipe.growth(size)
     training = growth.training if growth is not None else recipe.training(size)
-    data = resolve_data_dir(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if size == "full":
         reuse_large_allocations()
 
-    corpus = [
-        s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TOKENIZER_SENTENCES[size])
-    ]
+    corpus = [s for lang in LANGUAGES for s in sentences(lang, "train", TOKENIZER_SENTENCES[size])]
     tokenizer = recipe.build_tokenizer(out, corpus, dims.vocab)
     vocab = model_vocab_size(tokenizer)
 
@@ -142,13 +145,13 @@ def build_checkpoint(
         narrow_positions(learner, model, growth.factor)
 
     rng = random.Random(SEED)
-    sentences = [s for lang in LANGUAGES for s in read_sentences(data, lang, limit=TRAIN_SENTENCES)]
-    rng.shuffle(sentences)
-    pairs = encode_examples(tokenizer, recipe.make_examples(sentences, rng), training.max_tokens)
+    texts = [s for lang in LANGUAGES for s in sentences(lang, "train", TRAIN_SENTENCES)]
+    rng.shuffle(texts)
+    pairs = encode_examples(tokenizer, recipe.make_examples(texts, rng), training.max_tokens)
     pad_id = config.pad_token_id
     assert pad_id is not None, f"{family} config has no pad_token_id"
     final_loss = train(learner, pairs, pad_id, training, SEED)
-    held_out = recipe.make_examples(read_sentences(data, "en", "val", limit=PROBE_SENTENCES), rng)
+    held_out = recipe.make_examples(sentences("en", "val", PROBE_SENTENCES), rng)
 
     grown_from: dict[str, object] | None = None
     if growth is not None:
@@ -181,6 +184,12 @@ def build_checkpoint(
         "seed": SEED,
         "fingerprint": fingerprint(family, size),
         "task": recipe.make_examples.__doc__,
+        "corpus": {
+            "source": "models.checkpoint_corpus",
+            "seed": CORPUS_SEED,
+            "tokenizer_sentences_per_language": TOKENIZER_SENTENCES[size],
+            "train_sentences_per_language": TRAIN_SENTENCES,
+        },
         "steps": training.steps,
         "final_loss": round(final_loss, 4),
         "probe": probe,
@@ -207,7 +216,6 @@ def _file_lock(path: Path) -> Iterator[None]:
 def ensure_checkpoint(
     family: str,
     size: str = "tiny",
-    data_dir: str | Path | None = None,
     allow_untrained: bool = False,
 ) -> Path:
     """Return the cached checkpoint dir of ``family`` / ``size``, building it once if missing.
@@ -227,9 +235,7 @@ def ensure_checkpoint(
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=CACHE_DIR))
         try:
-            build_checkpoint(
-                family, size, staging, data_dir=data_dir, allow_untrained=allow_untrained
-            )
+            build_checkpoint(family, size, staging, allow_untrained=allow_untrained)
             os.chmod(staging, 0o755)
             staging.rename(target)
         except BaseException:
@@ -249,12 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family", required=True, choices=FAMILIES)
     parser.add_argument("--size", default="tiny", choices=SIZES)
     parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="folder holding multi30k/ (default: $S2S_DATA_DIR or ../shared/data)",
-    )
-    parser.add_argument(
         "--allow-untrained",
         action="store_true",
         help="save even when every held-out input gives the same output (recipe.json says so)",
@@ -266,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = build_checkpoint(
-            args.family,
-            args.size,
-            args.out,
-            data_dir=args.data_dir,
-            allow_untrained=args.allow_untrained,
+            args.family, args.size, args.out, allow_untrained=args.allow_untrained
         )
     except UntrainedCheckpointError as exc:
         print(

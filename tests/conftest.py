@@ -1,6 +1,7 @@
 """Shared fixtures: locally built model checkpoints and exported packages.
 
-Both are cached under ``.cache/`` (keyed by a fingerprint of the recipe code), so the
+Checkpoints train on generated text (``models.checkpoint_corpus``), so neither needs a data
+folder. Both are cached under ``.cache/`` (keyed by a fingerprint of the recipe code), so the
 first run builds them and later runs reuse them.
 """
 
@@ -29,8 +30,8 @@ FAMILY_TASKS = {
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The shared real-text data folder ($S2S_DATA_DIR or ../shared/data, as the checkpoint
-    builder finds it); tests needing it skip when it is absent."""
+    """The shared real-text data folder ($S2S_DATA_DIR or ../shared/data), only for tests about
+    a real corpus (checkpoints train on generated text and never need it); skips if absent."""
     from models.checkpoint_data import DataMissingError, resolve_data_dir
 
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from models import checkpoints
-from models.checkpoint_data import DataMissingError, read_sentences, resolve_data_dir
+from models import checkpoint_corpus, checkpoints
+from models.checkpoint_data import DataMissingError, resolve_data_dir
 from models.checkpoint_recipes import (
     FAMILIES,
     RECIPES,
@@ -29,9 +29,23 @@ FAST_CLASSES = {"bart", "t5", "pegasus", "blenderbot"}
 
 
 @pytest.fixture(scope="module")
-def held_out(data_dir: Path) -> list[str]:
-    """Validation sentences the checkpoints never trained on."""
-    return read_sentences(data_dir, "en", "val", limit=8)
+def held_out() -> list[str]:
+    """Generated validation sentences the checkpoints never trained on (the build's probe)."""
+    return checkpoint_corpus.sentences("en", "val", checkpoints.PROBE_SENTENCES)
+
+
+@pytest.fixture
+def no_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No data folder anywhere, and looking for one fails: a build must not need real data."""
+    from models import checkpoint_data
+
+    def refuse(data_dir: object = None) -> Path:
+        raise AssertionError("a checkpoint build looked for the data folder")
+
+    monkeypatch.setenv("S2S_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setattr(checkpoint_data, "DEFAULT_DATA_DIR", tmp_path / "no-shared")
+    monkeypatch.setattr(checkpoint_data, "data_dir_choice", refuse)
+    monkeypatch.setattr(checkpoint_data, "resolve_data_dir", refuse)
 
 
 def _greedy(path: Path, texts: list[str], **kwargs: object) -> list[str]:
@@ -56,6 +70,26 @@ def test_fingerprint_is_stable_and_keyed_by_family_and_size() -> None:
     assert checkpoints.fingerprint("marian", "tiny") == checkpoints.fingerprint("marian", "tiny")
     keys = {checkpoints.fingerprint(f, size) for f in FAMILIES for size in ("tiny", "full")}
     assert len(keys) == 2 * len(FAMILIES)
+
+
+def test_fingerprint_covers_the_generated_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = checkpoints.fingerprint("marian", "tiny")
+    real = checkpoints.inspect.getsource
+
+    def edited(obj: object) -> str:
+        text = real(obj)
+        return text + "\n# edited" if obj is checkpoint_corpus else text
+
+    monkeypatch.setattr(checkpoints.inspect, "getsource", edited)
+    assert checkpoints.fingerprint("marian", "tiny") != before
+
+
+def test_held_out_sentences_are_not_trained_on(held_out: list[str]) -> None:
+    train = set()
+    for lang in checkpoint_corpus.LANGUAGES:
+        train.update(checkpoint_corpus.sentences(lang, "train", checkpoints.TRAIN_SENTENCES))
+    assert len(held_out) == checkpoints.PROBE_SENTENCES == len(set(held_out))
+    assert not train & set(held_out)
 
 
 def test_unknown_family_or_size_is_rejected() -> None:
@@ -150,7 +184,7 @@ def test_ensure_checkpoint_reuses_the_cached_build(tiny_checkpoint: Callable[[st
 @pytest.mark.slow
 def test_cli_writes_a_loadable_deterministic_checkpoint(
     tmp_path: Path,
-    data_dir: Path,
+    no_data_dir: None,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -158,7 +192,7 @@ def test_cli_writes_a_loadable_deterministic_checkpoint(
     # to learn anything: the build refuses such a model unless told otherwise.
     quick = dataclasses.replace(RECIPES["bart"], tiny_training=Training(3, 4, 1e-3, 0.0))
     monkeypatch.setitem(RECIPES, "bart", quick)
-    base = ["--family", "bart", "--data-dir", str(data_dir)]
+    base = ["--family", "bart"]
     assert checkpoints.main(["--out", str(tmp_path / "refused"), *base]) == 1
     refusal = capsys.readouterr().err
     assert "did not learn its task" in refusal
@@ -167,6 +201,7 @@ def test_cli_writes_a_loadable_deterministic_checkpoint(
     for name in ("a", "b"):
         assert checkpoints.main(["--out", str(tmp_path / name), *base, "--allow-untrained"]) == 0
     recipe = json.loads((tmp_path / "a" / "recipe.json").read_text())
+    assert recipe["corpus"]["source"] == "models.checkpoint_corpus"
     assert recipe["probe"]["input_dependent"] is False
     assert recipe["probe"]["distinct_outputs"] == 1
     model = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "a")
@@ -178,7 +213,7 @@ def test_cli_writes_a_loadable_deterministic_checkpoint(
 
 @pytest.mark.slow
 def test_full_size_is_grown_from_a_trained_narrow_model(
-    tmp_path: Path, data_dir: Path, held_out: list[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, no_data_dir: None, held_out: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The full-size build path at a small scale: a 2x narrower Marian (the tiny dimensions)
     # learns the copy task, is widened to d_model 128 and must still copy (fixed sinusoids:
@@ -190,7 +225,7 @@ def test_full_size_is_grown_from_a_trained_narrow_model(
         full_growth=Growth(factor=2, training=Training(600, 48, 3e-3, 0.0)),
     )
     monkeypatch.setitem(RECIPES, "marian", small_full)
-    path = checkpoints.build_checkpoint("marian", "full", tmp_path / "grown", data_dir=data_dir)
+    path = checkpoints.build_checkpoint("marian", "full", tmp_path / "grown")
     info = json.loads((path / "recipe.json").read_text())
     grown = info["grown_from"]
     assert grown["factor"] == 2 and grown["d_model"] == 64 and grown["noise"] > 0
