@@ -7,11 +7,13 @@ See docs/architecture.md ("Engine API") for the contract.
 from service.engine.engine import Engine
 from service.engine.errors import (
     DeadlineExceededError,
+    DetectedLanguageUnsupportedError,
     DrainingError,
     EngineError,
     GenerationFailedError,
     InputTooLargeError,
     InvalidRequestError,
+    LanguageNotDetectedError,
     ModelFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -28,16 +30,28 @@ from service.engine.observer import BatchMode, EngineObserver, EngineState, Engi
 from service.engine.ports import DecodeBatch, Detokenizer, Runtime
 from service.engine.registry import LoadConfig, ModelEntry, ModelRegistry, ModelState
 from service.engine.requests import GenerationRequest, GenerationResult, StreamChunk
-from service.engine.results import CallContext, TextDelta, TextResult
+from service.engine.results import PLAIN_TEXT, CallContext, TextDelta, TextFormat, TextResult
 from service.engine.scheduler import EngineConfig
 from service.engine.service import ModelService
+from service.engine.translation import (
+    AUTO,
+    DetectedLanguage,
+    Translation,
+    TranslationPlan,
+    Translator,
+    match_language,
+)
 from service.runtime import GenerationOptions, RuntimeInfo
 
 __all__ = [
+    "AUTO",
+    "PLAIN_TEXT",
     "BatchMode",
     "CallContext",
     "DeadlineExceededError",
     "DecodeBatch",
+    "DetectedLanguage",
+    "DetectedLanguageUnsupportedError",
     "Detokenizer",
     "DrainingError",
     "Engine",
@@ -52,6 +66,7 @@ __all__ = [
     "GenerationResult",
     "InputTooLargeError",
     "InvalidRequestError",
+    "LanguageNotDetectedError",
     "LoadConfig",
     "ModelEntry",
     "ModelFailedError",
@@ -68,9 +83,14 @@ __all__ = [
     "RuntimeInfo",
     "StreamChunk",
     "TextDelta",
+    "TextFormat",
     "TextResult",
+    "Translation",
+    "TranslationPlan",
+    "Translator",
     "UnsupportedLanguageError",
     "UnsupportedLanguagePairError",
     "WorkerFailedError",
     "WrongTaskError",
+    "match_language",
 ]

@@ -118,6 +118,20 @@ class UnsupportedLanguagePairError(EngineError):
         self.pairs = pairs
 
 
+class DetectedLanguageUnsupportedError(EngineError):
+    """Source "auto": a text is clearly in ``language``, which no served model translates
+    (into the requested target); ``supported`` lists the languages that are."""
+
+    def __init__(self, message: str, language: str, supported: list[str]) -> None:
+        super().__init__(message)
+        self.language = language
+        self.supported = supported
+
+
+class LanguageNotDetectedError(EngineError):
+    """Source "auto": the language of a text could not be told (give the source)."""
+
+
 class ModelNotReadyError(EngineError):
     """The model is still loading."""
 

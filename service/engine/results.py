@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from service.runtime import FinishReason
+
+FormatKind = Literal["text", "html", "xml"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,32 @@ class CallContext:
         """A call whose deadline is ``timeout_ms`` from now (None: the engine's default)."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
         return cls(deadline, request_id)
+
+
+@dataclass(frozen=True)
+class TextFormat:
+    """How a translation input is read.
+
+    ``kind``: ``"text"`` (plain text; line breaks, paragraphs and spacing kept), ``"html"``
+    or ``"xml"`` (markup: only text nodes are translated, every tag, attribute and
+    reference kept; service/text/markup.py). ``ignore_tags``: elements whose content is
+    left as is (besides code, pre, script, style in HTML). ``inline_tags``: in XML the
+    elements that do not split a sentence (every other one does); in HTML extra inline
+    elements. ``split_sentences``: False translates each text (or markup segment) whole.
+    """
+
+    kind: FormatKind = "text"
+    ignore_tags: tuple[str, ...] = ()
+    inline_tags: tuple[str, ...] | None = None
+    split_sentences: bool = True
+
+    @property
+    def is_markup(self) -> bool:
+        """True for HTML and XML."""
+        return self.kind != "text"
+
+
+PLAIN_TEXT = TextFormat()
 
 
 @dataclass(frozen=True)
@@ -47,15 +76,17 @@ class TextResult:
         return self.finish_reasons[0] if self.finish_reasons else "eos"
 
     @staticmethod
-    def combine(text: str, parts: Sequence[TextResult]) -> TextResult:
+    def combine(text: str | Sequence[str], parts: Sequence[TextResult]) -> TextResult:
         """One result for a text answered in several generations (translated sentences):
-        "length" if any part ran out of budget, token counts summed."""
+        "length" if any part ran out of budget, token counts summed. ``text`` may be
+        several alternatives (best first)."""
         reason: FinishReason = (
             "length" if any(p.finish_reason == "length" for p in parts) else "eos"
         )
+        texts = [text] if isinstance(text, str) else list(text)
         return TextResult(
-            [text],
-            [reason],
+            texts,
+            [reason] * len(texts),
             sum(p.input_tokens for p in parts),
             sum(p.generated_tokens for p in parts),
         )

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ParamSpec, TypeVar
 
 from service.engine.engine import Engine
 from service.engine.errors import invalid_request
 from service.engine.ports import Runtime
 from service.engine.requests import GenerationRequest, GenerationResult
-from service.engine.results import CallContext, TextDelta, TextResult
+from service.engine.results import PLAIN_TEXT, CallContext, TextDelta, TextFormat, TextResult
 from service.runtime import (
     GenerationOptions,
     InputTooLongError,
@@ -26,7 +26,7 @@ from service.runtime import (
     RuntimeInfo,
     RuntimeInputError,
 )
-from service.text import sentences
+from service.text import markup, sentences
 from service.text.chat import ChatConventions, Message, renderings
 
 _WARMUP_DEADLINE_MS = 600_000  # a cold model on a busy machine may be slow the first time
@@ -41,6 +41,32 @@ async def _off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
     except RuntimeInputError as exc:
         raise invalid_request(exc) from None
+
+
+def _nth(result: TextResult, k: int) -> str:
+    """The k-th alternative of a sentence (its best one when it has fewer)."""
+    return result.texts[k] if k < len(result.texts) else result.text
+
+
+def _whole(text: str) -> sentences.Segmented:
+    """``text`` as one sentence, its outer whitespace kept (split_sentences off)."""
+    core = text.strip()
+    if not core:
+        return sentences.Segmented([], [text])
+    start = text.index(core)
+    return sentences.Segmented([core], [text[:start], text[start + len(core) :]])
+
+
+def _plans(documents: Sequence[str], text_format: TextFormat) -> list[markup.Plan]:
+    return [
+        markup.extract(
+            d,
+            ignore_tags=text_format.ignore_tags,
+            inline_tags=text_format.inline_tags,
+            xml=text_format.kind == "xml",
+        )
+        for d in documents
+    ]
 
 
 @dataclass(frozen=True)
@@ -105,20 +131,70 @@ class ModelService:
         target_lang: str,
         options: GenerationOptions,
         call: CallContext,
+        text_format: TextFormat = PLAIN_TEXT,
     ) -> list[TextResult]:
         """Translate every text: split into sentences, translate them in one batch, re-join
-        each text with its original spacing and paragraph breaks."""
+        each text with its original spacing and paragraph breaks.
+
+        With num_return_sequences n > 1 each result has n texts: the k-th joins every
+        sentence's k-th sequence. HTML/XML (``text_format``): the text nodes of every
+        document go into the same batch and the markup is rebuilt around their
+        translations (one text per result; alternatives are not built for markup).
+        """
+        if text_format.is_markup:
+            return await self._translate_markup(
+                texts, source_lang, target_lang, options, call, text_format
+            )
         segmented, prepared = await _off_loop(
-            self._prepare_sentences, texts, source_lang, target_lang, options
+            self._prepare_sentences,
+            texts,
+            source_lang,
+            target_lang,
+            options,
+            text_format.split_sentences,
         )
         results = await self._texts_of(await self._run_all(prepared, call))
+        count = prepared.options.num_return_sequences
         out: list[TextResult] = []
         start = 0
         for seg in segmented:
             parts = results[start : start + len(seg.sentences)]
             start += len(seg.sentences)
-            out.append(TextResult.combine(sentences.join(seg, [p.text for p in parts]), parts))
+            joined = [
+                sentences.join(seg, [_nth(p, k) for p in parts])
+                for k in range(count if parts else 1)
+            ]
+            out.append(TextResult.combine(joined, parts))
         return out
+
+    async def _translate_markup(
+        self,
+        documents: Sequence[str],
+        source_lang: str,
+        target_lang: str,
+        options: GenerationOptions,
+        call: CallContext,
+        text_format: TextFormat,
+    ) -> list[TextResult]:
+        plans = await asyncio.to_thread(_plans, documents, text_format)
+        flat = [t for plan in plans for t in plan.texts]
+        plain = replace(text_format, kind="text")
+        parts = (
+            await self.translate(flat, source_lang, target_lang, options, call, plain)
+            if flat
+            else []
+        )
+
+        def rebuild() -> list[TextResult]:
+            out: list[TextResult] = []
+            start = 0
+            for plan in plans:
+                mine = parts[start : start + len(plan.texts)]
+                start += len(plan.texts)
+                out.append(TextResult.combine(plan.rebuild([p.text for p in mine]), mine))
+            return out
+
+        return await asyncio.to_thread(rebuild)
 
     async def stream_translate(
         self,
@@ -172,8 +248,9 @@ class ModelService:
         source_lang: str,
         target_lang: str,
         options: GenerationOptions,
+        split: bool = True,
     ) -> tuple[list[sentences.Segmented], _Prepared]:
-        segmented = [sentences.split(t, source_lang) for t in texts]
+        segmented = [sentences.split(t, source_lang) if split else _whole(t) for t in texts]
         flat = [s for seg in segmented for s in seg.sentences]
         return segmented, self._prepare(flat, options, source_lang, target_lang)
 

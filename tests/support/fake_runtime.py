@@ -41,8 +41,13 @@ class FakeInputError(RuntimeInputError):
     """The fake's input error (a RuntimeInputError, like the real runtime's)."""
 
 
-def fake_manifest(name: str = "fake", task: str = "translation") -> Manifest:
-    """A valid manifest for a fake package doing ``task``."""
+def fake_manifest(
+    name: str = "fake",
+    task: str = "translation",
+    languages: tuple[Sequence[str], Sequence[str]] = (("en",), ("de",)),
+) -> Manifest:
+    """A valid manifest for a fake package doing ``task`` (``languages``: its source and
+    target language codes)."""
     return Manifest.model_validate(
         {
             "name": name,
@@ -50,7 +55,7 @@ def fake_manifest(name: str = "fake", task: str = "translation") -> Manifest:
             "family": "fake",
             "description": "fake model",
             "source": {"ref": "fake", "sha256": "0" * 64, "kind": "local"},
-            "languages": {"source": ["en"], "target": ["de"]},
+            "languages": {"source": list(languages[0]), "target": list(languages[1])},
             "chat": {"turn_separator": "\n", "max_history_turns": 4} if task == "chat" else None,
             "model": {
                 "vocab_size": 256,
@@ -173,6 +178,7 @@ class FakeRuntime:
         task: str = "translation",
         step_delay_s: float = 0.0,
         poison_at: str = "add",
+        languages: tuple[Sequence[str], Sequence[str]] = (("en",), ("de",)),
     ) -> None:
         self.step_delay_s = step_delay_s
         self.poison_at = poison_at
@@ -183,7 +189,7 @@ class FakeRuntime:
         self.generate_sizes: list[int] = []
         self.removed: list[Hashable] = []
         self.lock = threading.Lock()
-        self._manifest = fake_manifest(name, task)
+        self._manifest = fake_manifest(name, task, languages)
         self._info = RuntimeInfo(
             precision="fp32",
             provider="CPUExecutionProvider",

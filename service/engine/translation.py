@@ -1,0 +1,308 @@
+"""Translation across the served models: source ``"auto"``, the model per text, markup.
+
+Routes that translate (ours, LibreTranslate's, DeepL's) go through a :class:`Translator`:
+``plan = await translator.plan(texts, source, target, model, text_format)`` decides, before
+any generation, which model serves which text (``registry.for_pair``, the one selection
+rule), then ``await plan.run(options, call)`` (or ``plan.stream``) calls those models'
+:class:`~service.engine.service.ModelService`, which does the sentence splitting and the
+markup.
+
+Source ``"auto"`` (or None): each text's language is detected on its own
+(``service.text.language``), among the languages the served models translate from into
+the target (or the named model's), so a batch may mix languages and go to several
+models. Markup is detected on its text, not its tags. A text without letters (digits,
+emoji, empty markup) is returned as it is, detected as ``"und"`` with confidence 0, as
+LibreTranslate does. A text clearly in another language is a
+``DetectedLanguageUnsupportedError`` naming it; one whose language cannot be told, a
+``LanguageNotDetectedError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Collection, Sequence
+from dataclasses import dataclass, field
+
+from service.engine.errors import (
+    DetectedLanguageUnsupportedError,
+    LanguageNotDetectedError,
+    UnsupportedLanguagePairError,
+)
+from service.engine.registry import ModelEntry, ModelRegistry
+from service.engine.results import PLAIN_TEXT, CallContext, TextDelta, TextFormat, TextResult
+from service.engine.service import ModelService
+from service.runtime import GenerationOptions
+from service.text import markup
+from service.text.language import (
+    UNDETERMINED,
+    Detection,
+    LangidDetector,
+    LanguageDetector,
+    NoKnownCandidateError,
+    Verdict,
+    base_language,
+)
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class DetectedLanguage:
+    """The detected source language of one text and the detector's confidence (0-1)."""
+
+    language: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One text's translation.
+
+    ``source_lang``: the language it was translated from (``"und"`` for a text passed
+    through untranslated); ``detected``: set when the source was detected; ``model``: the
+    package that translated it (None when no model was needed); ``alternatives``: the
+    other num_return_sequences texts (plain text only).
+    """
+
+    text: str
+    alternatives: list[str]
+    source_lang: str
+    detected: DetectedLanguage | None
+    model: str | None
+    result: TextResult
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The texts (by index) one model translates from one source language."""
+
+    source: str
+    service: ModelService
+    indices: list[int]
+
+
+@dataclass
+class TranslationPlan:
+    """Which model translates which text; errors that can be known up front are raised
+    before a plan exists."""
+
+    texts: list[str]
+    target: str
+    text_format: TextFormat
+    groups: list[_Group]
+    detected: list[DetectedLanguage | None]
+    passthrough: list[int] = field(default_factory=list)
+
+    @property
+    def models(self) -> list[str]:
+        """The names of the models the plan uses, in order of first use."""
+        return list(dict.fromkeys(g.service.name for g in self.groups))
+
+    async def run(self, options: GenerationOptions, call: CallContext) -> list[Translation]:
+        """Translate every text (all groups at once); the first failure cancels the rest."""
+        tasks = [
+            asyncio.ensure_future(
+                g.service.translate(
+                    [self.texts[i] for i in g.indices],
+                    g.source,
+                    self.target,
+                    options,
+                    call,
+                    self.text_format,
+                )
+            )
+            for g in self.groups
+        ]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        out: list[Translation | None] = [None] * len(self.texts)
+        for group, group_results in zip(self.groups, results, strict=True):
+            for index, result in zip(group.indices, group_results, strict=True):
+                out[index] = Translation(
+                    result.text,
+                    result.texts[1:],
+                    group.source,
+                    self.detected[index],
+                    group.service.name,
+                    result,
+                )
+        for index in self.passthrough:
+            out[index] = self._unchanged(index)
+        return [t for t in out if t is not None]
+
+    async def stream(
+        self, options: GenerationOptions, call: CallContext
+    ) -> AsyncGenerator[TextDelta, None]:
+        """Prepare every group's stream (errors raise here), then the deltas: texts passed
+        through first, then group after group (each text's pieces in order; ``index`` is
+        the text's position in the request). Plain text only."""
+        streams = []
+        try:
+            for g in self.groups:
+                texts = [self.texts[i] for i in g.indices]
+                deltas = await g.service.stream_translate(
+                    texts, g.source, self.target, options, call
+                )
+                streams.append((g, deltas))
+        except BaseException:
+            for _, deltas in streams:
+                await deltas.aclose()
+            raise
+        return self._deltas(streams)
+
+    async def _deltas(
+        self, streams: list[tuple[_Group, AsyncGenerator[TextDelta, None]]]
+    ) -> AsyncGenerator[TextDelta, None]:
+        try:
+            for index in self.passthrough:
+                unchanged = self._unchanged(index)
+                yield TextDelta(index, unchanged.text, unchanged.result)
+            for group, deltas in streams:
+                async for delta in deltas:
+                    yield TextDelta(
+                        group.indices[delta.index], delta.text, delta.result, delta.input_tokens
+                    )
+        finally:
+            for _, deltas in streams:
+                await deltas.aclose()
+
+    def _unchanged(self, index: int) -> Translation:
+        text = self.texts[index]
+        return Translation(
+            text, [], UNDETERMINED, self.detected[index], None, TextResult([text], ["eos"], 0, 0)
+        )
+
+
+def match_language(code: str, available: Collection[str]) -> str | None:
+    """The served language code for a client's ``code``: the same code ignoring case and
+    ``_``/``-``, else its base language (``EN-US`` -> ``en``, ``pt-BR`` -> ``pt``), else
+    None."""
+    wanted = code.replace("_", "-").lower()
+    by_norm = {a.replace("_", "-").lower(): a for a in available}
+    if wanted in by_norm:
+        return by_norm[wanted]
+    return by_norm.get(base_language(code))
+
+
+class Translator:
+    """Translation over every served translation model (see the module docstring)."""
+
+    def __init__(self, registry: ModelRegistry, detector: LanguageDetector | None = None) -> None:
+        self.registry = registry
+        self.detector: LanguageDetector = detector or LangidDetector()
+
+    def _entries(self) -> list[ModelEntry]:
+        return [
+            e
+            for e in self.registry.entries.values()
+            if e.task == "translation" and e.manifest is not None and e.state != "failed"
+        ]
+
+    def languages(self) -> dict[str, list[str]]:
+        """Source language -> the target languages some model translates it into."""
+        pairs: dict[str, set[str]] = {}
+        for entry in self._entries():
+            assert entry.manifest is not None
+            languages = entry.manifest.languages
+            for source in languages.source:
+                pairs.setdefault(source, set()).update(t for t in languages.target if t != source)
+        return {s: sorted(t) for s, t in sorted(pairs.items())}
+
+    def sources_into(self, target: str, model: str | None = None) -> list[str]:
+        """The languages some model (or the named one) translates into ``target``."""
+        if model is not None:
+            self.registry.for_task("translation", model)  # typed errors for a bad name
+            entry = self.registry.entries[model]
+            assert entry.manifest is not None
+            languages = entry.manifest.languages
+            return [s for s in languages.source if target in languages.target and s != target]
+        return sorted(s for s, targets in self.languages().items() if target in targets)
+
+    async def detect(
+        self, texts: Sequence[str], candidates: Collection[str] | None = None
+    ) -> list[Detection]:
+        """Detect each text's language among ``candidates`` (default: every language a
+        served model translates from), in a worker thread."""
+        pool = list(candidates) if candidates is not None else list(self.languages())
+        if not pool:
+            raise LanguageNotDetectedError("no translation model is served")
+        try:
+            return await asyncio.to_thread(self.detector.detect, list(texts), pool)
+        except NoKnownCandidateError as exc:
+            raise LanguageNotDetectedError(
+                f"cannot detect the served source languages {sorted(pool)}; give the source"
+            ) from exc
+
+    async def plan(
+        self,
+        texts: Sequence[str],
+        source: str | None,
+        target: str,
+        model: str | None = None,
+        text_format: TextFormat = PLAIN_TEXT,
+    ) -> TranslationPlan:
+        """Choose the model of every text (detecting the source when it is None or
+        ``"auto"``); raises the typed lookup and detection errors."""
+        items = list(texts)
+        if source is not None and source != AUTO:
+            service = self.registry.for_pair(source, target, model)
+            group = _Group(source, service, list(range(len(items))))
+            return TranslationPlan(items, target, text_format, [group], [None] * len(items))
+        candidates = self.sources_into(target, model)
+        if not candidates:
+            pairs = sorted({p for e in self._entries() for p in e.pairs()})
+            where = f"model {model!r}" if model is not None else "no model"
+            verb = "does not translate" if model is not None else "translates"
+            raise UnsupportedLanguagePairError(f"{where} {verb} into {target}", pairs)
+        probes = await asyncio.to_thread(_probes, items, text_format)
+        wanted = [i for i, probe in enumerate(probes) if _has_letters(probe)]
+        detections = await self.detect([probes[i] for i in wanted], candidates)
+        detected: list[DetectedLanguage | None] = [
+            DetectedLanguage(UNDETERMINED, 0.0) for _ in items
+        ]
+        by_language: dict[str, list[int]] = {}
+        for index, found in zip(wanted, detections, strict=True):
+            if found.verdict is Verdict.UNSUPPORTED:
+                raise DetectedLanguageUnsupportedError(
+                    f"text {index} is in {found.language!r}, which is not supported as a "
+                    f"source language into {target!r} (supported: {', '.join(candidates)})",
+                    found.language,
+                    candidates,
+                )
+            if found.verdict is Verdict.UNDETERMINED:
+                raise LanguageNotDetectedError(
+                    f"the language of text {index} could not be detected; give the source"
+                )
+            detected[index] = DetectedLanguage(found.language, found.confidence)
+            by_language.setdefault(found.language, []).append(index)
+        groups = [
+            _Group(language, self.registry.for_pair(language, target, model), indices)
+            for language, indices in by_language.items()
+        ]
+        passthrough = sorted(set(range(len(items))) - set(wanted))
+        return TranslationPlan(items, target, text_format, groups, detected, passthrough)
+
+
+def _has_letters(text: str) -> bool:
+    return any(ch.isalpha() for ch in text)
+
+
+def _probes(texts: Sequence[str], text_format: TextFormat) -> list[str]:
+    """The text a detector sees: markup's text nodes, not its tags and attributes."""
+    if not text_format.is_markup:
+        return list(texts)
+    return [
+        "\n".join(
+            markup.extract(
+                t,
+                ignore_tags=text_format.ignore_tags,
+                inline_tags=text_format.inline_tags,
+                xml=text_format.kind == "xml",
+            ).texts
+        )
+        for t in texts
+    ]
