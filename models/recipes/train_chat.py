@@ -96,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--limit-val", type=int, default=400, help="val pairs decoded per epoch")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument(
+        "--init-from", type=Path, default=None, help="continue from an earlier run's checkpoint"
+    )
     args = parser.parse_args(argv)
     settings: dict[str, object] = {
         **CHAT_DEFAULTS,
@@ -112,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
         "limit_val": args.limit_val,
         "limit_train": args.limit_dialogues,
         "bf16": args.bf16,
+        "init_from": args.init_from,
     }
     return TrainConfig(**settings), args.val_dialogues  # type: ignore[arg-type]
 

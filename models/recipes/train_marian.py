@@ -69,6 +69,9 @@ class TrainConfig:
     # Decoding defaults written into generation_config.json (chat models repeat themselves
     # without an n-gram block; translation needs none).
     no_repeat_ngram_size: int = 0
+    # Continue from a checkpoint of an earlier run on the same corpus (its vocabulary must be
+    # the one this run builds, which a deterministic tokenizer training guarantees).
+    init_from: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,15 @@ def validation_bleu(
     return corpus_bleu(hyps, refs)
 
 
+def load_weights(model: MarianMTModel, tokenizer: MarianTokenizer, checkpoint: Path) -> None:
+    """Copy the weights of an earlier run's checkpoint into ``model`` (same vocabulary)."""
+    earlier = MarianTokenizer.from_pretrained(str(checkpoint))
+    if earlier.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"{checkpoint} was trained with another vocabulary")
+    model.load_state_dict(MarianMTModel.from_pretrained(str(checkpoint)).state_dict())
+    log.info("continuing from %s", checkpoint)
+
+
 def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
     """Train, select and save; returns the run summary (also written as training.json).
 
@@ -271,6 +283,8 @@ def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
     )
 
     trainer = Trainer(config, tokenizer)
+    if config.init_from is not None:
+        load_weights(trainer.model, tokenizer, config.init_from)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     log.info(
         "model: %.2fM parameters, config %s",
@@ -379,6 +393,7 @@ def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
         "wall_minutes": (time.monotonic() - t0) / 60,
         "torch": torch.__version__,
         "threads": config.threads,
+        "init_from": None if config.init_from is None else str(config.init_from),
     }
     (config.out / "training.json").write_text(json.dumps(summary, indent=2))
     log.info("saved %s in %.1f min", config.out, (time.monotonic() - t0) / 60)

@@ -83,6 +83,19 @@ def test_tiny_chat_run_records_its_rendering(tmp_path: Path) -> None:
     assert "<sep>" in pieces
     assert transformers.GenerationConfig.from_pretrained(str(out)).no_repeat_ngram_size == 3
 
+    # A second phase continues from the first one's weights (same corpus, same vocabulary).
+    again = tmp_path / "again"
+    second = [*args[:2], "--out", str(again), "--work-dir", str(tmp_path / "w2"), *args[6:]]
+    assert train_chat_main([*second, "--init-from", str(out)]) == 0
+    assert json.loads((again / "training.json").read_text())["init_from"] == str(out)
+    other = tmp_path / "other"
+    other.mkdir()
+    with gzip.open(other / dailydialog.TRAIN_FILE, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(["Zebra quilt ? __eou__ Yes , vortex . __eou__"] * 24) + "\n")
+    mismatched = ["--data-dir", str(other), "--out", str(tmp_path / "x"), *args[4:]]
+    with pytest.raises(ValueError, match="another vocabulary"):
+        train_chat_main([*mismatched, "--init-from", str(out)])
+
 
 def test_distinct_and_multi_reference_bleu() -> None:
     assert distinct(["a b a b"], 1) == 0.5
