@@ -7,8 +7,8 @@ paragraph breaks, line breaks and the whitespace around sentences survive unchan
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
 from dataclasses import dataclass
 
 import pysbd
@@ -30,12 +30,22 @@ class Segmented:
     gaps: list[str]
 
 
-@functools.lru_cache(maxsize=32)
+_local = threading.local()
+
+
 def _segmenter(language: str) -> pysbd.Segmenter:
+    # One segmenter per thread and language: a pysbd.Segmenter keeps the text it is
+    # segmenting on itself, so threads sharing one lose sentences (seen under 64
+    # concurrent requests: a sentence came back as no sentence at all).
+    cache: dict[str, pysbd.Segmenter] | None = getattr(_local, "segmenters", None)
+    if cache is None:
+        cache = _local.segmenters = {}
     code = language.split("_")[0].split("-")[0].lower()
-    return pysbd.Segmenter(
-        language=code if code in LANGUAGE_CODES else _FALLBACK_LANGUAGE, clean=False
-    )
+    code = code if code in LANGUAGE_CODES else _FALLBACK_LANGUAGE
+    segmenter = cache.get(code)
+    if segmenter is None:
+        segmenter = cache[code] = pysbd.Segmenter(language=code, clean=False)
+    return segmenter
 
 
 def split(text: str, language: str = "en") -> Segmented:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from service.text.sentences import join, split
@@ -44,3 +46,11 @@ def test_unknown_language_falls_back_and_count_mismatch_raises() -> None:
     assert seg.sentences == ["One.", "Two."]
     with pytest.raises(ValueError, match="2 sentences"):
         join(seg, ["only one"])
+
+
+def test_split_is_thread_safe() -> None:
+    # pysbd keeps per-call state on its Segmenter: threads sharing one lost sentences.
+    texts = [f"Sentence number {i} is here. And a second one." for i in range(64)] * 16
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda t: split(t).sentences, texts))
+    assert all(len(r) == 2 for r in results)
