@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="Run one generation per model before ready.")
     # Batching
     batch_mode: Literal["continuous", "dynamic", "off"] = Field(
-        "continuous", description="Batching policy."
+        "dynamic",
+        description="Batching policy (dynamic holds mixed open-loop load; continuous "
+        "streams token by token but its per-cohort decoder calls collapse under it).",
     )
     max_batch_size: int = Field(
         16,
@@ -70,6 +72,12 @@ class Settings(BaseSettings):
     max_chars: int = Field(20_000, ge=1, description="Characters per text (413).")
     max_new_tokens_cap: int = Field(512, ge=1, description="Largest max_new_tokens (413).")
     max_messages: int = Field(64, ge=1, description="Chat messages per request (413).")
+    character_limit: int = Field(
+        1_000_000_000_000,
+        ge=1,
+        description="Characters this process may translate through DeepL's /v2/translate "
+        "(456 past it; /v2/usage reports it as character_limit).",
+    )
     # Security and operations
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Bearer keys; empty disables authentication."

@@ -58,7 +58,7 @@ log = logging.getLogger("service.engine")
 class EngineConfig:
     """Batching and queueing settings of one engine."""
 
-    mode: BatchMode = "continuous"
+    mode: BatchMode = "dynamic"
     # Decoder rows per batch: a request costs num_beams (or num_return_sequences) rows.
     max_batch_size: int = 16
     # Padded encoder tokens per batch: longest input x rows.

@@ -37,7 +37,7 @@ def e2e_models_dir(
 
 @pytest.fixture(scope="session")
 def server(e2e_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The shared server: continuous batching, fp32 variants."""
+    """The shared server: the default (dynamic) batching, fp32 variants."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     # fp32, the reference precision; int8 (per-row) batching exactness has its own test.
     srv = start_server(e2e_models_dir, log_path, S2S_MAX_WAIT_MS="10", S2S_PRECISION="fp32")

@@ -224,7 +224,8 @@ async def test_draining_refuses_new_work_and_ready_turns_503(tmp_path: Path) -> 
 
 async def test_client_disconnect_cancels_the_generation(tmp_path: Path) -> None:
     runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.03)
-    async with client_for(tmp_path, {"fake-sum": runtime}) as client:
+    # Continuous: only the step API can remove a running generation.
+    async with client_for(tmp_path, {"fake-sum": runtime}, batch_mode="continuous") as client:
         engine = client.app.state.registry.entries["fake-sum"].service.engine  # type: ignore[attr-defined]
         task = asyncio.create_task(
             client.post("/summarize", json={"text": "OOO", "options": {"max_new_tokens": 200}})

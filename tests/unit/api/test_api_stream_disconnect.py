@@ -17,7 +17,9 @@ from tests.support.fake_runtime import FakeRuntime
 
 async def test_stream_disconnect_cancels_the_generation(tmp_path: Path) -> None:
     runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.02)
-    app = create_app(Settings(models_dir=tmp_path), runtimes={"fake-sum": runtime})
+    app = create_app(
+        Settings(models_dir=tmp_path, batch_mode="continuous"), runtimes={"fake-sum": runtime}
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

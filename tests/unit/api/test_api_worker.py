@@ -17,7 +17,11 @@ async def test_dead_worker_makes_the_model_unready_and_requests_fail_fast(
 ) -> None:
     runtime = FakeRuntime("fake-sum", "summarization")
     async with client_for(
-        tmp_path, {"fake-sum": runtime}, worker_restart_delay_s=0.3, default_timeout_ms=30_000
+        tmp_path,
+        {"fake-sum": runtime},
+        worker_restart_delay_s=0.3,
+        default_timeout_ms=30_000,
+        batch_mode="continuous",  # the fault is injected in the continuous loop's _deliver
     ) as client:
 
         def broken(self: Scheduler, *args: object) -> None:
