@@ -18,8 +18,18 @@ from pathlib import Path
 from service.runtime.manifest import Manifest
 
 
-def ship(package: Path, out: Path, keep: list[str], description: str | None) -> Manifest:
-    """Copy ``package`` to ``out`` with only the ``keep`` variants; return the new manifest."""
+def ship(
+    package: Path,
+    out: Path,
+    keep: list[str],
+    description: str | None,
+    source_ref: str | None = None,
+) -> Manifest:
+    """Copy ``package`` to ``out`` with only the ``keep`` variants; return the new manifest.
+
+    ``source_ref`` replaces the manifest's source reference (an exporter's local path says
+    nothing to a reader of the committed package; how to rebuild it does).
+    """
     manifest = Manifest.load(package)
     missing = [p for p in keep if p not in manifest.variants]
     if missing:
@@ -33,6 +43,9 @@ def ship(package: Path, out: Path, keep: list[str], description: str | None) -> 
             update={
                 "variants": {p: v for p, v in manifest.variants.items() if p in keep},
                 "description": description or manifest.description,
+                "source": manifest.source.model_copy(
+                    update={"ref": source_ref or manifest.source.ref}
+                ),
             }
         )
         shipped.write(staging)
@@ -56,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="destination package directory")
     p.add_argument("--keep", default="int8", help="comma list of variants to keep")
     p.add_argument("--description", default=None, help="new manifest description")
+    p.add_argument("--source-ref", default=None, help="new manifest source reference")
     p.add_argument(
         "--description-file", type=Path, default=None, help="read the description from a file"
     )
@@ -63,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     description = args.description
     if args.description_file is not None:
         description = " ".join(args.description_file.read_text(encoding="utf-8").split())
-    manifest = ship(args.package, args.out, args.keep.split(","), description)
+    manifest = ship(args.package, args.out, args.keep.split(","), description, args.source_ref)
     print(f"{args.out}: variants {', '.join(manifest.variants)}")
 
 
