@@ -7,6 +7,7 @@ from service.runtime.detokenize import IncrementalDetokenizer
 from service.runtime.errors import (
     InputTooLongError,
     InvalidOptionsError,
+    InvalidTextError,
     PackageError,
     RuntimeInputError,
     UnknownLanguageError,
@@ -26,6 +27,7 @@ __all__ = [
     "IncrementalDetokenizer",
     "InputTooLongError",
     "InvalidOptionsError",
+    "InvalidTextError",
     "Manifest",
     "PackageError",
     "ResolvedOptions",

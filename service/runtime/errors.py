@@ -10,6 +10,7 @@ from service.runtime.manifest import PackageError
 __all__ = [
     "InputTooLongError",
     "InvalidOptionsError",
+    "InvalidTextError",
     "PackageError",
     "RuntimeInputError",
     "UnknownLanguageError",
@@ -34,3 +35,7 @@ class UnknownLanguageError(RuntimeInputError):
 
 class InvalidOptionsError(RuntimeInputError):
     """Generation options that are invalid alone or in combination."""
+
+
+class InvalidTextError(RuntimeInputError):
+    """A text the tokenizer cannot take (a lone UTF-16 surrogate is no character)."""

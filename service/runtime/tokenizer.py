@@ -11,7 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.runtime.errors import InputTooLongError, PackageError, UnknownLanguageError
+from service.runtime.errors import (
+    InputTooLongError,
+    InvalidTextError,
+    PackageError,
+    UnknownLanguageError,
+)
 from service.runtime.manifest import Manifest
 
 
@@ -96,6 +101,12 @@ class PackageTokenizer:
         """Token ids per text (task prefix, source-language token, EOS); never truncates:
         InputTooLongError when an input exceeds the model's source positions."""
         self._check_source(source_lang)
+        for i, text in enumerate(texts):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # sentencepiece raises a bare error on these; the API refuses them earlier.
+                raise InvalidTextError(f"input {i} holds a lone UTF-16 surrogate") from None
         with self._lock:
             if self.languages.multilingual and source_lang is not None:
                 self._set_src_lang(source_lang)

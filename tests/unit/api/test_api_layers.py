@@ -98,7 +98,8 @@ def test_every_request_option_reaches_the_generation_options() -> None:
     for field in Options.model_fields:
         if field != "timeout_ms":
             assert field in names, field
-            value = 0.5 if Options.model_fields[field].annotation == float | None else 1
+            annotation = Options.model_fields[field].annotation
+            value: object = {float | None: 0.5, bool | None: True}.get(annotation, 1)
             options = generation_options(Options.model_validate({field: value}))
             assert getattr(options, field) == value, field
 

@@ -1,0 +1,176 @@
+"""Client mistakes are JSON 4xx from the error table, never a 500 or a bare status
+(findings 1, 9 and 11 of the hardening issue; the real-model twins are in
+tests/e2e/test_e2e_reliability.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import client_for
+
+from service.api import create_app
+from service.settings import Settings
+from tests.support.fake_runtime import FakeRuntime
+
+SURROGATE = b'{"text": "\\ud800 A man.", "source_lang": "en", "target_lang": "de"}'
+JSON = {"Content-Type": "application/json"}
+
+
+def _err(response: Any) -> dict[str, Any]:
+    body = response.json()
+    assert "error" in body, body
+    return dict(body["error"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/translate", SURROGATE),
+        ("/summarize", b'{"text": "\\udfff x"}'),
+        ("/chat", b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}'),
+        (
+            "/v1/chat/completions",
+            b'{"model": "fake-chat", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        ),
+        ("/translate", b'{"text": ["ok", "\\ud83d"], "source_lang": "en", "target_lang": "de"}'),
+    ],
+)
+async def test_lone_surrogates_are_a_422_naming_the_field(
+    tmp_path: Path, path: str, body: bytes
+) -> None:
+    # Finding 1: sentencepiece raised on a lone surrogate -> 500 and two tracebacks.
+    async with client_for(tmp_path) as client:
+        r = await client.post(path, content=body, headers=JSON)
+    assert r.status_code == 422, r.text
+    assert _err(r)["type"] == "validation_error"
+    assert "surrogate" in _err(r)["message"]
+
+
+async def test_a_stream_with_a_surrogate_is_a_plain_422(tmp_path: Path) -> None:
+    body = SURROGATE.replace(b"}", b', "stream": true}')
+    async with client_for(tmp_path) as client:
+        r = await client.post("/translate", content=body, headers=JSON)
+    assert r.status_code == 422 and _err(r)["type"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"text": "\xff\xfe A man.", "source_lang": "en", "target_lang": "de"}',  # bad UTF-8
+        b'{"text": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # deep nesting
+        b'{"text": ' + b"[" * 100 + b'"x"' + b"]" * 100 + b"}",  # nested past the depth cap
+        b'{"text": "A man.", ',  # invalid JSON (was already 422)
+    ],
+    ids=["invalid-utf8", "recursion", "depth", "invalid-json"],
+)
+async def test_unparseable_bodies_are_all_422(tmp_path: Path, body: bytes) -> None:
+    # Finding 9: invalid UTF-8 and deep nesting answered 400, invalid JSON 422.
+    async with client_for(tmp_path) as client:
+        r = await client.post("/translate", content=body, headers=JSON)
+    assert r.status_code == 422, r.text
+    assert _err(r)["type"] == "validation_error"
+
+
+async def test_a_chunked_body_over_the_limit_is_a_413(tmp_path: Path) -> None:
+    # Finding 9: no Content-Length, so only the streamed byte count can tell: was 400.
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"text": "'
+        for _ in range(40):
+            yield b"a" * 1024
+        yield b'", "source_lang": "en", "target_lang": "de"}'
+
+    async with client_for(tmp_path, max_body_bytes=8192) as client:
+        r = await client.post("/translate", content=chunks(), headers=JSON)
+    assert r.status_code == 413, r.text
+    assert _err(r)["type"] == "too_large" and _err(r)["limit"] == 8192
+
+
+async def test_a_client_leaving_mid_body_is_counted_499(tmp_path: Path) -> None:
+    # Finding 9: counted 400.
+    app = create_app(
+        Settings(models_dir=tmp_path),
+        runtimes={"fake-sum": FakeRuntime("fake-sum", "summarization")},
+    )
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"text": "abc', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/summarize",
+        "raw_path": b"/summarize",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 1),
+        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+    }
+    await asyncio.wait_for(app(scope, receive, send), 10)  # type: ignore[arg-type]
+    assert not [m for m in sent if m["type"] == "http.response.start"]
+    metrics = app.state.metrics.exposition().decode()
+    assert 'route="/summarize",status="499"' in metrics
+    assert 'status="400"' not in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/summarize", {"text": "x", "options": {"num_beams": "4"}}),
+        ("/summarize", {"text": "x", "stream": "yes"}),
+        ("/summarize", {"text": "x", "options": {"do_sample": 1}}),
+        ("/summarize", {"text": "x", "options": {"max_new_tokens": 5.0}}),
+        ("/chat", {"messages": [{"role": "user", "content": "hi"}], "stream": "true"}),
+        (
+            "/v1/chat/completions",
+            {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "n": "2"},
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}], "stream": 1},
+        ),
+    ],
+)
+async def test_no_lax_coercion(tmp_path: Path, path: str, body: dict[str, Any]) -> None:
+    # Finding 11: "num_beams": "4" and "stream": "yes" were accepted.
+    async with client_for(tmp_path) as client:
+        r = await client.post(path, content=json.dumps(body), headers=JSON)
+    assert r.status_code == 422, r.text
+    assert _err(r)["type"] == "validation_error"
+
+
+async def test_numbers_stay_numbers(tmp_path: Path) -> None:
+    async with client_for(tmp_path) as client:
+        r = await client.post(
+            "/summarize", json={"text": "x", "options": {"temperature": 1, "do_sample": True}}
+        )
+    assert r.status_code == 200, r.text
+
+
+async def test_a_trailing_slash_is_a_json_404_not_a_bodiless_307(tmp_path: Path) -> None:
+    # Finding 9: /translate/ answered a bodiless 307.
+    async with client_for(tmp_path) as client:
+        r = await client.post(
+            "/translate/", json={"text": "x", "source_lang": "en", "target_lang": "de"}
+        )
+    assert r.status_code == 404, r.text
+    assert _err(r)["type"] == "not_found"
