@@ -12,8 +12,9 @@ from service.api import errors
 from service.api.drain import DrainState
 from service.api.metrics import Metrics
 from service.api.middleware import ServiceMiddleware
-from service.api.routes import chat, openai, ops, summarize, translate
-from service.engine import EngineConfig, LoadConfig, ModelRegistry, Runtime
+from service.api.routes import chat, deepl, libretranslate, openai, ops, summarize, translate
+from service.api.usage import CharacterUsage
+from service.engine import EngineConfig, LoadConfig, ModelRegistry, Runtime, Translator
 from service.engine.registry import Loader
 from service.settings import Settings
 
@@ -78,9 +79,11 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.registry = registry
+    app.state.translator = Translator(registry)
+    app.state.usage = CharacterUsage(settings.character_limit)
     app.state.drain = drain
     errors.install(app)
-    for module in (translate, summarize, chat, openai, ops):
+    for module in (translate, summarize, chat, openai, ops, libretranslate, deepl):
         app.include_router(module.router)
     app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics, drain=drain)
     if settings.cors_origins:

@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from service.api.errors import ClientDisconnectedError, request_id_of, too_large
 from service.api.schemas import Options
-from service.engine import CallContext, ModelService
+from service.engine import CallContext, ModelService, TranslationPlan
 from service.settings import Settings
 
 T = TypeVar("T")
@@ -43,6 +43,19 @@ def call_context(request: Request, model: ModelService, timeout_ms: int | None) 
     tokenization (and the model label for metrics and logs)."""
     request.state.model = model.name
     return CallContext.starting_now(timeout_ms, request_id_of(request) or "")
+
+
+def start_call(request: Request, timeout_ms: int | None) -> CallContext:
+    """The call context of a request whose model is chosen later (source detection runs
+    first, and counts against the deadline)."""
+    return CallContext.starting_now(timeout_ms, request_id_of(request) or "")
+
+
+def label_models(request: Request, plan: TranslationPlan) -> str:
+    """Record the plan's (first) model for metrics and logs, and return its name."""
+    name = plan.models[0] if plan.models else ""
+    request.state.model = name
+    return name
 
 
 async def _disconnected(request: Request) -> None:

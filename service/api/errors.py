@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.engine import (
     DeadlineExceededError,
+    DetectedLanguageUnsupportedError,
     DrainingError,
     EngineError,
     GenerationFailedError,
     InputTooLargeError,
     InvalidRequestError,
+    LanguageNotDetectedError,
     ModelFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -107,6 +109,17 @@ _TABLE: tuple[tuple[type[EngineError], Callable[[Any], ApiError]], ...] = (
         lambda e: ApiError(422, "unsupported_language_pair", str(e), pairs=e.pairs),
     ),
     (
+        DetectedLanguageUnsupportedError,
+        lambda e: ApiError(
+            422,
+            "unsupported_source_language",
+            str(e),
+            language=e.language,
+            supported=e.supported,
+        ),
+    ),
+    (LanguageNotDetectedError, _simple(422, "language_not_detected")),
+    (
         ModelNotReadyError,
         lambda e: ApiError(503, "not_ready", str(e), headers={"Retry-After": "5"}),
     ),
@@ -172,6 +185,48 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
     first = details[0] if details else {"field": "", "message": "invalid request"}
     where = f"{first['field']}: " if first["field"] else ""
     return f"{where}{first['message']}", details
+
+
+# ---- the compatible APIs' error formats ------------------------------------------------
+CompatApi = Literal["libretranslate", "deepl"]
+#: DeepL's own statuses for quota and auth; every other client error is its 400.
+_DEEPL_KEEPS = frozenset({403, 413, 429, 456, 499})
+
+
+def compat_status(error: ApiError, api: CompatApi) -> int:
+    """The status a LibreTranslate or DeepL client expects for ``error`` (decided from the
+    status the typed table gave it, never from its message).
+
+    LibreTranslate answers 400 for every client error but a bad key (403) and rate limits
+    (429), and 500 for server errors; DeepL answers 400 for bad requests but keeps 403
+    (auth), 413, 429 and 456 (quota), and keeps 5xx (its clients retry them).
+    """
+    status = error.status
+    if api == "libretranslate":
+        if status in (403, 429, 499):
+            return status
+        return 400 if status < 500 else 500
+    if status in _DEEPL_KEEPS or status >= 500:
+        return status
+    return 400
+
+
+def compat_error_response(error: BaseException, request: Request, api: CompatApi) -> JSONResponse:
+    """Render any failure in a compatible API's format: ``{"error": message}``
+    (LibreTranslate) or ``{"message": message}`` (DeepL), with that API's status; bugs are
+    logged and answered as 500 like everywhere else."""
+    log_unexpected(error, request.url.path)
+    api_error = to_api_error(error)
+    if api_error.status == 413:
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.reject(getattr(request.state, "model", ""), "too_large")
+    key = "error" if api == "libretranslate" else "message"
+    return JSONResponse(
+        {key: api_error.message},
+        status_code=compat_status(api_error, api),
+        headers=api_error.headers,
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -31,6 +31,13 @@ ROUTES = (
     "/health",
     "/ready",
     "/metrics",
+    "/libretranslate/translate",
+    "/libretranslate/detect",
+    "/libretranslate/languages",
+    "/libretranslate/frontend/settings",
+    "/v2/translate",
+    "/v2/languages",
+    "/v2/usage",
 )
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

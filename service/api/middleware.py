@@ -18,7 +18,7 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.auth import OPEN_PATHS, authorized
+from service.api.auth import OPEN_PATHS, SELF_AUTH_PREFIXES, authorized
 from service.api.drain import DrainState
 from service.api.errors import ApiError, error_body, internal_error, log_unexpected, too_large
 from service.api.logs import request_id_var
@@ -28,6 +28,10 @@ from service.settings import Settings
 access_log = logging.getLogger("service.access")
 
 WORK_ROUTES = frozenset({"/translate", "/summarize", "/chat", "/v1/chat/completions"})
+# The compatible APIs' work routes: drained like ours, but they take form bodies too.
+COMPAT_WORK_ROUTES = frozenset(
+    {"/libretranslate/translate", "/libretranslate/detect", "/v2/translate"}
+)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -59,7 +63,7 @@ class ServiceMiddleware:
         state["request_id"] = request_id
         token = request_id_var.set(request_id)
         path: str = scope["path"]
-        is_work = scope["method"] == "POST" and path in WORK_ROUTES
+        is_work = scope["method"] == "POST" and path in WORK_ROUTES | COMPAT_WORK_ROUTES
         status = [500]
         started_response = [False]
 
@@ -112,7 +116,12 @@ class ServiceMiddleware:
 
     def _precheck(self, path: str, headers: Headers, is_work: bool) -> ApiError | None:
         keys = self.settings.api_keys
-        if keys and path not in OPEN_PATHS and not authorized(headers.get("authorization"), keys):
+        if (
+            keys
+            and path not in OPEN_PATHS
+            and not path.startswith(SELF_AUTH_PREFIXES)
+            and not authorized(headers.get("authorization"), keys)
+        ):
             return ApiError(
                 401,
                 "unauthorized",
@@ -126,7 +135,7 @@ class ServiceMiddleware:
                 503, "draining", "the server is shutting down", headers={"Retry-After": "1"}
             )
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
+        if content_type != "application/json" and path in WORK_ROUTES:
             return ApiError(
                 415, "unsupported_media_type", "send the request body as application/json"
             )

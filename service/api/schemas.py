@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_LANG = Field(min_length=2, max_length=16, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
+_LANG_PATTERN = r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*"
+_LANG = Field(min_length=2, max_length=16, pattern=f"^{_LANG_PATTERN}$")
 
 
 class Options(BaseModel):
@@ -59,10 +60,26 @@ class TranslateRequest(_Work):
     """POST /translate."""
 
     text: str | list[str] = Field(description="A text or a list of texts.")
-    source_lang: str = _LANG
+    source_lang: str | None = Field(
+        None,
+        min_length=2,
+        max_length=16,
+        pattern=f"^(auto|{_LANG_PATTERN})$",
+        description='Source language; omitted or "auto": detected per text.',
+    )
     target_lang: str = _LANG
+    format: Literal["text", "html"] = Field(
+        "text",
+        description='"text": layout kept; "html": only text nodes translated, markup kept.',
+    )
 
     _check_text = field_validator("text")(classmethod(lambda cls, v: _texts(v)))
+
+    @model_validator(mode="after")
+    def _stream_plain_text(self) -> TranslateRequest:
+        if self.stream and self.format != "text":
+            raise ValueError('streaming supports format "text" only')
+        return self
 
     def texts(self) -> list[str]:
         """The input as a list."""
@@ -103,11 +120,20 @@ class ChatRequest(_Work):
         return value
 
 
+class DetectedLanguageOut(BaseModel):
+    """A detected source language ("und": a text without letters, returned as it is)."""
+
+    language: str
+    confidence: float = Field(ge=0, le=1)
+
+
 class TranslateResponse(BaseModel):
-    """Translations in input order."""
+    """Translations in input order; ``model`` is the (first) model that translated;
+    ``detected_languages`` only when the source was detected."""
 
     model: str
     translations: list[str]
+    detected_languages: list[DetectedLanguageOut] | None = None
 
 
 class SummarizeResponse(BaseModel):

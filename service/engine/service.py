@@ -327,6 +327,8 @@ class ModelService:
     ) -> _Prepared:
         """Resolve the options, then encode (worker thread; typed runtime errors)."""
         resolved = self.runtime.resolve(options, target_lang=target_lang)
+        if not texts:  # e.g. only blank texts: nothing to encode (tokenizers refuse [])
+            return _Prepared([], resolved)
         ids = self.runtime.encode_texts(texts, source_lang=source_lang, target_lang=target_lang)
         return _Prepared([list(x) for x in ids], resolved)
 

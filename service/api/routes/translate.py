@@ -1,5 +1,6 @@
 """POST /translate: sentence-split, batch-translate, re-join keeping layout (the model
-service does all three)."""
+service does all three); source "auto" detects each text's language, format "html"
+keeps the markup (both below the route, in the engine's Translator)."""
 
 from __future__ import annotations
 
@@ -8,36 +9,56 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.calls import call_context, check_limits, until_done_or_disconnect
+from service.api.calls import check_limits, label_models, start_call, until_done_or_disconnect
 from service.api.options import generation_options
-from service.api.schemas import TranslateRequest, TranslateResponse
+from service.api.schemas import DetectedLanguageOut, TranslateRequest, TranslateResponse
 from service.api.sse import DONE, SseEvent, sse
-from service.engine import TextDelta
+from service.api.usage import CharacterUsage
+from service.engine import DetectedLanguage, TextDelta, TextFormat
 
 router = APIRouter(tags=["tasks"])
 
 
-@router.post("/translate", response_model=TranslateResponse)
+@router.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True)
 async def translate(body: TranslateRequest, request: Request) -> Any:
     """Translate one text or a list of texts (answer in input order)."""
     app = request.app.state
     texts = body.texts()
     check_limits(app.settings, texts, body.options)
-    model = app.registry.for_pair(body.source_lang, body.target_lang, body.model)
-    call = call_context(request, model, body.options.timeout_ms)
+    call = start_call(request, body.options.timeout_ms)
+    plan = await app.translator.plan(
+        texts, body.source_lang, body.target_lang, body.model, TextFormat(kind=body.format)
+    )
+    model = label_models(request, plan)
     options = generation_options(body.options)
+    detected = _detected(plan.detected)
     if body.stream:
-        deltas = await model.stream_translate(
-            texts, body.source_lang, body.target_lang, options, call
-        )
-        return sse(request, _events(deltas, len(texts), model.name))
-    work = model.translate(texts, body.source_lang, body.target_lang, options, call)
-    results = await until_done_or_disconnect(request, work)
-    return TranslateResponse(model=model.name, translations=[r.text for r in results])
+        deltas = await plan.stream(options, call)
+        return sse(request, _events(deltas, len(texts), model, detected, app.usage, texts))
+    results = await until_done_or_disconnect(request, plan.run(options, call))
+    app.usage.add(texts)
+    return TranslateResponse(
+        model=model, translations=[r.text for r in results], detected_languages=detected
+    )
+
+
+def _detected(found: list[DetectedLanguage | None]) -> list[DetectedLanguageOut] | None:
+    if not found or found[0] is None:
+        return None
+    return [
+        DetectedLanguageOut(language=d.language, confidence=round(d.confidence, 4))
+        for d in found
+        if d is not None
+    ]
 
 
 async def _events(
-    deltas: AsyncIterator[TextDelta], count: int, model: str
+    deltas: AsyncIterator[TextDelta],
+    count: int,
+    model: str,
+    detected: list[DetectedLanguageOut] | None,
+    usage: CharacterUsage,
+    texts: list[str],
 ) -> AsyncIterator[SseEvent]:
     """``{"index": text_index, "delta": str}`` pieces, then the full answer, then [DONE]."""
     translations = [""] * count
@@ -46,5 +67,9 @@ async def _events(
             yield {"index": delta.index, "delta": delta.text}
         if delta.result is not None:
             translations[delta.index] = delta.result.text
-    yield {"done": True, "model": model, "translations": translations}
+    usage.add(texts)
+    done: dict[str, Any] = {"done": True, "model": model, "translations": translations}
+    if detected is not None:
+        done["detected_languages"] = [d.model_dump() for d in detected]
+    yield done
     yield DONE
