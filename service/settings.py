@@ -56,7 +56,20 @@ class Settings(BaseSettings):
         le=64,
         description="Continuous batching: queued requests join a running batch every N steps.",
     )
-    max_queue: int = Field(256, ge=1, description="Queued requests per model before 429.")
+    max_queue: int = Field(
+        256, ge=1, description="Client requests admitted per model (queued or running) before 429."
+    )
+    max_queue_cost: int = Field(
+        2_097_152,
+        ge=1,
+        description="Work units admitted per model before 429 (a request costs, per sentence, "
+        "decoder rows x max_new_tokens + its input tokens).",
+    )
+    max_request_cost: int = Field(
+        262_144,
+        ge=1,
+        description="Work units one request may cost (413 over it; at most max_queue_cost).",
+    )
     default_timeout_ms: float = Field(
         60_000, gt=0, description="Deadline of a generation without timeout_ms."
     )
@@ -89,6 +102,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest log level written."
     )
+    key_rate_per_s: float = Field(
+        0.0, ge=0, description="Work requests per second per API key (429 over it; 0: off)."
+    )
+    key_burst: int = Field(10, ge=1, description="Requests an API key may send at once.")
+    key_max_concurrent: int = Field(
+        0, ge=0, description="Work requests in progress per API key (429 over it; 0: off)."
+    )
     drain_grace_s: float = Field(
         30.0, ge=0, description="SIGTERM: how long in-flight work may take to finish."
     )
@@ -109,6 +129,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if not self.models_dir.is_dir():
             raise ValueError(f"models_dir {str(self.models_dir)!r} is not a directory")
+        if self.max_request_cost > self.max_queue_cost:
+            raise ValueError("max_request_cost must not exceed max_queue_cost")
         if any(len(key) < 8 for key in self.api_keys):
             raise ValueError("every API key must be at least 8 characters")
         return self

@@ -33,6 +33,8 @@ def load_config(settings: Settings) -> LoadConfig:
             max_wait_ms=settings.max_wait_ms,
             join_every_steps=settings.join_every_steps,
             max_queue=settings.max_queue,
+            max_queue_cost=settings.max_queue_cost,
+            max_request_cost=settings.max_request_cost,
             default_timeout_ms=settings.default_timeout_ms,
             worker_restart_delay_s=settings.worker_restart_delay_s,
         ),
@@ -75,6 +77,8 @@ def create_app(
         version="0.1.0",
         summary="Batched translation, summarization and chat with seq2seq models on ONNX Runtime.",
         lifespan=lifespan,
+        # /translate/ is a JSON 404 like any unknown path, not a bodiless 307 redirect.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -42,13 +42,14 @@ def call_context(request: Request, model: ModelService, timeout_ms: int | None) 
     """The call context of this HTTP request: its deadline counts from now, before any
     tokenization (and the model label for metrics and logs)."""
     request.state.model = model.name
-    return CallContext.starting_now(timeout_ms, request_id_of(request) or "")
+    return start_call(request, timeout_ms)
 
 
 def start_call(request: Request, timeout_ms: int | None) -> CallContext:
     """The call context of a request whose model is chosen later (source detection runs
     first, and counts against the deadline)."""
-    return CallContext.starting_now(timeout_ms, request_id_of(request) or "")
+    tenant = getattr(request.state, "tenant", "")
+    return CallContext.starting_now(timeout_ms, request_id_of(request) or "", tenant)
 
 
 def label_models(request: Request, plan: TranslationPlan) -> str:

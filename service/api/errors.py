@@ -34,6 +34,7 @@ from service.engine import (
     OptionsRejectedError,
     QueueFullError,
     RequestCancelledError,
+    RequestTooCostlyError,
     UnsupportedLanguagePairError,
     WorkerFailedError,
     WrongTaskError,
@@ -90,6 +91,7 @@ def _simple(status: int, type_: str) -> Callable[[Any], ApiError]:
 # Most specific first: the first matching type decides.
 _TABLE: tuple[tuple[type[EngineError], Callable[[Any], ApiError]], ...] = (
     (QueueFullError, _queue_full),
+    (RequestTooCostlyError, lambda e: too_large(str(e), limit=e.limit, cost=e.cost)),
     (DeadlineExceededError, _simple(504, "timeout")),
     (DrainingError, _simple(503, "draining")),
     (RequestCancelledError, _simple(499, "cancelled")),

@@ -20,7 +20,15 @@ from prometheus_client import (
 
 from service.engine import EngineObserver, EngineStatus, RuntimeInfo
 
-REJECTION_REASONS = ("queue_full", "too_large", "timeout", "cancelled", "draining")
+REJECTION_REASONS = (
+    "queue_full",
+    "too_large",
+    "timeout",
+    "cancelled",
+    "draining",
+    "rate_limited",
+    "concurrency_limit",
+)
 ROUTES = (
     "/translate",
     "/summarize",

@@ -1,9 +1,10 @@
 """One pure-ASGI middleware for what every request goes through, in order:
 
 request id (accepted from ``X-Request-ID`` if sane, else generated; always returned),
-API-key check, draining (503 for new work), content type (415) and body size (413),
-then metrics (requests by route/status, duration) and one access-log line. Pure ASGI
-rather than BaseHTTPMiddleware so streaming responses and disconnects pass through.
+API-key check, draining (503 for new work), content type (415), per-key quotas (429),
+the body read whole and checked (413 / 422 / 499, service/api/body.py), then metrics
+(requests by route/status, duration) and one access-log line. Pure ASGI rather than
+BaseHTTPMiddleware so streaming responses and disconnects pass through.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api import body
 from service.api.auth import OPEN_PATHS, SELF_AUTH_PREFIXES, authorized
 from service.api.drain import DrainState
 from service.api.errors import ApiError, error_body, internal_error, log_unexpected, too_large
 from service.api.logs import request_id_var
 from service.api.metrics import Metrics, route_label
+from service.api.quotas import KeyQuotas, tenant_of
 from service.settings import Settings
 
 access_log = logging.getLogger("service.access")
@@ -35,9 +38,7 @@ COMPAT_WORK_ROUTES = frozenset(
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class _BodyTooLargeError(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "too_large", f"request body over {limit} bytes", limit=limit)
+_BodyTooLargeError = body.BodyTooLargeError
 
 
 class ServiceMiddleware:
@@ -50,6 +51,9 @@ class ServiceMiddleware:
         self.settings = settings
         self.metrics = metrics
         self.drain = drain
+        self.quotas = KeyQuotas(
+            settings.key_rate_per_s, settings.key_burst, settings.key_max_concurrent
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,10 +83,28 @@ class ServiceMiddleware:
             if error is not None:
                 await self._send_error(error, request_id, send_with_id)
                 return
+            quota = is_work and self.quotas.enabled
+            # A local, not only the scope state: that dict may be shared between requests.
+            tenant = tenant_of(headers.get("authorization"), self.settings.api_keys)
+            state["tenant"] = tenant
+            if quota:
+                refused = self.quotas.acquire(tenant)
+                if refused is not None:
+                    self.metrics.reject("", refused.type)
+                    await self._send_error(refused, request_id, send_with_id)
+                    return
             if is_work:
                 self.drain.active += 1
             try:
-                await self.app(scope, self._limited(receive), send_with_id)
+                if is_work:
+                    replay = await self._read_work_body(path, headers, receive, send_with_id)
+                    if replay is None:
+                        if not started_response[0]:
+                            status[0] = 499  # the client left mid-body; nobody to answer
+                        return
+                else:
+                    replay = self._limited(receive)
+                await self.app(scope, replay, send_with_id)
             except Exception as exc:
                 # A bug anywhere below: 500 with the request id (logged with its traceback).
                 log_unexpected(exc, path)
@@ -92,6 +114,8 @@ class ServiceMiddleware:
             finally:
                 if is_work:
                     self.drain.active -= 1
+                if quota:
+                    self.quotas.release(tenant)
         finally:
             final = int(state.get("stream_status") or status[0])
             route = route_label(path)
@@ -146,6 +170,27 @@ class ServiceMiddleware:
                 limit=self.settings.max_body_bytes,
             )
         return None
+
+    async def _read_work_body(
+        self, path: str, headers: Headers, receive: Receive, send: Send
+    ) -> Receive | None:
+        """Read and check a work request's body, answering 413/422 itself; a receive that
+        replays the body, or None when answered (or the client left)."""
+        request_id = request_id_var.get()
+        try:
+            data = await body.read_body(receive, self.settings.max_body_bytes)
+        except body.ClientLeftError:
+            return None
+        except body.BodyTooLargeError as exc:
+            await self._send_error(exc, request_id, send)
+            return None
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            error = body.check_json(data)
+            if error is not None:
+                await self._send_error(error, request_id, send)
+                return None
+        return body.replaying(data, receive)
 
     def _limited(self, receive: Receive) -> Receive:
         limit = self.settings.max_body_bytes

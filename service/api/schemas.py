@@ -1,4 +1,8 @@
-"""Request and response bodies (pydantic); field names follow transformers' generation names."""
+"""Request and response bodies (pydantic); field names follow transformers' generation names.
+
+Request models are strict: a JSON string is no number and no boolean (``"num_beams": "4"``
+and ``"stream": "yes"`` are 422s), only an integer may stand for a float.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ _LANG = Field(min_length=2, max_length=16, pattern=f"^{_LANG_PATTERN}$")
 class Options(BaseModel):
     """Generation options; unset fields take the model package's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_new_tokens: int | None = Field(None, ge=1, description="Largest number of new tokens.")
     min_new_tokens: int | None = Field(None, ge=0)
@@ -49,7 +53,7 @@ def _texts(value: str | list[str]) -> str | list[str]:
 
 
 class _Work(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str | None = Field(None, description="Model package name (default: chosen by task).")
     options: Options = Field(default_factory=lambda: Options.model_validate({}))
@@ -101,7 +105,7 @@ class SummarizeRequest(_Work):
 class ChatMessage(BaseModel):
     """One turn of a conversation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "user", "assistant"]
     content: str = Field(min_length=1)
@@ -170,7 +174,7 @@ class ChatResponse(BaseModel):
 class OpenAIContentPart(BaseModel):
     """A content part; only text parts are supported."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     type: Literal["text"]
     text: str
@@ -179,7 +183,7 @@ class OpenAIContentPart(BaseModel):
 class OpenAIMessage(BaseModel):
     """A chat message in OpenAI's format."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[OpenAIContentPart]
@@ -194,7 +198,7 @@ class OpenAIMessage(BaseModel):
 class StreamOptions(BaseModel):
     """OpenAI stream_options."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
 
@@ -202,7 +206,7 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """POST /v1/chat/completions (unknown OpenAI fields are ignored)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str
     messages: list[OpenAIMessage] = Field(min_length=1)

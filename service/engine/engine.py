@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
+from service.engine.admission import WorkGroup, cost_of
 from service.engine.errors import (
     DeadlineExceededError,
     DrainingError,
@@ -170,22 +171,60 @@ class Engine:
         """Accepted requests not yet answered."""
         return self._active
 
-    def _accept(self, request: GenerationRequest, stream: bool) -> Job:
+    def _check_state(self) -> None:
         if self._state == "failed":
             raise WorkerFailedError(f"model {self.name!r}: {self._failure}")
         if self._state != "running":
             self.observer.on_rejection(DrainingError.reason)
             raise DrainingError(f"model {self.name!r} is not accepting work ({self._state})")
+
+    def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
+        """Admit one client request (all its generations) or refuse it as a whole:
+        RequestTooCostlyError, QueueFullError (counted once), DrainingError,
+        WorkerFailedError. Every admitted group must be released. ``dry_run``: only
+        check that it would be admitted now."""
+        self._check_state()
+        try:
+            self._scheduler.reserve(group, dry_run)
+        except EngineError as exc:
+            if exc.reason:
+                self.observer.on_rejection(exc.reason)
+            raise
+
+    def release(self, group: WorkGroup) -> None:
+        """The client request of ``group`` is answered (or gave up): free its capacity."""
+        self._scheduler.release(group)
+
+    def _report(self, job: Job, reason: str) -> None:
+        """Count a rejection once per client request, and never the request's own
+        cancellation of its remaining generations."""
+        if not reason:
+            return
+        if job.group.abandoned and reason == RequestCancelledError.reason:
+            return
+        if job.group.first_report(reason):
+            self.observer.on_rejection(reason)
+
+    def _accept(self, request: GenerationRequest, stream: bool) -> tuple[Job, bool]:
+        """The accepted job, and whether the engine reserved its group (a request given
+        without one is a client request of its own)."""
+        self._check_state()
+        own = request.group is None
+        if request.group is None:
+            request.group = WorkGroup(cost_of(request.options, [len(request.input_ids)]))
+            self.reserve(request.group)
         if request.deadline is None and self.config.default_timeout_ms is not None:
             request.deadline = GenerationRequest.deadline_in(self.config.default_timeout_ms)
         job = Job(request=request, loop=asyncio.get_running_loop(), stream=stream)
         try:
             self._scheduler.put(job)
         except EngineError as exc:
-            self.observer.on_rejection(exc.reason)
+            if own:
+                self.release(request.group)
+            self._report(job, exc.reason)
             raise
         self._active += 1
-        return job
+        return job, own
 
     async def _next_event(self, job: Job) -> _Tokens | _Done | _Failed:
         """Wait for the job's next event, enforcing its deadline and cancellation."""
@@ -198,19 +237,19 @@ class Engine:
         except asyncio.TimeoutError:
             job.cancel()
             self._scheduler.wake()
-            self.observer.on_rejection(DeadlineExceededError.reason)
+            self._report(job, DeadlineExceededError.reason)
             raise DeadlineExceededError(
                 f"deadline exceeded after {time.monotonic() - job.enqueued_at:.3f}s"
             ) from None
         except asyncio.CancelledError:
             job.cancel()
             self._scheduler.wake()
-            self.observer.on_rejection(RequestCancelledError.reason)
+            self._report(job, RequestCancelledError.reason)
             raise
 
-    def _raise_failure(self, event: _Failed) -> None:
+    def _raise_failure(self, job: Job, event: _Failed) -> None:
         if isinstance(event.error, EngineError) and event.error.reason:
-            self.observer.on_rejection(event.error.reason)
+            self._report(job, event.error.reason)
         raise event.error
 
     async def submit(self, request: GenerationRequest) -> GenerationResult:
@@ -219,16 +258,18 @@ class Engine:
         Cancelling the awaiting task (client disconnect) removes the request from the
         queue or the running batch.
         """
-        job = self._accept(request, stream=False)
+        job, own = self._accept(request, stream=False)
         try:
             while True:
                 event = await self._next_event(job)
                 if isinstance(event, _Done):
                     return event.result
                 if isinstance(event, _Failed):
-                    self._raise_failure(event)
+                    self._raise_failure(job, event)
         finally:
             self._active -= 1
+            if own:
+                self.release(job.group)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[StreamChunk]:
         """Yield new token ids (and their text) as they are generated; the last chunk
@@ -238,7 +279,7 @@ class Engine:
         the dynamic/off modes yield the whole first sequence at once. Closing the iterator
         early cancels the request.
         """
-        job = self._accept(request, stream=True)
+        job, own = self._accept(request, stream=True)
         try:
             while True:
                 event = await self._next_event(job)
@@ -248,9 +289,11 @@ class Engine:
                     yield StreamChunk([], event.result)
                     return
                 else:
-                    self._raise_failure(event)
+                    self._raise_failure(job, event)
         finally:
             if not job.finished:
                 job.cancel()
                 self._scheduler.wake()
             self._active -= 1
+            if own:
+                self.release(job.group)

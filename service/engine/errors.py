@@ -31,6 +31,16 @@ class QueueFullError(EngineError):
         self.retry_after_s = retry_after_s
 
 
+class RequestTooCostlyError(EngineError):
+    """The request costs more work units than one request may (``limit``); it could never
+    run, so it is no queue_full (413; counted as too_large by the API like other 413s)."""
+
+    def __init__(self, message: str, cost: int, limit: int) -> None:
+        super().__init__(message)
+        self.cost = cost
+        self.limit = limit
+
+
 class DeadlineExceededError(EngineError):
     """The request's deadline passed before it finished (queued or running)."""
 

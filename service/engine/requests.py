@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.engine.admission import rows_of
+from service.engine.admission import WorkGroup, cost_of, rows_of
 from service.engine.ports import Detokenizer
 from service.runtime import FinishReason, ResolvedOptions
 
@@ -37,6 +37,8 @@ class GenerationRequest:
     deadline: float | None = None
     request_id: str = ""
     detokenizer: Detokenizer | None = None
+    # The client request this generation belongs to (None: a request of its own).
+    group: WorkGroup | None = None
 
     @staticmethod
     def deadline_in(timeout_ms: float | None) -> float | None:
@@ -105,6 +107,17 @@ class Job:
     def input_len(self) -> int:
         """Number of encoder input tokens."""
         return len(self.request.input_ids)
+
+    @property
+    def group(self) -> WorkGroup:
+        """The client request this job belongs to (set by the engine on accept)."""
+        assert self.request.group is not None
+        return self.request.group
+
+    @property
+    def cost(self) -> int:
+        """Work units of this job alone."""
+        return cost_of(self.request.options, [self.input_len])
 
     @property
     def rows(self) -> int:

@@ -22,12 +22,16 @@ class CallContext:
 
     deadline: float | None = None
     request_id: str = ""  # for logs only
+    # Who asks (an API key's id, "" without keys): the scheduler lets tenants take turns.
+    tenant: str = ""
 
     @classmethod
-    def starting_now(cls, timeout_ms: float | None, request_id: str = "") -> CallContext:
+    def starting_now(
+        cls, timeout_ms: float | None, request_id: str = "", tenant: str = ""
+    ) -> CallContext:
         """A call whose deadline is ``timeout_ms`` from now (None: the engine's default)."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
-        return cls(deadline, request_id)
+        return cls(deadline, request_id, tenant)
 
 
 @dataclass(frozen=True)

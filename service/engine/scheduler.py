@@ -15,7 +15,11 @@ Policies
 - ``off``: one request per ``generate`` call, in arrival order.
 
 Admission counts decoder rows (a beam-16 request costs 16) and padded tokens
-(service/engine/admission.py).
+(service/engine/admission.py). The queue is taken in fair order, not arrival order:
+API keys take turns, and so do the client requests of a key (each request's sentences
+are its jobs, first in first out), least recently served first; a batch starts with the
+job whose turn it is. So a request waits for at most one turn of every other request
+queued before it, never for all the sentences of a big one.
 
 Failures never wedge the loop: a failing multi-request ``generate`` is retried request by
 request so that only the requests that fail alone are failed; a failing decode step fails
@@ -36,7 +40,7 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from service.engine.admission import padded_tokens
+from service.engine.admission import Turns, WorkGroup, padded_tokens
 from service.engine.errors import (
     DeadlineExceededError,
     DrainingError,
@@ -44,6 +48,7 @@ from service.engine.errors import (
     GenerationFailedError,
     QueueFullError,
     RequestCancelledError,
+    RequestTooCostlyError,
     invalid_request,
 )
 from service.engine.observer import BatchMode, EngineObserver
@@ -64,7 +69,12 @@ class EngineConfig:
     # Padded encoder tokens per batch: longest input x rows.
     max_batch_tokens: int = 8192
     max_wait_ms: float = 5.0
+    # Client requests (all their sentences together) queued or running, and their work
+    # units (service/engine/admission.py cost_of); a request over max_request_cost units
+    # could never run (413).
     max_queue: int = 256
+    max_queue_cost: int = 2_097_152
+    max_request_cost: int = 262_144
     default_timeout_ms: float | None = 60_000.0
     # Continuous mode: queued requests join a running batch only every N decode steps.
     # Each join starts a cohort that costs one decoder call per step for its whole life,
@@ -80,6 +90,8 @@ class EngineConfig:
             raise ValueError(f"unknown batching mode {self.mode!r}")
         if self.max_batch_size < 1 or self.max_batch_tokens < 1 or self.max_queue < 1:
             raise ValueError("max_batch_size, max_batch_tokens and max_queue must be >= 1")
+        if self.max_request_cost < 1 or self.max_request_cost > self.max_queue_cost:
+            raise ValueError("max_request_cost must be between 1 and max_queue_cost")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
         if self.join_every_steps < 1:
@@ -123,20 +135,54 @@ class Scheduler:
         # Jobs taken from the queue and not yet in _running (failed too if the loop breaks).
         self._in_hand: list[Job] = []
         self._stop = False
+        # Admitted client requests (queued or running) and their work units.
+        self._groups: dict[int, WorkGroup] = {}
+        self._reserved_cost = 0
+        self._turns = Turns()
         # Exponential moving average of seconds per finished request, for Retry-After.
         self._ema_job_s = 0.5
 
     # ---- event-loop side -------------------------------------------------------------
-    def put(self, job: Job) -> None:
-        """Enqueue a job or raise QueueFullError / DrainingError (never blocks)."""
+    def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
+        """Admit a client request as a whole or raise RequestTooCostlyError (it could
+        never fit), QueueFullError or DrainingError (never blocks; ``dry_run``: check
+        only)."""
+        limit = self.config.max_request_cost
+        if group.cost > limit:
+            raise RequestTooCostlyError(
+                f"the request costs {group.cost} work units (per sentence: decoder rows x "
+                f"max_new_tokens + input tokens); at most {limit} (S2S_MAX_REQUEST_COST)",
+                cost=group.cost,
+                limit=limit,
+            )
         with self._cond:
             if self._stop:
                 raise DrainingError("the model is shutting down")
-            if len(self._pending) >= self.config.max_queue:
+            if (
+                len(self._groups) >= self.config.max_queue
+                or self._reserved_cost + group.cost > self.config.max_queue_cost
+            ):
                 raise QueueFullError(
-                    f"queue full ({self.config.max_queue} requests waiting)",
+                    f"queue full ({len(self._groups)} requests, {self._reserved_cost} work "
+                    "units admitted)",
                     retry_after_s=self.retry_after_s(),
                 )
+            if not dry_run:
+                self._groups[group.key] = group
+                self._reserved_cost += group.cost
+
+    def release(self, group: WorkGroup) -> None:
+        """The client request is answered: its capacity is free again."""
+        with self._cond:
+            if self._groups.pop(group.key, None) is not None:
+                self._reserved_cost -= group.cost
+            self._turns.forget(group, any(g.tenant == group.tenant for g in self._groups.values()))
+
+    def put(self, job: Job) -> None:
+        """Enqueue a job of a reserved request or raise DrainingError (never blocks)."""
+        with self._cond:
+            if self._stop:
+                raise DrainingError("the model is shutting down")
             self._pending.append(job)
             self._cond.notify_all()
 
@@ -165,6 +211,11 @@ class Scheduler:
     def in_flight(self) -> int:
         """Jobs currently in a running batch."""
         return len(self._running)
+
+    @property
+    def admitted(self) -> int:
+        """Client requests admitted and not yet answered."""
+        return len(self._groups)
 
     def retry_after_s(self) -> int:
         """Seconds a rejected client should wait: the estimated time to drain the queue."""
@@ -269,13 +320,20 @@ class Scheduler:
         self._drop_dead()
         if not self._pending:
             return []
-        if self.config.mode == "off":
-            return [self._pending.popleft()]
-        head = self._pending[0]
-        # Same options only (one generate call takes one option set); nearest lengths first.
-        candidates = [
-            j for j in list(self._pending)[1:] if j.request.options == head.request.options
-        ]
+        order = self._turns.order(self._pending)
+        head = order[0]
+        chosen = [head] if self.config.mode == "off" else self._fill(head, order)
+        self._turns.served(chosen)
+        ids = {j.key for j in chosen}
+        self._pending = collections.deque(j for j in self._pending if j.key not in ids)
+        return chosen
+
+    def _fill(self, head: Job, order: list[Job]) -> list[Job]:
+        """The batch that starts with ``head``: jobs with its options (one generate call
+        takes one option set), nearest lengths first among the next few turns (a window,
+        so that length bucketing cannot skip a request's turn for long)."""
+        window = order[1 : 1 + 4 * self.config.max_batch_size]
+        candidates = [j for j in window if j.request.options == head.request.options]
         candidates.sort(key=lambda j: abs(j.input_len - head.input_len))
         chosen = [head]  # the head always runs, however large it is
         for job in candidates:
@@ -283,8 +341,6 @@ class Scheduler:
                 break
             if self._fits(chosen, job):
                 chosen.append(job)
-        ids = {j.key for j in chosen}
-        self._pending = collections.deque(j for j in self._pending if j.key not in ids)
         return chosen
 
     def _batched_iteration(self) -> bool:
@@ -343,13 +399,14 @@ class Scheduler:
         self._drop_dead()
         batch = list(self._running.values())
         admitted: list[Job] = []
-        while self._pending:
-            job = self._pending[0]
+        for job in self._turns.order(self._pending):
             # The first joiner of an empty batch always fits, however large it is.
             if (batch or admitted) and not self._fits(batch + admitted, job):
                 break
-            self._pending.popleft()
             admitted.append(job)
+        self._turns.served(admitted)
+        ids = {j.key for j in admitted}
+        self._pending = collections.deque(j for j in self._pending if j.key not in ids)
         self._in_hand = list(admitted)
         return admitted
 

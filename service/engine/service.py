@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import ParamSpec, TypeVar
 
+from service.engine.admission import WorkGroup, cost_of
 from service.engine.engine import Engine
 from service.engine.errors import invalid_request
 from service.engine.ports import Runtime
@@ -210,6 +211,7 @@ class ModelService:
         segmented, prepared = await _off_loop(
             self._prepare_sentences, texts, source_lang, target_lang, options
         )
+        self._check_admission(prepared, call)
         return self._translation_deltas(segmented, prepared, call)
 
     async def _translation_deltas(
@@ -268,6 +270,7 @@ class ModelService:
         """Prepare (errors raise here), then the deltas of every summary, texts one after
         another."""
         prepared = await _off_loop(self._prepare, texts, options)
+        self._check_admission(prepared, call)
         return self._stream_texts(prepared, call)
 
     # ---- chat ------------------------------------------------------------------------
@@ -285,6 +288,7 @@ class ModelService:
         """Prepare (errors raise here), then the deltas of the reply; the last one carries
         the result."""
         prepared = await _off_loop(self._prepare_chat, messages, options)
+        self._check_admission(prepared, call)
         return self._stream_texts(prepared, call)
 
     def conventions(self) -> ChatConventions:
@@ -332,8 +336,20 @@ class ModelService:
         ids = self.runtime.encode_texts(texts, source_lang=source_lang, target_lang=target_lang)
         return _Prepared([list(x) for x in ids], resolved)
 
+    def _group(self, prepared: _Prepared, call: CallContext) -> WorkGroup:
+        """The admission unit of one client request: all its inputs, their cost."""
+        return WorkGroup(
+            cost_of(prepared.options, (len(ids) for ids in prepared.ids)), tenant=call.tenant
+        )
+
+    def _check_admission(self, prepared: _Prepared, call: CallContext) -> None:
+        """Refuse a stream before it starts when it would be refused (413/429/503); the
+        stream reserves its capacity when it starts (a race then fails in-band)."""
+        if prepared.ids:
+            self.engine.reserve(self._group(prepared, call), dry_run=True)
+
     def _requests(
-        self, prepared: _Prepared, call: CallContext, stream: bool
+        self, prepared: _Prepared, call: CallContext, stream: bool, group: WorkGroup
     ) -> list[GenerationRequest]:
         return [
             GenerationRequest(
@@ -342,20 +358,30 @@ class ModelService:
                 call.deadline,
                 call.request_id,
                 self.runtime.new_detokenizer() if stream else None,
+                group,
             )
             for ids in prepared.ids
         ]
 
     async def _run_all(self, prepared: _Prepared, call: CallContext) -> list[GenerationResult]:
-        """Submit every input at once; if one fails, cancel the rest and raise its error."""
-        requests = self._requests(prepared, call, stream=False)
+        """Admit the request as a whole, submit every input at once; if one fails, cancel
+        the rest and raise its error."""
+        if not prepared.ids:
+            return []
+        group = self._group(prepared, call)
+        self.engine.reserve(group)
+        requests = self._requests(prepared, call, stream=False, group=group)
         tasks = [asyncio.ensure_future(self.engine.submit(r)) for r in requests]
         try:
             return list(await asyncio.gather(*tasks))
+        except Exception:
+            group.abandoned = True  # one input failed: cancelling the rest is ours
+            raise
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.engine.release(group)
 
     async def _texts_of(self, results: list[GenerationResult]) -> list[TextResult]:
         """Decode every result in a worker thread."""
@@ -399,7 +425,11 @@ class ModelService:
         Later inputs are buffered while earlier ones are still streaming. Closing the
         iterator cancels whatever is still running.
         """
-        requests = self._requests(prepared, call, stream=True)
+        if not prepared.ids:
+            return
+        group = self._group(prepared, call)
+        self.engine.reserve(group)
+        requests = self._requests(prepared, call, stream=True, group=group)
         queues: list[asyncio.Queue[_Piece | Exception]] = [asyncio.Queue() for _ in requests]
 
         async def pump(index: int, request: GenerationRequest) -> None:
@@ -420,7 +450,11 @@ class ModelService:
                     yield item
                     if item.result is not None:
                         break
+        except Exception:
+            group.abandoned = True
+            raise
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.engine.release(group)

@@ -174,3 +174,73 @@ async def test_a_trailing_slash_is_a_json_404_not_a_bodiless_307(tmp_path: Path)
         )
     assert r.status_code == 404, r.text
     assert _err(r)["type"] == "not_found"
+
+
+async def test_more_sentences_than_queue_slots_run_on_an_idle_server(tmp_path: Path) -> None:
+    # Finding 3: 320 sentences > S2S_MAX_QUEUE 256 got 429 with Retry-After forever.
+    texts = [" ".join(f"Sentence {i} {k} here." for k in range(5)) for i in range(64)]
+    body = {"text": texts, "source_lang": "en", "target_lang": "de"}
+    async with client_for(tmp_path) as client:
+        r = await client.post("/translate", json={**body, "options": {"max_new_tokens": 4}})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["translations"]) == 64
+
+
+async def test_a_request_that_can_never_fit_is_a_413_naming_the_limit(tmp_path: Path) -> None:
+    texts = [" ".join(f"Sentence {i} {k} here." for k in range(5)) for i in range(64)]
+    body = {"text": texts, "source_lang": "en", "target_lang": "de"}
+    async with client_for(tmp_path, max_request_cost=20_000, max_queue_cost=40_000) as client:
+        options = {"num_beams": 4, "max_new_tokens": 32}  # 320 x (4 x 32 + ~22) units
+        r = await client.post("/translate", json={**body, "options": options})
+        metrics = (await client.get("/metrics")).text
+    assert r.status_code == 413, r.text
+    error = _err(r)
+    assert error["type"] == "too_large" and error["limit"] == 20_000
+    assert error["cost"] > 20_000 and "S2S_MAX_REQUEST_COST" in error["message"]
+    assert "Retry-After" not in r.headers
+    assert 's2s_rejections_total{model="fake-mt",reason="too_large"} 1.0' in metrics
+
+
+async def test_a_rejected_request_counts_one_queue_full(tmp_path: Path) -> None:
+    # Finding 10: queue_full counted sentences, and the siblings' cancellations counted
+    # as client disconnects.
+    runtimes = {"fake-sum": FakeRuntime("fake-sum", "summarization", step_delay_s=0.1)}
+    async with client_for(tmp_path, runtimes, max_queue=1, max_wait_ms=0) as client:
+        first = asyncio.ensure_future(
+            client.post("/summarize", json={"text": [f"t{i}" for i in range(8)]})
+        )
+        await asyncio.sleep(0.1)
+        second = await client.post("/summarize", json={"text": [f"u{i}" for i in range(8)]})
+        assert (await first).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert second.status_code == 429 and second.headers["Retry-After"]
+    assert 's2s_rejections_total{model="fake-sum",reason="queue_full"} 1.0' in metrics
+    assert 'reason="cancelled"' not in metrics
+
+
+async def test_per_key_rate_and_concurrency_limits(tmp_path: Path) -> None:
+    keys = ["key-aaaaaaaa", "key-bbbbbbbb"]
+    runtimes = {"fake-sum": FakeRuntime("fake-sum", "summarization", step_delay_s=0.02)}
+    a = {"Authorization": f"Bearer {keys[0]}"}
+    b = {"Authorization": f"Bearer {keys[1]}"}
+    async with client_for(
+        tmp_path, runtimes, api_keys=keys, key_rate_per_s=0.5, key_burst=1, key_max_concurrent=1
+    ) as client:
+        slow = asyncio.ensure_future(
+            client.post(
+                "/summarize", json={"text": "x", "options": {"max_new_tokens": 64}}, headers=a
+            )
+        )
+        await asyncio.sleep(0.05)
+        busy = await client.post("/summarize", json={"text": "x"}, headers=a)
+        other = await client.post("/summarize", json={"text": "x"}, headers=b)
+        assert (await slow).status_code == 200
+        await asyncio.sleep(0.05)  # the middleware releases the slot after the last byte
+        rate = await client.post("/summarize", json={"text": "x"}, headers=a)
+        metrics = (await client.get("/metrics")).text
+    assert busy.status_code == 429 and _err(busy)["type"] == "concurrency_limit"
+    assert other.status_code == 200  # another key is not limited by key a
+    assert rate.status_code == 429 and _err(rate)["type"] == "rate_limited"
+    assert int(rate.headers["Retry-After"]) >= 1
+    assert 'reason="rate_limited"' in metrics and 'reason="concurrency_limit"' in metrics
+    assert keys[0] not in metrics

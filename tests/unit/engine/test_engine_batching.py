@@ -184,7 +184,8 @@ async def test_stream_yields_tokens_then_result(mode: str, beams: int) -> None:
 
 async def test_queue_full_raises_with_retry_after() -> None:
     runtime = FakeRuntime(step_delay_s=0.05)
-    engine = Engine(runtime, EngineConfig(mode="off", max_queue=2, max_wait_ms=0))
+    # max_queue counts client requests admitted and not answered: one running, two queued.
+    engine = Engine(runtime, EngineConfig(mode="off", max_queue=3, max_wait_ms=0))
     await engine.start()
     try:
         tasks = [asyncio.create_task(_run(engine, [30], FakeOptions()))]
