@@ -158,11 +158,16 @@ class SuppressTokensAtBegin(LogitsProcessor):
         return scores
 
 
+#: Lower temperatures act as this one: sampling is already greedy there (a logit gap of
+#: 0.01 becomes 100), and 1e-300 would be float32 zero (inf scores, NaN probabilities).
+MIN_TEMPERATURE = 1e-4
+
+
 class Temperature(LogitsProcessor):
-    """Divide scores by the temperature."""
+    """Divide scores by the temperature (at least MIN_TEMPERATURE)."""
 
     def __init__(self, temperature: float) -> None:
-        self.temperature = np.float32(temperature)
+        self.temperature = np.float32(max(temperature, MIN_TEMPERATURE))
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Scale in place."""
