@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int | None = Field(None, ge=1, description="ORT threads per model.")
     warmup: bool = Field(True, description="Run one generation per model before ready.")
+    verify_packages: bool = Field(
+        True,
+        description="Check the size and sha256 of every loaded package file against the "
+        "manifest and refuse a package that differs (costs one read of the files).",
+    )
+    ready_policy: Literal["any", "all"] = Field(
+        "any",
+        description="/ready 200: any (loading done, one model ready) or all models ready.",
+    )
     # Batching
     batch_mode: Literal["continuous", "dynamic", "off"] = Field(
         "dynamic",

@@ -26,6 +26,8 @@ def load_config(settings: Settings) -> LoadConfig:
         precision=settings.precision,
         intra_op_threads=settings.intra_op_threads,
         warmup=settings.warmup,
+        verify=settings.verify_packages,
+        ready_policy=settings.ready_policy,
         engine=EngineConfig(
             mode=settings.batch_mode,
             max_batch_size=settings.max_batch_size,

@@ -28,11 +28,12 @@ from service.engine.observer import EngineObserver
 from service.engine.ports import Runtime
 from service.engine.scheduler import EngineConfig
 from service.engine.service import ModelService
-from service.runtime import Manifest, PackageError, load_runtime
+from service.runtime import ChecksumMismatchError, Manifest, PackageError, load_runtime
 
 log = logging.getLogger("service.models")
 
 ModelState = Literal["loading", "ready", "failed"]
+ReadyPolicy = Literal["all", "any"]
 Loader = Callable[[Path], Runtime]
 ObserverFactory = Callable[[str], EngineObserver]
 
@@ -46,6 +47,26 @@ class LoadConfig:
     intra_op_threads: int | None = None
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
+    # Check every loaded file's size and sha256 against the manifest (refuse on mismatch).
+    verify: bool = True
+    # /ready: "all" configured models ready, or "any": loading is over and one is ready.
+    ready_policy: ReadyPolicy = "any"
+
+
+def public_failure(exc: BaseException, stage: str, package: Path | None = None) -> str:
+    """Why a model failed, for /ready and 503 bodies: the model's own terms, never a
+    server path or an ONNX Runtime message (those go to the log)."""
+    if isinstance(exc, ChecksumMismatchError):
+        return f"package file {exc.file} does not match the manifest (size or sha256)"
+    if isinstance(exc, PackageError):
+        message = str(exc)
+        if package is not None:  # the runtime names files by their full path
+            message = message.replace(str(package / "manifest.json"), "manifest.json")
+            message = message.replace(str(package), package.name)
+        if "/" in message or "\\" in message:
+            return f"invalid package ({stage}); see the server log"
+        return f"invalid package: {message}"
+    return f"{stage} failed ({type(exc).__name__}); see the server log"
 
 
 @dataclass
@@ -113,6 +134,7 @@ def default_loader(config: LoadConfig) -> Loader:
             device=config.device,
             precision=config.precision,
             intra_op_threads=config.intra_op_threads,
+            verify=config.verify,
         )
 
     return load
@@ -145,6 +167,9 @@ class ModelRegistry:
                 self.entries[name] = ModelEntry(
                     name, None, load_state="failed", load_failure="no such package in models_dir"
                 )
+                log.error("model %s failed to load: no such package in models_dir", name)
+            if not self.entries:
+                log.error("no model packages in %s (no folder holds a manifest.json)", models_dir)
         for name in self.entries:
             self._observers[name] = observer_for(name)
         self._task: asyncio.Task[None] | None = None
@@ -156,13 +181,24 @@ class ModelRegistry:
         try:
             entry.manifest = Manifest.load(entry.path)
         except PackageError as exc:
-            entry.load_state, entry.load_failure = "failed", str(exc)
+            entry.load_state, entry.load_failure = "failed", public_failure(exc, "manifest", entry.path)
+            log.error("model %s failed to load: %s", entry.name, exc)
         return entry
 
     @property
     def all_ready(self) -> bool:
         """True when there is at least one model and every model is ready."""
         return bool(self.entries) and all(e.state == "ready" for e in self.entries.values())
+
+    @property
+    def ready(self) -> bool:
+        """Ready by the configured policy: ``all`` models, or ``any`` (no model still
+        loading and at least one ready; a broken package then leaves the others serving,
+        and /ready still names it)."""
+        if self.config.ready_policy == "all":
+            return self.all_ready
+        states = [e.state for e in self.entries.values()]
+        return "ready" in states and "loading" not in states
 
     async def start(self) -> None:
         """Begin loading in the background (the server answers /health meanwhile)."""
@@ -205,8 +241,10 @@ class ModelRegistry:
             raise
         except Exception as exc:
             entry.load_state = "failed"
-            entry.load_failure = f"{type(exc).__name__}: {exc}"
-            log.error("model %s failed to load: %s", entry.name, entry.load_failure)
+            entry.load_failure = public_failure(
+                exc, "warm-up" if entry.service else "load", entry.path
+            )
+            log.error("model %s failed to load: %s: %s", entry.name, type(exc).__name__, exc)
             return
         observer.on_model_ready(runtime.info, entry.task)
         entry.load_state = "ready"

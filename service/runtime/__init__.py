@@ -13,6 +13,7 @@ from service.runtime.errors import (
     UnknownLanguageError,
 )
 from service.runtime.generator import DecodeBatch
+from service.runtime.integrity import ChecksumMismatchError
 from service.runtime.manifest import Manifest
 from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
@@ -20,6 +21,7 @@ from service.runtime.search import FinishReason, StepEvent
 from service.runtime.sessions import RuntimeInfo
 
 __all__ = [
+    "ChecksumMismatchError",
     "DecodeBatch",
     "FinishReason",
     "GenerationOptions",

@@ -10,6 +10,7 @@ from pathlib import Path
 from service.runtime.detokenize import IncrementalDetokenizer
 from service.runtime.errors import PackageError, RuntimeInputError
 from service.runtime.generator import Backend, DecodeBatch
+from service.runtime.integrity import verify_package
 from service.runtime.manifest import Manifest
 from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
 from service.runtime.search import FinishReason, finish_reason
@@ -178,7 +179,7 @@ def load_runtime(
     manifest = Manifest.load(root)
     device, precision = _choose(manifest, device, precision)
     if verify:
-        manifest.verify_files(root, [precision])
+        verify_package(manifest, root, [precision])
     threads = intra_op_threads or default_intra_op_threads()
     encoder_path, decoder_path = manifest.variant_paths(root, precision)
     tokenizer = PackageTokenizer(manifest.tokenizer_dir(root), manifest)

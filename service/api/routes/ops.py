@@ -28,7 +28,7 @@ async def ready(request: Request) -> JSONResponse:
         name: {"state": e.state, **({"reason": e.reason} if e.reason else {})}
         for name, e in state.registry.entries.items()
     }
-    is_ready = state.registry.all_ready and not state.drain.draining
+    is_ready = state.registry.ready and not state.drain.draining
     body = {"ready": is_ready, "draining": state.drain.draining, "models": models}
     return JSONResponse(body, status_code=200 if is_ready else 503)
 
