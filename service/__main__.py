@@ -3,8 +3,10 @@
 Every setting has a flag and an ``S2S_`` environment variable (service/settings.py,
 service/cli.py); flags win.
 SIGTERM drains: /ready turns 503 and new work gets 503 at once, in-flight work may
-finish for up to ``drain_grace_s``, then the server stops and the process exits 0.
-A second SIGTERM/SIGINT stops at once.
+finish for up to ``drain_grace_s``. Work still unfinished then is answered 503
+``draining`` (an SSE ``error`` event on a stream), given ``FLUSH_S`` to reach the
+clients, and the process exits 3 (it dropped accepted work) instead of 0. The whole
+drain takes at most ``drain_grace_s + 2 * FLUSH_S``. A second SIGTERM/SIGINT stops at once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from service.settings import Settings, describe_error
 
 if TYPE_CHECKING:
     from service.api.drain import DrainState
+    from service.engine import ModelRegistry
+
+#: Seconds the 503s of work cut off at the end of the grace period get to reach clients
+#: (then uvicorn's own shutdown waits at most as long again).
+FLUSH_S = 2.0
+#: Exit status of a drain that dropped accepted work.
+EXIT_DROPPED_WORK = 3
 
 log = logging.getLogger("service")
 
@@ -44,10 +53,18 @@ def load_settings(argv: list[str] | None = None) -> Settings:
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose first SIGTERM drains instead of closing the socket at once."""
 
-    def __init__(self, config: uvicorn.Config, drain: DrainState, grace_s: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: DrainState,
+        grace_s: float,
+        registry: ModelRegistry | None = None,
+    ) -> None:
         super().__init__(config)
         self.drain = drain
         self.grace_s = grace_s
+        self.registry = registry
+        self.dropped = 0
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """First SIGTERM: start draining. Anything else (or a second signal): stop now."""
@@ -65,10 +82,17 @@ class DrainingServer(uvicorn.Server):
         """Stop once draining and no work request is left (or the grace period is over)."""
         if self.drain.draining:
             idle = self.drain.active == 0
-            if idle or self.drain.elapsed_s() >= self.grace_s:
-                if not idle:
-                    log.warning("grace period over with %d requests unfinished", self.drain.active)
+            elapsed = self.drain.elapsed_s()
+            if idle or elapsed >= self.grace_s + FLUSH_S:
                 return True
+            if elapsed >= self.grace_s and not self.dropped:
+                self.dropped = self.drain.active
+                log.warning(
+                    "grace period over with %d requests unfinished; answering them 503",
+                    self.dropped,
+                )
+                if self.registry is not None:
+                    self.registry.abort_all()
         return await super().on_tick(counter)
 
 
@@ -78,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     # serving install even in a development venv that has torch.
     block_torch()
     from service.api.app import create_app
+    from service.api.connections import header_timeout_protocol
     from service.api.logs import setup_logging
 
     settings = load_settings(argv)
@@ -90,14 +115,19 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=max(1, int(settings.drain_grace_s)),
+        # The grace period is spent in on_tick; uvicorn's own wait only flushes.
+        timeout_graceful_shutdown=int(FLUSH_S),
+        timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
+        http=header_timeout_protocol(settings.header_timeout_s),
         lifespan="on",
     )
-    server = DrainingServer(config, drain, settings.drain_grace_s)
+    server = DrainingServer(config, drain, settings.drain_grace_s, app.state.registry)
     started = time.monotonic()
     server.run()
     log.info("stopped after %.1fs", time.monotonic() - started)
-    return 0 if server.started else 1
+    if not server.started:
+        return 1
+    return EXIT_DROPPED_WORK if server.dropped else 0
 
 
 if __name__ == "__main__":

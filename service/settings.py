@@ -118,8 +118,17 @@ class Settings(BaseSettings):
     key_max_concurrent: int = Field(
         0, ge=0, description="Work requests in progress per API key (429 over it; 0: off)."
     )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="A client must send its request headers within this."
+    )
+    keep_alive_timeout_s: float = Field(
+        5.0, gt=0, le=600, description="Idle keep-alive connections close after this."
+    )
     drain_grace_s: float = Field(
-        30.0, ge=0, description="SIGTERM: how long in-flight work may take to finish."
+        30.0,
+        ge=0,
+        description="SIGTERM: how long in-flight work may take to finish; then it is answered "
+        "503 (an SSE error event) and the process exits 3.",
     )
 
     @field_validator("models", "api_keys", "cors_origins", mode="before")

@@ -156,6 +156,11 @@ class Engine:
         self._scheduler.fail_all(DrainingError(f"model {self.name!r} shut down"))
         self._state = "stopped"
 
+    def abort(self, error: EngineError) -> None:
+        """Fail every queued and running request with ``error`` now (the drain grace
+        period is over); the worker keeps running until stop()."""
+        self._scheduler.fail_all(error)
+
     def status(self) -> EngineStatus:
         """State, batching mode, queue depth and requests in flight."""
         return {

@@ -17,6 +17,7 @@ from typing import Literal
 
 from service.engine.engine import Engine
 from service.engine.errors import (
+    DrainingError,
     ModelFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -181,7 +182,10 @@ class ModelRegistry:
         try:
             entry.manifest = Manifest.load(entry.path)
         except PackageError as exc:
-            entry.load_state, entry.load_failure = "failed", public_failure(exc, "manifest", entry.path)
+            entry.load_state, entry.load_failure = (
+                "failed",
+                public_failure(exc, "manifest", entry.path),
+            )
             log.error("model %s failed to load: %s", entry.name, exc)
         return entry
 
@@ -215,6 +219,14 @@ class ModelRegistry:
             self._task.cancel()
         services = [e.service for e in self.entries.values() if e.service is not None]
         await asyncio.gather(*(s.stop(drain_timeout_s) for s in services))
+
+    def abort_all(self) -> None:
+        """Fail all accepted work of every model with DrainingError (503) now."""
+        for entry in self.entries.values():
+            if entry.service is not None:
+                entry.service.engine.abort(
+                    DrainingError("the server's drain grace period ended before this finished")
+                )
 
     async def _load_all(self) -> None:
         # One at a time: loading is CPU- and memory-heavy, and order keeps logs readable.
