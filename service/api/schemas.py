@@ -231,3 +231,51 @@ class ChatCompletionRequest(BaseModel):
     def stop_list(self) -> list[str]:
         """Stop strings as a list."""
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+class ErrorDetail(BaseModel):
+    """An error: a stable ``type``, a human ``message``, the request id and the type's own
+    fields (``limit``, ``cost``, ``retry_after_s``, ``available``, ``pairs``, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    message: str
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error body of the task routes (docs/api.md, Errors)."""
+
+    error: ErrorDetail
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, object]:
+    entry: dict[str, object] = {"model": ErrorResponse, "description": description}
+    if retry_after:
+        entry["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer"},
+            }
+        }
+    return entry
+
+
+#: The statuses a task route answers (docs/api.md's error table) and the 200 stream, for
+#: the OpenAPI document: FastAPI alone would list 200 and its own 422 body only.
+TASK_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "the answer, or with `stream: true` server-sent events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    },
+    401: _error("`unauthorized`: `S2S_API_KEYS` is set and the Bearer key is missing or wrong"),
+    404: _error("`model_not_found`: no package of that name"),
+    413: _error("`too_large`: over a request limit, the request cost or the model's window"),
+    415: _error("`unsupported_media_type`: the body is not `application/json`"),
+    422: _error("`validation_error` and the other request errors of the error table"),
+    429: _error("`queue_full`, `rate_limited`, `concurrency_limit`", retry_after=True),
+    500: _error("`generation_failed`, `internal_error`: a bug"),
+    503: _error("`draining`, `not_ready`, `model_failed`"),
+    504: _error("`timeout`: the request's deadline passed"),
+}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from service.api.calls import call_context, check_limits, until_done_or_disconnect
 from service.api.errors import too_large
 from service.api.options import generation_options
-from service.api.schemas import AssistantMessage, ChatRequest, ChatResponse, Usage
+from service.api.schemas import TASK_RESPONSES, AssistantMessage, ChatRequest, ChatResponse, Usage
 from service.api.sse import DONE, SseEvent, sse
 from service.engine import TextDelta, TextResult
 from service.text.chat import Message
@@ -27,7 +27,7 @@ def usage(result: TextResult) -> Usage:
     )
 
 
-@router.post("/chat", response_model=ChatResponse)
+@router.post("/chat", response_model=ChatResponse, responses=TASK_RESPONSES)
 async def chat(body: ChatRequest, request: Request) -> Any:
     """Reply to the conversation in ``messages`` (the last one is the user's)."""
     app = request.app.state

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from service.api.calls import call_context, until_done_or_disconnect
 from service.api.errors import ApiError, too_large
 from service.api.options import openai_options
-from service.api.schemas import ChatCompletionRequest
+from service.api.schemas import TASK_RESPONSES, ChatCompletionRequest
 from service.api.sse import DONE, SseEvent, sse
 from service.engine import TextDelta, TextResult
 from service.text.chat import Message
@@ -65,7 +65,7 @@ def _usage(result: TextResult | None, prompt_tokens: int = 0) -> dict[str, int]:
     }
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=TASK_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """An OpenAI chat completion (or a stream of chunks ending with ``data: [DONE]``)."""
     app = request.app.state

@@ -15,14 +15,14 @@ from fastapi import APIRouter, Request
 
 from service.api.calls import call_context, check_limits, until_done_or_disconnect
 from service.api.options import generation_options
-from service.api.schemas import SummarizeRequest, SummarizeResponse
+from service.api.schemas import TASK_RESPONSES, SummarizeRequest, SummarizeResponse
 from service.api.sse import DONE, SseEvent, sse
 from service.engine import TextDelta
 
 router = APIRouter(tags=["tasks"])
 
 
-@router.post("/summarize", response_model=SummarizeResponse)
+@router.post("/summarize", response_model=SummarizeResponse, responses=TASK_RESPONSES)
 async def summarize(body: SummarizeRequest, request: Request) -> Any:
     """Summarize one text or a list of texts (answer in input order)."""
     app = request.app.state

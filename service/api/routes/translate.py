@@ -11,7 +11,12 @@ from fastapi import APIRouter, Request
 
 from service.api.calls import check_limits, label_models, start_call, until_done_or_disconnect
 from service.api.options import generation_options
-from service.api.schemas import DetectedLanguageOut, TranslateRequest, TranslateResponse
+from service.api.schemas import (
+    TASK_RESPONSES,
+    DetectedLanguageOut,
+    TranslateRequest,
+    TranslateResponse,
+)
 from service.api.sse import DONE, SseEvent, sse
 from service.api.usage import CharacterUsage
 from service.engine import DetectedLanguage, TextDelta, TextFormat
@@ -19,7 +24,12 @@ from service.engine import DetectedLanguage, TextDelta, TextFormat
 router = APIRouter(tags=["tasks"])
 
 
-@router.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True)
+@router.post(
+    "/translate",
+    response_model=TranslateResponse,
+    response_model_exclude_none=True,
+    responses=TASK_RESPONSES,
+)
 async def translate(body: TranslateRequest, request: Request) -> Any:
     """Translate one text or a list of texts (answer in input order)."""
     app = request.app.state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from api_helpers import client_for, sse_events
@@ -171,3 +172,24 @@ async def test_openapi_docs_are_served(tmp_path: Path) -> None:
     async with client_for(tmp_path) as client:
         r = await client.get("/openapi.json")
     assert {"/translate", "/summarize", "/chat", "/v1/chat/completions"} <= set(r.json()["paths"])
+
+
+def documented_error_statuses() -> set[int]:
+    """The statuses of docs/api.md's error table that reach a client (499 is logged only)."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "api.md").read_text()
+    table = doc.split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
+    return {int(m) for m in re.findall(r"^\| (\d{3}) \|", table, re.M)} - {499}
+
+
+async def test_openapi_lists_the_documented_statuses_with_the_error_body(tmp_path: Path) -> None:
+    async with client_for(tmp_path) as client:
+        doc = (await client.get("/openapi.json")).json()
+    want = {"200"} | {str(s) for s in documented_error_statuses()}
+    for path in ("/translate", "/summarize", "/chat", "/v1/chat/completions"):
+        responses = doc["paths"][path]["post"]["responses"]
+        assert set(responses) == want, path
+        assert "text/event-stream" in responses["200"]["content"]
+        for status in want - {"200"}:
+            ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/ErrorResponse"), (path, status)
+        assert "Retry-After" in responses["429"]["headers"]
