@@ -28,6 +28,13 @@ FAMILY_TASKS = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that takes the real-data folder ``data`` (``make test-data`` runs them)."""
+    for item in items:
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared real-text data folder ($S2S_DATA_DIR or ../shared/data), only for tests about
@@ -54,7 +61,7 @@ def tiny_checkpoint() -> Callable[[str], Path]:
 @pytest.fixture(scope="session")
 def tiny_package() -> Callable[..., Path]:
     """Return a function exporting (or reusing) the package of a family's tiny checkpoint."""
-    from export.pipeline import ensure_package
+    from export.cache import ensure_package
     from models.checkpoints import ensure_checkpoint
 
     def get(family: str, precisions: tuple[str, ...] = ("fp32", "int8")) -> Path:
