@@ -267,7 +267,21 @@ def _error(description: str, retry_after: bool = False) -> dict[str, object]:
 TASK_RESPONSES: dict[int | str, dict[str, object]] = {
     200: {
         "description": "the answer, or with `stream: true` server-sent events",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        # One server-sent event (OpenAPI 3.1: the media type's schema describes each event).
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string", "description": "`error` for an error"},
+                        "data": {"type": "string", "description": "JSON, or `[DONE]` last"},
+                        "id": {"type": "string"},
+                        "retry": {"type": "integer"},
+                    },
+                    "required": ["data"],
+                }
+            }
+        },
     },
     401: _error("`unauthorized`: `S2S_API_KEYS` is set and the Bearer key is missing or wrong"),
     404: _error("`model_not_found`: no package of that name"),
