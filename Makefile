@@ -31,7 +31,7 @@ system-deps:
 # Rebuilds default packages for tasks that no package in $(MODELS_DIR) serves. All three
 # tasks are committed, so this matters only for an empty folder (a deployment volume).
 defaults: venv
-	HF_HUB_OFFLINE=1 $(BIN)/python -m models.defaults --models-dir $(MODELS_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.defaults --models-dir $(MODELS_DIR)
 
 # Serves the committed packages: no training, no data, no torch at start-up.
 serve: venv
@@ -63,7 +63,7 @@ TRAIN_ARGS ?= $(BF16_FLAG) --time-budget-min 92
 EVAL_ARGS ?= --beams 1,4
 
 train-default: venv
-	HF_HUB_OFFLINE=1 nice -n 5 $(BIN)/python -m models.recipes.train_marian \
+	HF_HUB_OFFLINE=1 nice -n 5 $(BIN)/python -m training.recipes.train_marian \
 	  --data-dir $(DATA_DIR)/multi30k --out $(TRAIN_DIR)/checkpoint --work-dir $(TRAIN_DIR) $(TRAIN_ARGS)
 
 EXPORT_DEFAULT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(TRAIN_DIR)/checkpoint --task translation \
@@ -73,7 +73,7 @@ EXPORT_DEFAULT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(TRAIN_DIR)/checkpoin
 # and writes them into the checkpoint's generation_config.json.
 tune-default: venv
 	$(EXPORT_DEFAULT)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m models.recipes.tune_decoding \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.tune_decoding \
 	  --package $(TRAIN_DIR)/package/multi30k-en-de --checkpoint $(TRAIN_DIR)/checkpoint \
 	  --data-dir $(DATA_DIR)/multi30k
 
@@ -101,7 +101,7 @@ CHAT_DIR ?= .cache/train-chat
 CHAT_TRAIN_ARGS ?= --time-budget-min 62
 
 train-chat: venv
-	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE nice -n 5 $(BIN)/python -m models.recipes.train_chat \
+	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE nice -n 5 $(BIN)/python -m training.recipes.train_chat \
 	  --data-dir $(DATA_DIR)/dailydialog --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR) $(CHAT_TRAIN_ARGS)
 
 EXPORT_CHAT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(CHAT_DIR)/checkpoint --task chat \
@@ -109,10 +109,10 @@ EXPORT_CHAT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(CHAT_DIR)/checkpoint --
 
 ship-chat: venv
 	$(EXPORT_CHAT)
-	$(BIN)/python -m models.recipes.ship --package $(CHAT_DIR)/package/dailydialog-chat \
-	  --out models/dailydialog-chat --keep int8 --description-file models/recipes/dailydialog-chat.txt
+	$(BIN)/python -m training.recipes.ship --package $(CHAT_DIR)/package/dailydialog-chat \
+	  --out models/dailydialog-chat --keep int8 --description-file training/recipes/dailydialog-chat.txt
 
 eval-chat: venv
 	test -d $(CHAT_DIR)/package/dailydialog-chat || $(EXPORT_CHAT)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m models.recipes.eval_chat --package $(CHAT_DIR)/package/dailydialog-chat \
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.eval_chat --package $(CHAT_DIR)/package/dailydialog-chat \
 	  --data-dir $(DATA_DIR) --beams 1,4 --markdown $(CHAT_DIR)/quality.md --json $(CHAT_DIR)/quality.json

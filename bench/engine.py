@@ -282,7 +282,7 @@ def resolve_model(
     Marian: a copy with a zero pad embedding row (see ``backends.zero_pad_copy``) unless
     ``keep_pad_row``; the package is exported from that copy."""
     if checkpoint is None:
-        from models.checkpoints import ensure_checkpoint
+        from training.checkpoints import ensure_checkpoint
 
         checkpoint = ensure_checkpoint(family, size, allow_untrained=True)
         probe = json.loads((checkpoint / "recipe.json").read_text()).get("probe", {})

@@ -13,7 +13,7 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.checkpoint_data import data_dir_choice
+from training.checkpoint_data import data_dir_choice
 
 FALLBACK_TEXTS = (
     "A man in an orange hat starring at something.",

@@ -1,6 +1,6 @@
 """The export pipeline: checkpoint -> validated ONNX model package.
 
-The build cache that tests, benchmarks and ``models.defaults`` reuse lives in
+The build cache that tests, benchmarks and ``training.defaults`` reuse lives in
 export/cache.py.
 """
 
@@ -431,7 +431,7 @@ def read_validation(package_dir: str | Path) -> dict[str, Any]:
 
 
 def __getattr__(name: str) -> object:
-    # models/defaults.py (owned elsewhere) still imports ensure_package from here; the
+    # training/defaults.py (owned elsewhere) still imports ensure_package from here; the
     # cache lives in export/cache.py, which imports this module, so forward lazily.
     if name == "ensure_package":
         from export.cache import ensure_package

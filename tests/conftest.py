@@ -1,6 +1,6 @@
 """Shared fixtures: locally built model checkpoints and exported packages.
 
-Checkpoints train on generated text (``models.checkpoint_corpus``), so neither needs a data
+Checkpoints train on generated text (``training.checkpoint_corpus``), so neither needs a data
 folder. Both are cached under ``.cache/`` (keyed by a fingerprint of the recipe code), so the
 first run builds them and later runs reuse them.
 """
@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def data_dir() -> Path:
     """The shared real-text data folder ($S2S_DATA_DIR or ../shared/data), only for tests about
     a real corpus (checkpoints train on generated text and never need it); skips if absent."""
-    from models.checkpoint_data import DataMissingError, resolve_data_dir
+    from training.checkpoint_data import DataMissingError, resolve_data_dir
 
     try:
         return resolve_data_dir()
@@ -50,7 +50,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Callable[[str], Path]:
     """Return a function building (or reusing) the tiny trained checkpoint of a family."""
-    from models.checkpoints import ensure_checkpoint
+    from training.checkpoints import ensure_checkpoint
 
     def get(family: str) -> Path:
         return ensure_checkpoint(family, "tiny")
@@ -62,7 +62,7 @@ def tiny_checkpoint() -> Callable[[str], Path]:
 def tiny_package() -> Callable[..., Path]:
     """Return a function exporting (or reusing) the package of a family's tiny checkpoint."""
     from export.cache import ensure_package
-    from models.checkpoints import ensure_checkpoint
+    from training.checkpoints import ensure_checkpoint
 
     def get(family: str, precisions: tuple[str, ...] = ("fp32", "int8")) -> Path:
         checkpoint = ensure_checkpoint(family, "tiny")

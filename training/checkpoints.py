@@ -1,10 +1,10 @@
 """Locally trained seq2seq checkpoints for tests and benchmarks (no hub access needed).
 
-``python -m models.checkpoints --out DIR --family FAMILY [--size tiny|full]`` writes a normal
+``python -m training.checkpoints --out DIR --family FAMILY [--size tiny|full]`` writes a normal
 Hugging Face checkpoint dir (config.json, model.safetensors, generation_config.json, tokenizer
 files) whose tokenizer was trained here on generated English, German and French captions
-(``models.checkpoint_corpus``: a seeded grammar, so no data folder is needed) and whose model
-was briefly trained on a deterministic task over them (see ``models.checkpoint_recipes``) so
+(``training.checkpoint_corpus``: a seeded grammar, so no data folder is needed) and whose model
+was briefly trained on a deterministic task over them (see ``training.checkpoint_recipes``) so
 that its output depends on its input.
 
 ``ensure_checkpoint(family, size)`` builds once into ``.cache/checkpoints/`` and reuses it.
@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from models.checkpoint_corpus import LANGUAGES, sentences
-from models.checkpoint_corpus import SEED as CORPUS_SEED
-from models.checkpoint_recipes import FAMILIES, RECIPES, SIZES
+from training.checkpoint_corpus import LANGUAGES, sentences
+from training.checkpoint_corpus import SEED as CORPUS_SEED
+from training.checkpoint_recipes import FAMILIES, RECIPES, SIZES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".cache" / "checkpoints"
@@ -51,7 +51,12 @@ def fingerprint(family: str, size: str) -> str:
     code), so changing one family's recipe does not invalidate the others' cached checkpoints.
     """
     _check(family, size)
-    from models import checkpoint_corpus, checkpoint_tokenizers, checkpoint_train, checkpoint_widen
+    from training import (
+        checkpoint_corpus,
+        checkpoint_tokenizers,
+        checkpoint_train,
+        checkpoint_widen,
+    )
 
     recipe = RECIPES[family]
     parts = [
@@ -93,7 +98,7 @@ def build_checkpoint(
 ) -> Path:
     """Train a tokenizer and a model of ``family`` / ``size`` and save them into ``out_dir``.
 
-    Both learn from the generated corpus (``models.checkpoint_corpus``, train split); the
+    Both learn from the generated corpus (``training.checkpoint_corpus``, train split); the
     probe decodes held-out sentences of its val split.
 
     Raises ``UntrainedCheckpointError`` (nothing saved) when the trained model gives one
@@ -104,15 +109,15 @@ def build_checkpoint(
     import torch
     from transformers import AutoModelForSeq2SeqLM, GenerationConfig
 
-    from models.checkpoint_tokenizers import model_vocab_size
-    from models.checkpoint_train import (
+    from training.checkpoint_tokenizers import model_vocab_size
+    from training.checkpoint_train import (
         encode_examples,
         init_sinusoidal_positions,
         probe_input_dependence,
         reuse_large_allocations,
         train,
     )
-    from models.checkpoint_widen import narrow_dims, narrow_positions, perturb, widen_into
+    from training.checkpoint_widen import narrow_dims, narrow_positions, perturb, widen_into
 
     started = time.monotonic()
     # One thread: on a shared, busy 2-core machine two OpenMP threads spin against each other
@@ -185,7 +190,7 @@ def build_checkpoint(
         "fingerprint": fingerprint(family, size),
         "task": recipe.make_examples.__doc__,
         "corpus": {
-            "source": "models.checkpoint_corpus",
+            "source": "training.checkpoint_corpus",
             "seed": CORPUS_SEED,
             "tokenizer_sentences_per_language": TOKENIZER_SENTENCES[size],
             "train_sentences_per_language": TRAIN_SENTENCES,
@@ -247,7 +252,7 @@ def ensure_checkpoint(
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: build one checkpoint into ``--out``."""
     parser = argparse.ArgumentParser(
-        prog="python -m models.checkpoints",
+        prog="python -m training.checkpoints",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -262,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.monotonic()
-    from models.checkpoint_train import UntrainedCheckpointError
+    from training.checkpoint_train import UntrainedCheckpointError
 
     try:
         out = build_checkpoint(

@@ -1,10 +1,10 @@
 """Train a small chat model (MarianMT architecture) on DailyDialog: context -> next turn.
 
-``python -m models.recipes.train_chat --data-dir ../shared/data/dailydialog --out DIR``
+``python -m training.recipes.train_chat --data-dir ../shared/data/dailydialog --out DIR``
 
 Same recipe as ``train_marian`` (joint SentencePiece vocabulary, label smoothing, inverse
 square root schedule, token batches, checkpoint averaging, wall-clock budget), on the
-(dialogue context -> next turn) pairs of ``models.recipes.dailydialog``. The last
+(dialogue context -> next turn) pairs of ``training.recipes.dailydialog``. The last
 ``--val-dialogues`` training dialogues are held out for model selection (greedy BLEU
 against the one real next turn: a weak but cheap signal); the DailyDialog test split stays
 untouched for ``export.evaluate``. The checkpoint's config records the chat rendering
@@ -21,7 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
-from models.recipes.dailydialog import (
+from training.recipes.dailydialog import (
     MAX_HISTORY_TURNS,
     SEPARATOR_SYMBOL,
     TRAIN_FILE,
@@ -29,7 +29,7 @@ from models.recipes.dailydialog import (
     context_pairs,
     read_dialogues,
 )
-from models.recipes.train_marian import Corpus, TrainConfig, run
+from training.recipes.train_marian import Corpus, TrainConfig, run
 
 log = logging.getLogger("train_chat")
 # A reply of DailyDialog is ~14 tokens, a 3-turn context ~45: budgets sized for that.
@@ -96,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--limit-val", type=int, default=400, help="val pairs decoded per epoch")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--max-tokens", type=int, default=CHAT_DEFAULTS["max_tokens"])
+    parser.add_argument("--lr", type=float, default=CHAT_DEFAULTS["lr"])
+    parser.add_argument("--warmup-steps", type=int, default=CHAT_DEFAULTS["warmup_steps"])
     parser.add_argument(
         "--init-from", type=Path, default=None, help="continue from an earlier run's checkpoint"
     )
@@ -116,6 +119,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
         "limit_train": args.limit_dialogues,
         "bf16": args.bf16,
         "init_from": args.init_from,
+        "max_tokens": args.max_tokens,
+        "lr": args.lr,
+        "warmup_steps": args.warmup_steps,
     }
     return TrainConfig(**settings), args.val_dialogues  # type: ignore[arg-type]
 

@@ -13,10 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from models.recipes.checkpointing import average_checkpoints, prune_checkpoints  # noqa: E402
-from models.recipes.data import Example, read_parallel, token_batches  # noqa: E402
-from models.recipes.spm_vocab import build_tokenizer  # noqa: E402
-from models.recipes.train_marian import (  # noqa: E402
+from training.recipes.checkpointing import average_checkpoints, prune_checkpoints  # noqa: E402
+from training.recipes.data import Example, read_parallel, token_batches  # noqa: E402
+from training.recipes.spm_vocab import build_tokenizer  # noqa: E402
+from training.recipes.train_marian import (  # noqa: E402
     TrainConfig,
     inverse_sqrt_lr,
     parse_args,

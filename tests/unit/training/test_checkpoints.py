@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from models import checkpoint_corpus, checkpoints
-from models.checkpoint_data import DataMissingError, resolve_data_dir
-from models.checkpoint_recipes import (
+from training import checkpoint_corpus, checkpoints
+from training.checkpoint_data import DataMissingError, resolve_data_dir
+from training.checkpoint_recipes import (
     FAMILIES,
     RECIPES,
     T5_TASK_PARAMS,
@@ -37,7 +37,7 @@ def held_out() -> list[str]:
 @pytest.fixture
 def no_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No data folder anywhere, and looking for one fails: a build must not need real data."""
-    from models import checkpoint_data
+    from training import checkpoint_data
 
     def refuse(data_dir: object = None) -> Path:
         raise AssertionError("a checkpoint build looked for the data folder")
@@ -201,7 +201,7 @@ def test_cli_writes_a_loadable_deterministic_checkpoint(
     for name in ("a", "b"):
         assert checkpoints.main(["--out", str(tmp_path / name), *base, "--allow-untrained"]) == 0
     recipe = json.loads((tmp_path / "a" / "recipe.json").read_text())
-    assert recipe["corpus"]["source"] == "models.checkpoint_corpus"
+    assert recipe["corpus"]["source"] == "training.checkpoint_corpus"
     assert recipe["probe"]["input_dependent"] is False
     assert recipe["probe"]["distinct_outputs"] == 1
     model = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "a")

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from models.checkpoint_recipes import FAMILIES, RECIPES, Dims
-from models.checkpoint_widen import (
+from training.checkpoint_recipes import FAMILIES, RECIPES, Dims
+from training.checkpoint_widen import (
     WideningError,
     fixed_position_tables,
     narrow_dims,

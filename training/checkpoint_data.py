@@ -1,6 +1,6 @@
 """Where real text lives: the shared data folder (Multi30k, WMT14, SAMSum, ...), never copied.
 
-The local checkpoints do not need it (they train on ``models.checkpoint_corpus``); it is for
+The local checkpoints do not need it (they train on ``training.checkpoint_corpus``); it is for
 benchmarks (``bench.inputs``) and for tests that are about a real corpus, which skip when it
 is absent.
 """

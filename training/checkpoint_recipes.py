@@ -1,7 +1,7 @@
 """Per-family recipes: tokenizer, dimensions (tiny / full), generation defaults, training task.
 
 Every family is trained on the same generated English, German and French captions
-(``models.checkpoint_corpus``) with a task a tiny model learns in seconds (copy; M2M100 also
+(``training.checkpoint_corpus``) with a task a tiny model learns in seconds (copy; M2M100 also
 reverses word order for ``__fr__``) so outputs depend on inputs.
 """
 
@@ -24,7 +24,7 @@ from transformers import (
     T5Config,
 )
 
-from models import checkpoint_tokenizers as toks
+from training import checkpoint_tokenizers as toks
 
 SIZES = ("tiny", "full")
 MAX_LENGTH = 64
@@ -84,7 +84,7 @@ class Growth:
     """Build a full-size model by training a ``factor`` x narrower one and widening it.
 
     The narrow model has the full model's depth, heads and vocabulary
-    (``models.checkpoint_widen``); ``noise`` (relative to each matrix's std) then breaks the
+    (``training.checkpoint_widen``); ``noise`` (relative to each matrix's std) then breaks the
     widened weights' exact block structure so kernels and int8 see ordinary matrices.
     """
 

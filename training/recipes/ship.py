@@ -1,6 +1,6 @@
 """Copy an exported package into the repository, keeping only some precision variants.
 
-``python -m models.recipes.ship --package .cache/train/package/multi30k-en-de
+``python -m training.recipes.ship --package .cache/train/package/multi30k-en-de
 --out models/multi30k-en-de --keep int8 --description "..."``
 
 The committed demo package has to stay small (the repository holds at most 40 MB of

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from models.recipes.ship import ship
 from service.runtime import GenerationOptions, load_runtime
 from service.runtime.manifest import Manifest
+from training.recipes.ship import ship
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEMO = REPO_ROOT / "models" / "multi30k-en-de"

@@ -1,6 +1,6 @@
 """Train a small MarianMT translation model from scratch on a parallel corpus (Multi30k).
 
-``python -m models.recipes.train_marian --data-dir ../shared/data/multi30k --out DIR``
+``python -m training.recipes.train_marian --data-dir ../shared/data/multi30k --out DIR``
 
 Recipe: joint SentencePiece unigram vocabulary trained on the training text, a MarianMT
 transformer, label-smoothed cross entropy, Adam with linear warmup then inverse square
@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
 
-from models.recipes.checkpointing import average_checkpoints, prune_checkpoints
-from models.recipes.data import Example, read_parallel, token_batches
-from models.recipes.decode import corpus_bleu, translate
-from models.recipes.spm_vocab import build_tokenizer
+from training.recipes.checkpointing import average_checkpoints, prune_checkpoints
+from training.recipes.data import Example, read_parallel, token_batches
+from training.recipes.decode import corpus_bleu, translate
+from training.recipes.spm_vocab import build_tokenizer
 
 log = logging.getLogger("train_marian")
 

@@ -11,10 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from models.recipes import dailydialog  # noqa: E402
-from models.recipes.eval_chat import distinct, multi_reference_bleu  # noqa: E402
-from models.recipes.train_chat import main as train_chat_main  # noqa: E402
 from service.text.chat import ChatConventions, Message, render  # noqa: E402
+from training.recipes import dailydialog  # noqa: E402
+from training.recipes.eval_chat import distinct, multi_reference_bleu  # noqa: E402
+from training.recipes.train_chat import main as train_chat_main  # noqa: E402
 
 TOY_DIALOGUES = [
     "Hello , how are you ? __eou__ I ' m fine , thanks . And you ? __eou__ Great ! __eou__",

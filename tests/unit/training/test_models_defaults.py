@@ -1,4 +1,4 @@
-"""models.defaults builds only the default packages whose task nothing serves yet."""
+"""training.defaults builds only the default packages whose task nothing serves yet."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models import defaults
+from training import defaults
 
 
 def _package(root: Path, name: str, task: str) -> None:

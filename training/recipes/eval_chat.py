@@ -1,6 +1,6 @@
 """Quality of a chat package on DailyDialog test and DailyDialog++ test (docs/quality.md).
 
-``python -m models.recipes.eval_chat --package PKG --data-dir ../shared/data``
+``python -m training.recipes.eval_chat --package PKG --data-dir ../shared/data``
 
 For each precision variant of the package (decoded by the service runtime, exactly as the
 server does) and each beam size: BLEU against the references (DailyDialog: the one real
@@ -21,15 +21,15 @@ from pathlib import Path
 import sacrebleu
 
 from export.evaluate import package_translator
-from models.recipes.dailydialog import (
+from service.runtime.manifest import Manifest
+from service.text.chat import render
+from training.recipes.dailydialog import (
     TEST_FILE,
     context_pairs,
     conventions,
     history,
     read_dialogues,
 )
-from service.runtime.manifest import Manifest
-from service.text.chat import render
 
 SAMPLE_COUNT = 10
 

@@ -1,6 +1,6 @@
 """Pick the serving beam size and length penalty on the validation set, never on test.
 
-``python -m models.recipes.tune_decoding --package PKG --checkpoint CKPT --data-dir DIR``
+``python -m training.recipes.tune_decoding --package PKG --checkpoint CKPT --data-dir DIR``
 
 Decodes the validation set with every (num_beams, length_penalty) pair of the grid through
 the service runtime (the decode the server runs), scores each with sacreBLEU and writes the

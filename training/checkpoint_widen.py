@@ -32,7 +32,7 @@ from dataclasses import replace
 import torch
 from transformers import PreTrainedModel
 
-from models.checkpoint_recipes import Dims
+from training.checkpoint_recipes import Dims
 
 # Linear layers reading the residual stream (scaled) and producing replicated vectors.
 _READS = re.compile(r"\.(q_proj|k_proj|v_proj|fc1|q|k|v|wi|wi_0|wi_1)\.(weight|bias)$")

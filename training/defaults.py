@@ -1,10 +1,10 @@
 """Build fallback model packages for tasks that no package in a models folder serves.
 
-``python -m models.defaults --models-dir DIR``: the repository commits a package for every
+``python -m training.defaults --models-dir DIR``: the repository commits a package for every
 task (``multi30k-en-de``, ``copy-summarizer``, ``dailydialog-chat``), so ``make serve``
 builds nothing. This is for an empty folder (a fresh deployment volume, or a user who
 removed a package): a task that some package in DIR already serves is skipped; otherwise a
-package is exported from the locally trained tiny checkpoint (``models.checkpoints``,
+package is exported from the locally trained tiny checkpoint (``training.checkpoints``,
 generated training text, no data folder needed), cached under ``.cache/``, and shipped
 into DIR with an honest description. These tiny models copy their input: they prove the
 plumbing, not quality (the committed ``copy-summarizer`` is one of them).
@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("models.defaults")
+log = logging.getLogger("training.defaults")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Default:
 _PLUMBING = (
     "Plumbing model, not a {what}: a tiny {family} (d_model 32) trained in this repository "
     "to copy its input, on caption-like sentences the project generates itself "
-    "(models/checkpoint_corpus.py), so the {route} answer is (roughly) the input text. It "
+    "(training/checkpoint_corpus.py), so the {route} answer is (roughly) the input text. It "
     "proves the route, streaming and batching work, not quality. Replace it with a real "
     "model exported with python -m export. Licence: Apache-2.0 (the project's own code and "
     "generated data)."
@@ -82,15 +82,15 @@ def served_tasks(models_dir: Path) -> dict[str, str]:
 def build_default(default: Default, models_dir: Path) -> Path:
     """Build (or reuse from the cache) one default package and ship it into models_dir."""
     from export.cache import ensure_package
-    from models.checkpoints import ensure_checkpoint
-    from models.recipes.ship import ship
+    from training.checkpoints import ensure_checkpoint
+    from training.recipes.ship import ship
 
     checkpoint = ensure_checkpoint(default.family, "tiny")
     package = ensure_package(
         checkpoint, task=default.task, name=default.name, precisions=PRECISIONS
     )
     target = models_dir / default.name
-    rebuild = f"python -m models.checkpoints --family {default.family} --size tiny"
+    rebuild = f"python -m training.checkpoints --family {default.family} --size tiny"
     ship(package, target, list(SHIPPED), default.description, source_ref=rebuild)
     return target
 
@@ -120,7 +120,7 @@ def ensure_defaults(models_dir: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(
-        prog="python -m models.defaults",
+        prog="python -m training.defaults",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,7 +11,7 @@ from typing import Any, cast
 import torch
 from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
-from models.checkpoint_recipes import Example, Training
+from training.checkpoint_recipes import Example, Training
 
 Pair = tuple[list[int], list[int]]
 # mallopt parameters (malloc.h).
@@ -157,7 +157,7 @@ def probe_input_dependence(
     if strict and not input_dependent:
         raise UntrainedCheckpointError(
             f"every held-out input gives the same output {outputs[0]!r}: the model did not "
-            "learn its task; raise its training budget in models/checkpoint_recipes.py"
+            "learn its task; raise its training budget in training/checkpoint_recipes.py"
         )
     return {
         "input_dependent": input_dependent,

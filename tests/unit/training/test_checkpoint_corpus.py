@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from models.checkpoint_corpus import (
+from training.checkpoint_corpus import (
     LANGUAGES,
     VAL_SIZE,
     CorpusError,
@@ -19,11 +19,11 @@ from models.checkpoint_corpus import (
     sentences,
     triples,
 )
-from models.checkpoints import PROBE_SENTENCES, TRAIN_SENTENCES
+from training.checkpoints import PROBE_SENTENCES, TRAIN_SENTENCES
 
 WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
 _DIGEST = (
-    "import hashlib; from models.checkpoint_corpus import triples; "
+    "import hashlib; from training.checkpoint_corpus import triples; "
     "print(hashlib.sha256(repr(triples('train', 300) + triples('val', 50)).encode()).hexdigest())"
 )
 
