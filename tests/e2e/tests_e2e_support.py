@@ -125,3 +125,48 @@ def start_server(
         time.sleep(0.2)
     server.process.kill()
     raise RuntimeError(f"server not ready after {ready_timeout}s:\n{server.log()}")
+
+
+@dataclass
+class Outcome:
+    """One request's fate: its status (0 when no response came), time and answer."""
+
+    status: int
+    seconds: float
+    body: Any = None
+    headers: dict[str, str] | None = None
+    error: str | None = None
+    sent_at: float = 0.0
+
+
+async def timed_post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Outcome:
+    """POST ``body`` and time it; transport errors become an Outcome with status 0."""
+    started = time.monotonic()
+    try:
+        response = await client.post(path, json=body)
+    except httpx.HTTPError as exc:
+        return Outcome(0, time.monotonic() - started, error=type(exc).__name__, sent_at=started)
+    seconds = time.monotonic() - started
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = response.text
+    return Outcome(response.status_code, seconds, payload, dict(response.headers), None, started)
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def metric_sum(metrics_text: str, name: str) -> float:
+    """The sum of every sample of metric ``name`` (all label sets) in a /metrics page."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
