@@ -183,6 +183,17 @@ class Engine:
             self.observer.on_rejection(DrainingError.reason)
             raise DrainingError(f"model {self.name!r} is not accepting work ({self._state})")
 
+    def check_room(self) -> None:
+        """Refuse a new request at once (QueueFullError, counted; DrainingError;
+        WorkerFailedError) when it could not be admitted now, before its text work."""
+        self._check_state()
+        try:
+            self._scheduler.check_room()
+        except EngineError as exc:
+            if exc.reason:
+                self.observer.on_rejection(exc.reason)
+            raise
+
     def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
         """Admit one client request (all its generations) or refuse it as a whole:
         RequestTooCostlyError, QueueFullError (counted once), DrainingError,

@@ -171,6 +171,19 @@ class Scheduler:
                 self._groups[group.key] = group
                 self._reserved_cost += group.cost
 
+    def check_room(self) -> None:
+        """Raise QueueFullError (or DrainingError) when the queue already holds
+        ``max_queue`` requests: a request that cannot be admitted is refused before any
+        of its text work (splitting, tokenization) is done."""
+        with self._cond:
+            if self._stop:
+                raise DrainingError("the model is shutting down")
+            if len(self._groups) >= self.config.max_queue:
+                raise QueueFullError(
+                    f"queue full ({len(self._groups)} requests admitted)",
+                    retry_after_s=self.retry_after_s(),
+                )
+
     def release(self, group: WorkGroup) -> None:
         """The client request is answered: its capacity is free again."""
         with self._cond:

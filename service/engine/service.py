@@ -142,6 +142,7 @@ class ModelService:
         document go into the same batch and the markup is rebuilt around their
         translations (one text per result; alternatives are not built for markup).
         """
+        self.engine.check_room()
         if text_format.is_markup:
             return await self._translate_markup(
                 texts, source_lang, target_lang, options, call, text_format
@@ -208,6 +209,7 @@ class ModelService:
         """Prepare (errors raise here, before any delta), then the deltas of every text's
         translation: texts one after another, the original spacing included; the last
         delta of a text carries its result."""
+        self.engine.check_room()
         segmented, prepared = await _off_loop(
             self._prepare_sentences, texts, source_lang, target_lang, options
         )
@@ -261,6 +263,7 @@ class ModelService:
         self, texts: Sequence[str], options: GenerationOptions, call: CallContext
     ) -> list[TextResult]:
         """Summarize every text (InputTooLongError naming the limit, never truncated)."""
+        self.engine.check_room()
         prepared = await _off_loop(self._prepare, texts, options)
         return await self._texts_of(await self._run_all(prepared, call))
 
@@ -269,6 +272,7 @@ class ModelService:
     ) -> AsyncGenerator[TextDelta, None]:
         """Prepare (errors raise here), then the deltas of every summary, texts one after
         another."""
+        self.engine.check_room()
         prepared = await _off_loop(self._prepare, texts, options)
         self._check_admission(prepared, call)
         return self._stream_texts(prepared, call)
@@ -278,6 +282,7 @@ class ModelService:
         self, messages: Sequence[Message], options: GenerationOptions, call: CallContext
     ) -> TextResult:
         """One reply to the conversation (all num_return_sequences of it)."""
+        self.engine.check_room()
         prepared = await _off_loop(self._prepare_chat, messages, options)
         (result,) = await self._texts_of(await self._run_all(prepared, call))
         return result
@@ -287,6 +292,7 @@ class ModelService:
     ) -> AsyncGenerator[TextDelta, None]:
         """Prepare (errors raise here), then the deltas of the reply; the last one carries
         the result."""
+        self.engine.check_room()
         prepared = await _off_loop(self._prepare_chat, messages, options)
         self._check_admission(prepared, call)
         return self._stream_texts(prepared, call)

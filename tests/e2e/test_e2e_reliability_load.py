@@ -23,9 +23,10 @@ from tests_e2e_support import SENTENCES, Outcome, Server, metric_sum, percentile
 
 pytestmark = pytest.mark.slow
 
-#: A refusal does no model work, but it is decided after the text is split and tokenized
-#: (its cost needs the token counts) in the worker-thread pool that 48 clients share on 2
-#: busy cores: measured 0.6 s median, 4.4 s worst there. Generous.
+#: A refusal does no model work and, with the queue full, no text work either (the queue
+#: is checked before splitting and tokenization); what is left is 48 clients and the
+#: server's event loop sharing 2 busy cores: measured 0.40 s median, 3.5 s worst with a
+#: training job beside it. Generous.
 REJECT_BOUND_S = 10.0
 
 

@@ -18,6 +18,7 @@ from service.engine import (
     QueueFullError,
     RequestTooCostlyError,
 )
+from service.text.chat import Message
 from tests.support.fake_runtime import FakeRuntime
 
 
@@ -130,3 +131,32 @@ async def test_a_request_over_the_cost_cap_is_too_costly_naming_the_limit() -> N
 def test_the_cost_cap_must_fit_the_queue() -> None:
     with pytest.raises(ValueError, match="max_request_cost"):
         EngineConfig(max_request_cost=10, max_queue_cost=5)
+
+
+async def test_a_full_queue_refuses_before_any_text_work() -> None:
+    # Overload: a refusal waited for sentence splitting and tokenization in the shared
+    # worker threads first (seconds under load); now the queue is checked before either.
+    observer = _Rejections()
+    runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.01)
+    model = _service(runtime, observer, mode="dynamic", max_queue=1, max_wait_ms=0)
+    await model.start()
+    encoded: list[int] = []
+    real_encode = runtime.encode_texts
+
+    def counting_encode(*args: object, **kwargs: object) -> list[list[int]]:
+        encoded.append(1)
+        return real_encode(*args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        first = asyncio.ensure_future(model.summarize(["t0", "t1"], SMALL, CallContext()))
+        await asyncio.sleep(0.02)
+        runtime.encode_texts = counting_encode  # type: ignore[method-assign]
+        with pytest.raises(QueueFullError):
+            await model.summarize(["u0"], SMALL, CallContext())
+        with pytest.raises(QueueFullError):
+            await model.chat([Message("user", "hi")], SMALL, CallContext())
+        assert encoded == []
+        await first
+    finally:
+        await model.stop(5)
+    assert observer.reasons == ["queue_full", "queue_full"]
