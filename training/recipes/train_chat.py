@@ -99,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
     parser.add_argument("--max-tokens", type=int, default=CHAT_DEFAULTS["max_tokens"])
     parser.add_argument("--lr", type=float, default=CHAT_DEFAULTS["lr"])
     parser.add_argument("--warmup-steps", type=int, default=CHAT_DEFAULTS["warmup_steps"])
+    parser.add_argument("--decoder-input-dropout", type=float, default=0.0)
     parser.add_argument(
         "--init-from", type=Path, default=None, help="continue from an earlier run's checkpoint"
     )
@@ -122,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
         "max_tokens": args.max_tokens,
         "lr": args.lr,
         "warmup_steps": args.warmup_steps,
+        "decoder_input_dropout": args.decoder_input_dropout,
     }
     return TrainConfig(**settings), args.val_dialogues  # type: ignore[arg-type]
 

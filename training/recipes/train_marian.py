@@ -72,6 +72,10 @@ class TrainConfig:
     # Continue from a checkpoint of an earlier run on the same corpus (its vocabulary must be
     # the one this run builds, which a deterministic tokenizer training guarantees).
     init_from: Path | None = None
+    # Share of decoder input tokens replaced by <unk> while training: a decoder that cannot
+    # lean on its own history has to read the encoder (a chat model otherwise collapses
+    # into one generic reply for every context).
+    decoder_input_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class Trainer:
         if pad is None or start is None:
             raise ValueError("the tokenizer needs a pad token (also the decoder start token)")
         self.pad, self.start = int(pad), int(start)
+        self.unk = int(tokenizer.unk_token_id or 0)
 
     def train_step(self, batch: list[Example]) -> tuple[float, int]:
         """One optimizer update; returns (summed label-smoothed loss, target tokens)."""
@@ -204,6 +209,11 @@ class Trainer:
             group["lr"] = inverse_sqrt_lr(self.step, self.config.lr, self.config.warmup_steps)
         tensors = collate(batch, self.pad, self.start)
         labels = tensors.pop("labels")
+        if self.config.decoder_input_dropout > 0:
+            inputs = tensors["decoder_input_ids"]
+            dropped = torch.rand(inputs.shape) < self.config.decoder_input_dropout
+            dropped[:, 0] = False  # the start token stays
+            inputs[dropped & (labels != -100)] = self.unk
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
             logits = self.model(**tensors).logits
         loss = torch.nn.functional.cross_entropy(

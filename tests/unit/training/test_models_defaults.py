@@ -40,6 +40,6 @@ def test_ensure_defaults_skips_served_tasks(
 
     monkeypatch.setattr(defaults, "build_default", fake_build)
     defaults.ensure_defaults(tmp_path)
-    assert built == ["copy-summarizer", "tiny-blenderbot"]
+    assert built == ["copy-summarizer", "copy-chat"]
     defaults.ensure_defaults(tmp_path)  # everything served now: nothing to build
-    assert built == ["copy-summarizer", "tiny-blenderbot"]
+    assert built == ["copy-summarizer", "copy-chat"]

@@ -86,8 +86,12 @@ def test_tiny_chat_run_records_its_rendering(tmp_path: Path) -> None:
     # A second phase continues from the first one's weights (same corpus, same vocabulary).
     again = tmp_path / "again"
     second = [*args[:2], "--out", str(again), "--work-dir", str(tmp_path / "w2"), *args[6:]]
-    assert train_chat_main([*second, "--init-from", str(out)]) == 0
-    assert json.loads((again / "training.json").read_text())["init_from"] == str(out)
+    assert (
+        train_chat_main([*second, "--init-from", str(out), "--decoder-input-dropout", "0.3"]) == 0
+    )
+    summary = json.loads((again / "training.json").read_text())
+    assert summary["init_from"] == str(out)
+    assert summary["config"]["decoder_input_dropout"] == 0.3
     other = tmp_path / "other"
     other.mkdir()
     with gzip.open(other / dailydialog.TRAIN_FILE, "wt", encoding="utf-8") as handle:
