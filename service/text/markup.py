@@ -485,10 +485,12 @@ def _align(
             return None
         lead = len(it.text) - len(it.text.lstrip())
         expected = (offset + lead) / max(1, len(source)) * len(target)
-        hits = list(re.compile(re.escape(needle), re.IGNORECASE).finditer(target, cursor))
+        # Overlapping matches: with repeated words the right one can start inside another.
+        pattern = re.compile(f"(?=({re.escape(needle)}))", re.IGNORECASE)
+        hits = [m.span(1) for m in pattern.finditer(target, cursor)]
         if not hits:
             return None
-        start, stop = min(hits, key=lambda m: abs(m.start() - expected)).span()
+        start, stop = min(hits, key=lambda span: abs(span[0] - expected))
         # Whitespace the element had inside its tags stays inside (an ignored one emits
         # its own from the source), where the translation has it.
         lead_ws, _, trail_ws = _split_ws(it.text)

@@ -239,3 +239,10 @@ def test_plan_batches_several_documents_into_one_call() -> None:
     assert outs[0] == translate_html(MASTODON, Recorder())
     with pytest.raises(TranslationCountError):
         plans[1].rebuild([])
+
+
+def test_repeated_words_keep_their_tags_in_place() -> None:
+    # Found by the identity property: the inline element's text also occurs, overlapping,
+    # earlier in the sentence; a non-overlapping search only saw the earlier match.
+    document = " a <b> a  a </b>"
+    assert translate_html(document, lambda texts: list(texts)) == document
