@@ -136,7 +136,7 @@ ROOT=$("${PODMAN[@]}" image mount "$IMAGE")
 
 # 5. A test model package (the tiny Marian fixture the test suite also uses; cached).
 PACKAGE=$(HF_HUB_OFFLINE=1 "$PY" - <<'EOF'
-from export.pipeline import ensure_package
+from export.cache import ensure_package
 from training.checkpoints import ensure_checkpoint
 
 print(ensure_package(ensure_checkpoint("marian", "tiny"), task="translation",
