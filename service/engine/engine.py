@@ -20,7 +20,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from service.engine.admission import WorkGroup, cost_of
 from service.engine.errors import (
@@ -183,29 +183,30 @@ class Engine:
             self.observer.on_rejection(DrainingError.reason)
             raise DrainingError(f"model {self.name!r} is not accepting work ({self._state})")
 
-    def check_room(self) -> None:
-        """Refuse a new request at once (QueueFullError, counted; DrainingError;
-        WorkerFailedError) when it could not be admitted now, before its text work."""
+    @contextlib.contextmanager
+    def _counting_rejections(self) -> Iterator[None]:
+        """Check the engine's state, then count an engine refusal once by its reason."""
         self._check_state()
         try:
-            self._scheduler.check_room()
+            yield
         except EngineError as exc:
             if exc.reason:
                 self.observer.on_rejection(exc.reason)
             raise
+
+    def check_room(self) -> None:
+        """Refuse a new request at once (QueueFullError, counted; DrainingError;
+        WorkerFailedError) when it could not be admitted now, before its text work."""
+        with self._counting_rejections():
+            self._scheduler.check_room()
 
     def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
         """Admit one client request (all its generations) or refuse it as a whole:
         RequestTooCostlyError, QueueFullError (counted once), DrainingError,
         WorkerFailedError. Every admitted group must be released. ``dry_run``: only
         check that it would be admitted now."""
-        self._check_state()
-        try:
+        with self._counting_rejections():
             self._scheduler.reserve(group, dry_run)
-        except EngineError as exc:
-            if exc.reason:
-                self.observer.on_rejection(exc.reason)
-            raise
 
     def release(self, group: WorkGroup) -> None:
         """The client request of ``group`` is answered (or gave up): free its capacity."""

@@ -156,17 +156,7 @@ class Scheduler:
                 limit=limit,
             )
         with self._cond:
-            if self._stop:
-                raise DrainingError("the model is shutting down")
-            if (
-                len(self._groups) >= self.config.max_queue
-                or self._reserved_cost + group.cost > self.config.max_queue_cost
-            ):
-                raise QueueFullError(
-                    f"queue full ({len(self._groups)} requests, {self._reserved_cost} work "
-                    "units admitted)",
-                    retry_after_s=self.retry_after_s(),
-                )
+            self._refuse_when_full(group.cost)
             if not dry_run:
                 self._groups[group.key] = group
                 self._reserved_cost += group.cost
@@ -176,13 +166,22 @@ class Scheduler:
         ``max_queue`` requests: a request that cannot be admitted is refused before any
         of its text work (splitting, tokenization) is done."""
         with self._cond:
-            if self._stop:
-                raise DrainingError("the model is shutting down")
-            if len(self._groups) >= self.config.max_queue:
-                raise QueueFullError(
-                    f"queue full ({len(self._groups)} requests admitted)",
-                    retry_after_s=self.retry_after_s(),
-                )
+            self._refuse_when_full(0)
+
+    def _refuse_when_full(self, cost: int) -> None:
+        """DrainingError, or QueueFullError when a request of ``cost`` does not fit now
+        (the caller holds the lock)."""
+        if self._stop:
+            raise DrainingError("the model is shutting down")
+        if (
+            len(self._groups) >= self.config.max_queue
+            or self._reserved_cost + cost > self.config.max_queue_cost
+        ):
+            raise QueueFullError(
+                f"queue full ({len(self._groups)} requests, {self._reserved_cost} work "
+                "units admitted)",
+                retry_after_s=self.retry_after_s(),
+            )
 
     def release(self, group: WorkGroup) -> None:
         """The client request is answered: its capacity is free again."""
