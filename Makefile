@@ -107,12 +107,7 @@ TRAIN_CHAT = HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m training.
 	  --data-dir $(DATA_DIR)/dailydialog
 
 train-chat: venv
-	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase1/checkpoint --work-dir $(CHAT_DIR)/phase1 --time-budget-min 62
-	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase2/checkpoint --work-dir $(CHAT_DIR)/phase2 --time-budget-min 50 \
-	  --init-from $(CHAT_DIR)/phase1/checkpoint --max-tokens 2500 --lr 1e-3 --warmup-steps 200
-	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR)/phase3 --time-budget-min 27 \
-	  --init-from $(CHAT_DIR)/phase2/checkpoint --max-tokens 2500 --lr 1e-3 --warmup-steps 100 \
-	  --decoder-input-dropout 0.4
+	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR) --time-budget-min 62
 
 EXPORT_CHAT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(CHAT_DIR)/checkpoint --task chat \
 	  --name dailydialog-chat --out-dir $(CHAT_DIR)/package --precision fp32,int8 --overwrite

@@ -2,8 +2,9 @@
 
 Same checkpoint, same pre-tokenized inputs, same batches and the same decode work for every
 backend. Each backend runs in its own worker process (no thread pools shared between
-libraries, per-backend peak RSS), one after the other, over every cell (search x stopping
-x batch size); the rows go to ``--json`` for ``bench.report``.
+libraries, per-backend peak RSS) over every cell (search x stopping x batch size), in
+``--rounds`` interleaved rounds (A B, B A, ...: see ``bench.rounds``); the rows, folded to a
+median and min-max per cell, go to ``--json`` for ``bench.report``.
 
     python -m bench.engine --family marian --size full --json .cache/bench/engine.json
     python -m bench.engine --size tiny --backends ours:int8,ct2:int8:1 --batch-sizes 1,8
@@ -27,6 +28,7 @@ from typing import Any
 
 from bench import backends
 from bench.backends import Decode, Generate, ModelIds, Spec
+from bench.rounds import fold_rounds, round_order
 from bench.rss import peak_rss_mb, reset_peak
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,18 +113,27 @@ def time_cell(
     batch_size: int,
     repeats: int,
     budget_s: float,
-    warmup_rows: int = 8,
+    max_warmups: int = 4,
+    steady: float = 0.05,
 ) -> dict[str, Any]:
-    """Decode ``inputs`` in batches ``repeats`` times (after a warm-up call).
+    """Decode ``inputs`` in batches ``repeats`` times, after warm-up to steady state.
 
-    Returns the median wall time of a pass, per-batch latencies, the outputs of the last
-    pass and the peak RSS during the cell. Stops repeating once ``budget_s`` is spent
-    (at least one pass always runs)."""
+    Warm-up calls the first full batch until two calls in a row differ by less than
+    ``steady`` (relative) or ``max_warmups`` calls ran: the first calls pay thread pool
+    start, lazy allocation and page faults of buffers that later calls reuse. Returns the
+    median wall time of a pass, per-batch latencies, the outputs of the last pass, the peak
+    RSS and the minor page faults per pass. Stops repeating once ``budget_s`` is spent (at
+    least one pass always runs)."""
     batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
     reset_peak()
-    # Warm-up (thread pools, lazy initialisation) on a few rows: a full batch-64 warm-up
-    # would cost as much as the measurement itself.
-    generate(batches[0][:warmup_rows])
+    warmups: list[float] = []
+    while len(warmups) < max_warmups:
+        t0 = time.perf_counter()
+        generate(batches[0])
+        warmups.append(time.perf_counter() - t0)
+        if len(warmups) >= 2 and abs(warmups[-1] - warmups[-2]) <= steady * warmups[-2]:
+            break
+    faults_before = _minor_faults()
     passes: list[float] = []
     latencies: list[float] = []
     outputs: list[list[int]] = []
@@ -139,7 +150,10 @@ def time_cell(
             break
     seconds = statistics.median(passes)
     tokens = sum(len(o) for o in outputs)
+    faults = (_minor_faults() - faults_before) / len(passes)
     return {
+        "warmup_calls": len(warmups),
+        "minor_faults_per_pass": round(faults),
         "seconds": seconds,
         "passes": len(passes),
         "tokens": tokens,
@@ -149,6 +163,12 @@ def time_cell(
         "peak_rss_mb": peak_rss_mb(),
         "outputs": outputs,
     }
+
+
+def _minor_faults() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def build_backend(spec: Spec, plan: Plan, decode: Decode) -> Generate:
@@ -384,7 +404,53 @@ def machine() -> dict[str, Any]:
         "cores": len(os.sched_getaffinity(0)),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
+        "flags": cpu_flags(),
+        "governor": _read_first("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
     }
+
+
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags of /proc/cpuinfo that decide which int8 / fp32 kernels run."""
+    for line in _read_lines("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            present = set(line.split(":", 1)[1].split())
+            return [f for f in SIMD_FLAGS if f in present]
+    return []
+
+
+def machine_state() -> dict[str, Any]:
+    """What can change between rounds: load, the cores' current frequency (when the VM
+    shows one) and the memory available."""
+    mhz = [
+        float(line.split(":", 1)[1])
+        for line in _read_lines("/proc/cpuinfo")
+        if line.startswith("cpu MHz")
+    ]
+    available = next(
+        (line.split()[1] for line in _read_lines("/proc/meminfo") if line.startswith("MemAvail")),
+        None,
+    )
+    return {
+        "time": time.strftime("%H:%M:%S", time.gmtime()),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "cpu_mhz": [round(m) for m in mhz],
+        "mem_available_mb": None if available is None else int(available) // 1024,
+    }
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _read_first(path: str) -> str | None:
+    lines = _read_lines(path)
+    return lines[0].strip() if lines else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -407,6 +473,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--batches", type=int, default=1, help="full batches per cell at least")
     add("--max-new-tokens", type=int, default=32)
     add("--repeats", type=int, default=2)
+    add("--rounds", type=int, default=5, help="interleaved rounds (A B, B A, ...) of backends")
     add("--cell-budget-s", type=float, default=20.0, help="stop repeating a cell after this")
     add("--backend-budget-s", type=float, default=80.0, help="skip a backend's later cells")
     add("--worker-timeout-s", type=float, default=420.0)
@@ -434,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     CACHE.mkdir(parents=True, exist_ok=True)
     started = time.time()
     rows: list[dict[str, Any]] = []
+    states: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="plan-", dir=CACHE) as tmp:
         plan_path = Path(tmp) / "plan.json"
         plan_path.write_text(json.dumps(asdict(plan)))
@@ -442,9 +510,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"inputs from {plan.input_source}",
             file=sys.stderr,
         )
-        for spec in specs:
-            print(f"{spec}:", file=sys.stderr, flush=True)
-            rows += spawn_worker(spec, plan_path, args.worker_timeout_s)
+        for index in range(args.rounds):
+            state = machine_state()
+            states.append(state)
+            print(f"round {index + 1}/{args.rounds} ({state}):", file=sys.stderr, flush=True)
+            for spec in round_order(specs, index):
+                print(f"{spec}:", file=sys.stderr, flush=True)
+                rows += [
+                    {**row, "round": index}
+                    for row in spawn_worker(spec, plan_path, args.worker_timeout_s)
+                ]
+    rows = fold_rounds(rows)
     agreement(rows, args.reference)
     document = {
         "kind": "engine",
@@ -458,6 +534,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkpoint": plan.checkpoint,
         "max_new_tokens": plan.max_new_tokens,
         "repeats": plan.repeats,
+        "rounds": args.rounds,
+        "round_states": states,
         "command": " ".join(["python -m bench.engine", *(argv or sys.argv[1:])]),
         "rows": rows,
     }

@@ -69,6 +69,26 @@ def _num(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _speed_cell(row: Row) -> str:
+    """tokens/s (x CTranslate2 int8, x PyTorch); with rounds, the median and its
+    min-max, and the ratio's median and min-max taken within each round."""
+    if "tokens_per_s_min" not in row:
+        return (
+            f"{_num(row['tokens_per_s'])} ({_ratio(row['vs_ct2_int8'])}, {_ratio(row['vs_torch'])})"
+        )
+    speed = (
+        f"{_num(row['tokens_per_s'])} [{_num(row['tokens_per_s_min'])}–"
+        f"{_num(row['tokens_per_s_max'])}]"
+    )
+    if row.get("ratio_ct2_int8_median") is None:
+        return f"{speed} ({_ratio(row['vs_torch'])} PyTorch)"
+    ratio = (
+        f"{row['ratio_ct2_int8_median']:.2f}× [{row['ratio_ct2_int8_min']:.2f}–"
+        f"{row['ratio_ct2_int8_max']:.2f}]"
+    )
+    return f"{speed} ({ratio}, {_ratio(row['vs_torch'])})"
+
+
 def engine_tables(document: dict[str, Any]) -> str:
     """One throughput table and one latency/memory table per (search, stopping rule)."""
     rows = add_ratios(document["rows"])
@@ -87,7 +107,16 @@ def engine_tables(document: dict[str, Any]) -> str:
             else f"natural stopping (max {document['max_new_tokens']})"
         )
         parts.append(f"#### {document['model']}: {search}, {stop_text}\n")
-        parts.append("Generated tokens/s (× best CTranslate2 int8, × PyTorch fp32):\n")
+        rounds = document.get("rounds")
+        parts.append(
+            "Generated tokens/s (× best CTranslate2 int8, × PyTorch fp32)"
+            + (
+                f"; median [min–max] over {rounds} interleaved rounds, the CTranslate2 "
+                "ratio taken within each round:\n"
+                if rounds
+                else ":\n"
+            )
+        )
         head = "| backend | " + " | ".join(f"batch {b}" for b in batches) + " | same as ref |"
         parts += [head, "|" + "---|" * (len(batches) + 2)]
         for label in labels:
@@ -98,10 +127,7 @@ def engine_tables(document: dict[str, Any]) -> str:
                 if r is None:
                     cells.append("–")
                     continue
-                cells.append(
-                    f"{_num(r['tokens_per_s'])} ({_ratio(r['vs_ct2_int8'])}, "
-                    f"{_ratio(r['vs_torch'])})"
-                )
+                cells.append(_speed_cell(r))
                 if r.get("identical_to_ref") is not None:
                     agree.append(r["identical_to_ref"])
             same = f"{min(agree):.0%}" if agree else "–"

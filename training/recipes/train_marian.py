@@ -76,6 +76,20 @@ class TrainConfig:
     # lean on its own history has to read the encoder (a chat model otherwise collapses
     # into one generic reply for every context).
     decoder_input_dropout: float = 0.0
+    # Steps trained on the corpus's warm-up pairs before its main pairs. A chat model's
+    # weak context signal lets the encoder collapse into one constant output (every
+    # context then gets one reply); copying first wires encoder and cross-attention to
+    # the input while that is the only way to lower the loss.
+    pair_warmup_steps: int = 0
+    # Every this many steps, log how much the encoder output differs across a few held-out
+    # inputs; stop the run with EncoderCollapsedError once it is below min_encoder_spread
+    # (after the pair warm-up), rather than spend the budget on a model that ignores input.
+    probe_every: int = 100
+    min_encoder_spread: float = 0.0
+
+
+class EncoderCollapsedError(RuntimeError):
+    """The encoder's output no longer depends on the input (see ``encoder_spread``)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,9 @@ class Corpus:
     val_src: list[str]
     val_tgt: list[str]
     user_symbols: tuple[str, ...] = ()
+    # Pairs trained on for ``TrainConfig.pair_warmup_steps`` steps before the main pairs.
+    warmup_src: tuple[str, ...] = ()
+    warmup_tgt: tuple[str, ...] = ()
 
 
 def read_corpus(config: TrainConfig) -> Corpus:
@@ -231,6 +248,22 @@ class Trainer:
         return float(loss.detach()), tokens
 
 
+def encoder_spread(model: MarianMTModel, probe: dict[str, torch.Tensor]) -> float:
+    """How much the mean-pooled encoder output varies across the probe inputs.
+
+    The mean over model dimensions of the standard deviation across inputs: of the order
+    of 0.1-1 for an encoder that reads its input, ~0 for a collapsed one.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        hidden = model.get_encoder()(**probe).last_hidden_state
+    model.train(was_training)
+    mask = probe["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    return float(pooled.std(0).mean())
+
+
 def validation_bleu(
     model: MarianMTModel,
     tokenizer: MarianTokenizer,
@@ -302,6 +335,41 @@ def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
         json.dumps(asdict(config), default=str),
     )
     rng = random.Random(config.seed)
+    probe = {
+        k: v
+        for k, v in tokenizer(
+            val_src[:16], return_tensors="pt", padding=True, truncation=True, max_length=64
+        ).items()
+        if k in ("input_ids", "attention_mask")
+    }
+    spreads: list[tuple[int, float]] = []
+
+    def check_encoder() -> None:
+        if trainer.step % config.probe_every:
+            return
+        spread = encoder_spread(trainer.model, probe)
+        spreads.append((trainer.step, spread))
+        log.info("step %d encoder spread %.2e", trainer.step, spread)
+        if trainer.step > config.pair_warmup_steps and spread < config.min_encoder_spread:
+            raise EncoderCollapsedError(
+                f"step {trainer.step}: encoder output spread {spread:.2e} is below "
+                f"{config.min_encoder_spread:.0e}: the encoder ignores its input"
+            )
+
+    if config.pair_warmup_steps and corpus.warmup_src:
+        warm_examples = tokenize_pairs(
+            tokenizer, list(corpus.warmup_src), list(corpus.warmup_tgt), config.max_len
+        )
+        trainer.model.train()
+        loss_sum, tok_sum = 0.0, 0
+        while trainer.step < config.pair_warmup_steps:
+            for batch in token_batches(warm_examples, config.max_tokens, rng):
+                loss, tokens = trainer.train_step(batch)
+                loss_sum, tok_sum = loss_sum + loss, tok_sum + tokens
+                check_encoder()
+                if trainer.step >= config.pair_warmup_steps:
+                    break
+        log.info("pair warm-up: %d steps, loss %.3f", trainer.step, loss_sum / max(tok_sum, 1))
     history: list[dict[str, float]] = []
     checkpoints: list[Path] = []
     best_bleu, best_epoch, stale = -1.0, 0, 0
@@ -315,6 +383,7 @@ def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
             loss, tokens = trainer.train_step(batch)
             loss_sum += loss
             tok_sum += tokens
+            check_encoder()
             if trainer.step % 100 == 0:
                 log.info(
                     "epoch %d step %d loss %.3f lr %.2e %.0f tok/s",
@@ -404,6 +473,7 @@ def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
         "torch": torch.__version__,
         "threads": config.threads,
         "init_from": None if config.init_from is None else str(config.init_from),
+        "encoder_spread": spreads,
     }
     (config.out / "training.json").write_text(json.dumps(summary, indent=2))
     log.info("saved %s in %.1f min", config.out, (time.monotonic() - t0) / 60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -41,14 +42,31 @@ def test_time_cell_counts_tokens_batches_and_budget() -> None:
         return [[1, 2, 3] for _ in batch]
 
     inputs = [[5]] * 10
-    result = time_cell(generate, inputs, batch_size=4, repeats=3, budget_s=1e9, warmup_rows=2)
-    assert calls == [2] + [4, 4, 2] * 3  # warm-up, then 3 passes of 3 batches
+    result = time_cell(generate, inputs, batch_size=4, repeats=3, budget_s=1e9, max_warmups=1)
+    assert calls == [4] + [4, 4, 2] * 3  # warm-up on the first batch, then 3 passes
+    assert result["warmup_calls"] == 1 and result["minor_faults_per_pass"] >= 0
     assert result["tokens"] == 30 and result["passes"] == 3
     assert result["tokens_per_s"] == pytest.approx(30 / result["seconds"])
     assert len(result["outputs"]) == 10
     calls.clear()
-    result = time_cell(generate, inputs, batch_size=4, repeats=3, budget_s=0.0, warmup_rows=2)
+    result = time_cell(generate, inputs, batch_size=4, repeats=3, budget_s=0.0, max_warmups=1)
     assert result["passes"] == 1  # budget spent after the first pass
+
+
+def test_time_cell_warms_up_until_two_calls_agree() -> None:
+    # The first calls pay start-up costs (slow, slow-ish), then the speed settles.
+    delays = iter([0.08, 0.04, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02])
+
+    def generate(batch: list[list[int]]) -> list[list[int]]:
+        time.sleep(next(delays, 0.02))
+        return [[1] for _ in batch]
+
+    result = time_cell(generate, [[5]] * 4, batch_size=4, repeats=1, budget_s=1e9, steady=0.2)
+    assert result["warmup_calls"] == 4  # 0.08, 0.04, 0.02 differ; 0.02 then 0.02 agree
+    capped = time_cell(
+        generate, [[5]] * 4, batch_size=4, repeats=1, budget_s=1e9, max_warmups=2, steady=0.0
+    )
+    assert capped["warmup_calls"] == 2
 
 
 def test_agreement_uses_label_prefix_and_drops_outputs() -> None:

@@ -15,6 +15,13 @@ from service.text.chat import ChatConventions, Message, render  # noqa: E402
 from training.recipes import dailydialog  # noqa: E402
 from training.recipes.eval_chat import distinct, multi_reference_bleu  # noqa: E402
 from training.recipes.train_chat import main as train_chat_main  # noqa: E402
+from training.recipes.train_marian import (  # noqa: E402
+    Corpus,
+    EncoderCollapsedError,
+    TrainConfig,
+    encoder_spread,
+    run,
+)
 
 TOY_DIALOGUES = [
     "Hello , how are you ? __eou__ I ' m fine , thanks . And you ? __eou__ Great ! __eou__",
@@ -108,3 +115,81 @@ def test_distinct_and_multi_reference_bleu() -> None:
     perfect = multi_reference_bleu(["a dog", "hello there my friend"], refs)
     wrong = multi_reference_bleu(["zebra", "nothing alike here"], refs)
     assert perfect > 50 > wrong
+
+
+def _toy_corpus() -> Corpus:
+    pairs = dailydialog.context_pairs(
+        [
+            [dailydialog.detokenize(t) for t in d.split("__eou__") if t.strip()]
+            for d in TOY_DIALOGUES
+        ]
+    )
+    contexts = [p.context for p in pairs] * 6
+    replies = [p.reply for p in pairs] * 6
+    return Corpus(
+        contexts,
+        replies,
+        contexts[:4],
+        replies[:4],
+        (dailydialog.SEPARATOR_SYMBOL,),
+        warmup_src=tuple(contexts),
+        warmup_tgt=tuple(c.rsplit(dailydialog.TURN_SEPARATOR, 1)[-1] for c in contexts),
+    )
+
+
+def _tiny_config(tmp_path: Path, **overrides: object) -> TrainConfig:
+    settings: dict[str, object] = {
+        "data_dir": tmp_path,
+        "out": tmp_path / "ckpt",
+        "work_dir": tmp_path / "w",
+        "src_lang": "en",
+        "tgt_lang": "en",
+        "vocab_size": 200,
+        "d_model": 32,
+        "ffn_dim": 64,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "max_epochs": 1,
+        "threads": 1,
+        "max_tokens": 400,
+        "average_last": [],
+        **overrides,
+    }
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_encoder_spread_tells_a_reading_encoder_from_a_collapsed_one() -> None:
+    config = transformers.MarianConfig(
+        vocab_size=50,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        pad_token_id=0,
+    )
+    model = transformers.MarianMTModel(config)
+    probe = {
+        "input_ids": torch.tensor([[5, 6, 7, 1], [9, 3, 1, 0], [11, 12, 13, 1]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]]),
+    }
+    assert encoder_spread(model, probe) > 0.05
+    # Post-LN: a last layer norm with zero weight outputs its bias whatever the input is.
+    with torch.no_grad():
+        model.model.encoder.layers[-1].final_layer_norm.weight.zero_()
+    assert encoder_spread(model, probe) < 1e-6
+
+
+def test_run_warms_up_on_copy_pairs_and_stops_on_a_collapsed_encoder(tmp_path: Path) -> None:
+    summary = run(_tiny_config(tmp_path, pair_warmup_steps=3, probe_every=1), _toy_corpus())
+    steps = [step for step, _ in summary["encoder_spread"]]  # type: ignore[union-attr]
+    assert steps[:3] == [1, 2, 3]  # probed through the warm-up and the main pairs
+    assert summary["steps"] > 3
+    # A spread below the floor after the warm-up ends the run with a typed error.
+    impossible = _tiny_config(
+        tmp_path / "b", pair_warmup_steps=2, probe_every=1, min_encoder_spread=1e9
+    )
+    with pytest.raises(EncoderCollapsedError, match="step 3"):
+        run(impossible, _toy_corpus())
