@@ -1,0 +1,260 @@
+"""Greedy decoding with the positioned decoder: rows at different steps share one call.
+
+Drives the two graphs of ``export/positioned_decoder.py`` (``cross_kv.onnx`` and
+``decoder_positioned.onnx``) with numpy and ONNX Runtime only (no torch, no asyncio). It
+is not wired into the service; it exists to validate the export (alone == in a batch ==
+joined at a later step) and to measure it.
+
+State of a running batch (rows in the batch axis, in join order):
+
+- ``past``: per layer a self key and value [rows, heads, past_len, head_dim], right-aligned
+  (a row's ``n`` valid entries are the last ``n`` slots, zeros before them);
+  ``mask`` [rows, past_len] marks them. The decoder returns ``present`` = past plus the
+  new step, which becomes the next past as it is: no copy in the steady state.
+- ``cross``: per layer the cross key and value [rows, heads, src_len, head_dim], computed
+  once when a row joins, zero-padded on the right to the longest source of the batch;
+  ``enc_mask`` [rows, src_len].
+
+Joining concatenates the joiners on the batch axis (all-padding past); leaving drops the
+rows, then trims the leading past columns and trailing source columns that no remaining
+row uses. Those are the only copies outside the decoder call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class _Row:
+    key: Hashable
+    last: int
+    position: int
+    max_new_tokens: int
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RowEvent:
+    """One row's result of a step: its new token, and whether the row has finished."""
+
+    key: Hashable
+    token: int
+    finished: bool
+
+
+def _num_layers(session: Any) -> int:
+    names = [i.name for i in session.get_inputs()]
+    return sum(1 for n in names if n.startswith("past_key_values.") and n.endswith(".decoder.key"))
+
+
+class PositionedGreedy:
+    """A greedy decode batch over the positioned decoder; rows join and leave at any step.
+
+    ``decoder`` and ``cross_kv`` are ``onnxruntime.InferenceSession``s of the two graphs.
+    ``forced_bos_token_id`` forces a row's first generated token (transformers'
+    ``ForcedBOSTokenIdLogitsProcessor``); ``banned_token_ids`` are never chosen
+    (single-token ``bad_words_ids``). A row ends at ``eos_token_id`` or after
+    ``max_new_tokens`` tokens.
+    """
+
+    def __init__(
+        self,
+        decoder: Any,
+        cross_kv: Any,
+        *,
+        decoder_start_token_id: int,
+        eos_token_id: int,
+        forced_bos_token_id: int | None = None,
+        banned_token_ids: Sequence[int] = (),
+    ) -> None:
+        self.decoder = decoder
+        self.cross_kv = cross_kv
+        self.num_layers = _num_layers(decoder)
+        self.start = int(decoder_start_token_id)
+        self.eos = int(eos_token_id)
+        self.forced_bos = forced_bos_token_id
+        self.banned = np.asarray(list(banned_token_ids), dtype=np.int64)
+        self._present_names = [
+            f"present.{i}.decoder.{kv}" for i in range(self.num_layers) for kv in ("key", "value")
+        ]
+        self.rows: list[_Row] = []
+        self._pending: list[tuple[_Row, np.ndarray]] = []
+        self.past: list[np.ndarray] = []
+        self.mask = np.zeros((0, 0), dtype=np.int64)
+        self.cross: list[np.ndarray] = []
+        self.enc_mask = np.zeros((0, 0), dtype=np.int64)
+        self.calls = 0
+        self._inputs = {i.name for i in decoder.get_inputs()}
+
+    def __len__(self) -> int:
+        """Rows in the batch, joiners waiting for the next step included."""
+        return len(self.rows) + len(self._pending)
+
+    @property
+    def past_len(self) -> int:
+        """Slots of the padded self-attention cache."""
+        return int(self.mask.shape[1])
+
+    @property
+    def positions(self) -> list[int]:
+        """Each running row's position (tokens before its next input), in batch order."""
+        return [row.position for row in self.rows]
+
+    def add(self, key: Hashable, encoder_hidden_states: np.ndarray, max_new_tokens: int) -> None:
+        """Queue a row (its encoder output [src_len, d_model], no padding); it joins at the
+        next :meth:`step`."""
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        row = _Row(key=key, last=self.start, position=0, max_new_tokens=max_new_tokens)
+        self._pending.append((row, np.asarray(encoder_hidden_states, dtype=np.float32)))
+
+    def _admit(self) -> None:
+        """Project the joiners' cross key/values in one call and append them to the batch."""
+        if not self._pending:
+            return
+        lengths = [enc.shape[0] for _, enc in self._pending]
+        width = max(lengths)
+        d_model = self._pending[0][1].shape[1]
+        enc = np.zeros((len(lengths), width, d_model), dtype=np.float32)
+        enc_mask = np.zeros((len(lengths), width), dtype=np.int64)
+        for i, (_, states) in enumerate(self._pending):
+            enc[i, : states.shape[0]] = states
+            enc_mask[i, : states.shape[0]] = 1
+        cross = self.cross_kv.run(None, {"encoder_hidden_states": enc})
+        joiners = len(lengths)
+        if not self.rows:
+            self.cross = [np.ascontiguousarray(c) for c in cross]
+            self.enc_mask = enc_mask
+            self.past = [
+                np.zeros((joiners, c.shape[1], 0, c.shape[3]), dtype=np.float32) for c in cross
+            ]
+            self.mask = np.zeros((joiners, 0), dtype=np.int64)
+        else:
+            src = max(width, self.enc_mask.shape[1])
+            self.cross = [
+                np.concatenate([_pad_axis(old, 2, src), _pad_axis(new, 2, src)], axis=0)
+                for old, new in zip(self.cross, cross, strict=True)
+            ]
+            self.enc_mask = np.concatenate(
+                [_pad_axis(self.enc_mask, 1, src), _pad_axis(enc_mask, 1, src)], axis=0
+            )
+            past_len = self.past_len
+            self.past = [
+                np.concatenate(
+                    [p, np.zeros((joiners, p.shape[1], past_len, p.shape[3]), dtype=p.dtype)],
+                    axis=0,
+                )
+                for p in self.past
+            ]
+            self.mask = np.concatenate(
+                [self.mask, np.zeros((joiners, past_len), dtype=np.int64)], axis=0
+            )
+        self.rows.extend(row for row, _ in self._pending)
+        self._pending = []
+
+    def step(self) -> list[RowEvent]:
+        """Admit the joiners, run one decoder call for every row, choose each row's token,
+        and drop the rows that finished. Returns one event per row of this step."""
+        self._admit()
+        if not self.rows:
+            return []
+        rows = len(self.rows)
+        mask = np.concatenate([self.mask, np.ones((rows, 1), dtype=np.int64)], axis=1)
+        feed: dict[str, np.ndarray] = {
+            "input_ids": np.array([[r.last] for r in self.rows], dtype=np.int64),
+            "position_ids": np.array([[r.position] for r in self.rows], dtype=np.int64),
+            "self_attention_mask": mask,
+            "encoder_attention_mask": self.enc_mask,
+        }
+        for i in range(self.num_layers):
+            feed[f"past_key_values.{i}.decoder.key"] = self.past[2 * i]
+            feed[f"past_key_values.{i}.decoder.value"] = self.past[2 * i + 1]
+            feed[f"past_key_values.{i}.encoder.key"] = self.cross[2 * i]
+            feed[f"past_key_values.{i}.encoder.value"] = self.cross[2 * i + 1]
+        if "position_ids" not in self._inputs:  # T5: relative positions, no position input
+            del feed["position_ids"]
+        outputs = self.decoder.run(["logits", *self._present_names], feed)
+        self.calls += 1
+        logits = np.array(outputs[0][:, -1, :], dtype=np.float32)
+        if self.banned.size:
+            logits[:, self.banned] = -np.inf
+        chosen = logits.argmax(axis=-1)
+        self.past = list(outputs[1:])
+        self.mask = mask
+        events: list[RowEvent] = []
+        keep: list[int] = []
+        for i, row in enumerate(self.rows):
+            token = int(chosen[i])
+            if row.position == 0 and self.forced_bos is not None:
+                token = int(self.forced_bos)
+            row.tokens.append(token)
+            row.last = token
+            row.position += 1
+            done = token == self.eos or len(row.tokens) >= row.max_new_tokens
+            events.append(RowEvent(key=row.key, token=token, finished=done))
+            if not done:
+                keep.append(i)
+        if len(keep) < rows:
+            self._drop(keep)
+        return events
+
+    def _drop(self, keep: list[int]) -> None:
+        """Keep only the rows at ``keep``; trim cache columns no remaining row uses."""
+        self.rows = [self.rows[i] for i in keep]
+        index = np.asarray(keep, dtype=np.int64)
+        mask = self.mask[index]
+        enc_mask = self.enc_mask[index]
+        used = np.flatnonzero(mask.any(axis=0))
+        first = int(used[0]) if used.size else mask.shape[1]
+        src_used = np.flatnonzero(enc_mask.any(axis=0))
+        src = int(src_used[-1]) + 1 if src_used.size else 0
+        self.mask = np.ascontiguousarray(mask[:, first:])
+        self.enc_mask = np.ascontiguousarray(enc_mask[:, :src])
+        self.past = [np.ascontiguousarray(p[index][:, :, first:]) for p in self.past]
+        self.cross = [np.ascontiguousarray(c[index][:, :, :src]) for c in self.cross]
+
+    def tokens(self, key: Hashable) -> list[int]:
+        """The tokens generated so far for a row still in the batch."""
+        for row in self.rows:
+            if row.key == key:
+                return list(row.tokens)
+        raise KeyError(key)
+
+
+def _pad_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Zero-pad ``array`` at the end of ``axis`` to ``size``."""
+    missing = size - array.shape[axis]
+    if missing <= 0:
+        return array
+    widths = [(0, 0)] * array.ndim
+    widths[axis] = (0, missing)
+    return np.pad(array, widths)
+
+
+def greedy_decode(
+    batch: PositionedGreedy,
+    joins: Sequence[tuple[int, Hashable, np.ndarray, int]],
+) -> dict[Hashable, list[int]]:
+    """Run ``batch`` until every row finished; ``joins`` are ``(step, key, encoder states,
+    max_new_tokens)``: the row joins before decoder call number ``step`` (0-based).
+    Returns every row's generated tokens (with the forced BOS and EOS when generated)."""
+    plan = sorted(joins, key=lambda j: j[0])
+    done: dict[Hashable, list[int]] = {}
+    produced: dict[Hashable, list[int]] = {}
+    step = 0
+    while plan or len(batch):
+        while plan and plan[0][0] <= step:
+            _, key, states, budget = plan.pop(0)
+            batch.add(key, states, budget)
+            produced[key] = []
+        for event in batch.step():
+            produced[event.key].append(event.token)
+            if event.finished:
+                done[event.key] = produced[event.key]
+        step += 1
+    return done

@@ -1,0 +1,216 @@
+"""The positioned decoder export (``export/positioned_decoder.py``) is token-exact against
+transformers greedy ``generate()``, with ONNX Runtime CPU fp32 sessions driven by
+``service/runtime/positioned.py``: (a) a row decoded alone, (b) rows decoded together in
+one padded batch, (c) rows that join a running batch at later steps (so one call holds
+rows at different positions), while other rows finish and leave.
+
+The tiny checkpoints are trained copy models; the references are checked to depend on
+the input, so a decoder that ignored its input (or its cache) could not pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+FAMILIES = ("marian", "bart", "t5", "pegasus", "blenderbot", "m2m100")
+
+SOURCES = [
+    "A young athlete is repairing three machines.",
+    "Max and Thomas are riding a bicycle through the snow.",
+    "A donkey chases a dog.",
+    "Two old women are sitting on a bench in the park and talking about the weather.",
+    "The boy jumps.",
+    "A small brown horse waits behind the church.",
+]
+# Per-row budgets: most rows stop at EOS, the 5th at its budget (a length stop).
+BUDGETS = [40, 40, 40, 40, 3, 40]
+T5_PREFIX = "translate English to German: "
+
+
+@dataclass
+class Family:
+    """One family's exported graphs, ORT sessions, references and encoder outputs."""
+
+    name: str
+    decoder: Any
+    cross_kv: Any
+    start: int
+    eos: int
+    forced_bos: int | None
+    banned: list[int]
+    references: list[list[int]]
+    encoder_states: list[np.ndarray]
+    decoder_path: Path
+
+    def batch(self) -> Any:
+        """A fresh positioned greedy batch over this family's sessions."""
+        from service.runtime.positioned import PositionedGreedy
+
+        return PositionedGreedy(
+            self.decoder,
+            self.cross_kv,
+            decoder_start_token_id=self.start,
+            eos_token_id=self.eos,
+            forced_bos_token_id=self.forced_bos,
+            banned_token_ids=self.banned,
+        )
+
+
+def _until_eos(tokens: list[int], eos: int) -> list[int]:
+    """generate() pads finished rows; keep the tokens up to and including EOS."""
+    out: list[int] = []
+    for token in tokens:
+        out.append(token)
+        if token == eos:
+            break
+    return out
+
+
+def _sessions(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def family(
+    request: pytest.FixtureRequest,
+    tiny_checkpoint: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Family:
+    """Export one family's positioned graphs and compute its greedy references alone."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from export.positioned_decoder import export_positioned
+
+    name: str = request.param
+    checkpoint = tiny_checkpoint(name)
+    exported = export_positioned(checkpoint, tmp_path_factory.mktemp(f"positioned-{name}"))
+    model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint).eval()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    config = model.generation_config
+    forced_bos = config.forced_bos_token_id
+    if name == "m2m100":
+        tokenizer.src_lang = "en"
+        forced_bos = tokenizer.get_lang_id("de")
+    banned = [w[0] for w in (config.bad_words_ids or []) if len(w) == 1]
+    prefix = T5_PREFIX if name == "t5" else ""
+    references: list[list[int]] = []
+    states: list[np.ndarray] = []
+    for text, budget in zip(SOURCES, BUDGETS, strict=True):
+        inputs = tokenizer(prefix + text, return_tensors="pt")
+        with torch.no_grad():
+            generated = model.generate(
+                **inputs,
+                num_beams=1,
+                do_sample=False,
+                max_new_tokens=budget,
+                min_length=0,
+                no_repeat_ngram_size=0,
+                repetition_penalty=1.0,
+                forced_bos_token_id=forced_bos,
+                forced_eos_token_id=None,
+            )
+            encoded = model.get_encoder()(**inputs).last_hidden_state[0].numpy()
+        references.append(_until_eos(generated[0, 1:].tolist(), int(config.eos_token_id)))
+        states.append(encoded)
+    return Family(
+        name=name,
+        decoder=_sessions(exported.decoder),
+        cross_kv=_sessions(exported.cross_kv),
+        start=int(model.config.decoder_start_token_id),
+        eos=int(config.eos_token_id),
+        forced_bos=forced_bos,
+        banned=banned,
+        references=references,
+        encoder_states=states,
+        decoder_path=exported.decoder,
+    )
+
+
+def _run(
+    fam: Family, joins: list[tuple[int, int]], observe: Callable[[Any], None] | None = None
+) -> dict[Hashable, list[int]]:
+    """Decode rows ``(join_step, source_index)``; ``observe`` sees the batch after each step."""
+    plan = sorted(joins)
+    batch = fam.batch()
+    produced: dict[Hashable, list[int]] = {}
+    done: dict[Hashable, list[int]] = {}
+    step = 0
+    while plan or len(batch):
+        while plan and plan[0][0] <= step:
+            _, index = plan.pop(0)
+            batch.add(index, fam.encoder_states[index], BUDGETS[index])
+            produced[index] = []
+        for event in batch.step():
+            produced[event.key].append(event.token)
+            if event.finished:
+                done[event.key] = produced[event.key]
+        if observe is not None:
+            observe(batch)
+        step += 1
+        assert step < 500, "decode did not terminate"
+    return done
+
+
+pytestmark = pytest.mark.parametrize("family", FAMILIES, indirect=True)
+
+
+def test_references_depend_on_the_input(family: Family) -> None:
+    """Different sources give different greedy outputs of several tokens (not trivial)."""
+    refs = [tuple(r) for r in family.references]
+    assert len(set(refs)) == len(refs), refs
+    assert all(len(r) >= 3 for r in refs)
+    assert len(family.references[4]) == BUDGETS[4]  # the budget-limited row
+    assert any(r[-1] == family.eos for r in refs)
+
+
+def test_alone(family: Family) -> None:
+    """(a) each row decoded alone gives transformers' greedy tokens."""
+    for index, reference in enumerate(family.references):
+        assert _run(family, [(0, index)])[index] == reference, index
+
+
+def test_batched(family: Family) -> None:
+    """(b) all rows in one padded batch (different source lengths, different stops)."""
+    out = _run(family, [(0, i) for i in range(len(SOURCES))])
+    assert [out[i] for i in range(len(SOURCES))] == family.references
+
+
+def test_join_running_batch(family: Family) -> None:
+    """(c) rows join at later steps, while others finish and leave: every call may mix
+    positions, and the cache is trimmed when the oldest rows leave."""
+    joins = [(0, 2), (0, 4), (3, 0), (5, 3), (9, 1), (16, 5)]
+    mixed_calls = 0
+    past_lens: list[int] = []
+
+    def observe(batch: Any) -> None:
+        nonlocal mixed_calls
+        positions = batch.positions
+        mixed_calls += len(set(positions)) > 1
+        past_lens.append(batch.past_len)
+
+    out = _run(family, joins, observe)
+    assert [out[i] for i in range(len(SOURCES))] == family.references
+    assert mixed_calls >= 5  # calls whose rows sat at different positions
+    # the cache shrank at least once (leading columns trimmed after a leaver)
+    assert any(b < a for a, b in itertools.pairwise(past_lens))
+
+
+def test_join_every_step_random(family: Family) -> None:
+    """(c) a seeded schedule: rows (sources repeated) join at random steps in 0..20."""
+    rng = np.random.default_rng(7)
+    steps = sorted(int(s) for s in rng.integers(0, 21, size=len(SOURCES)))
+    order = [int(i) for i in rng.permutation(len(SOURCES))]
+    out = _run(family, list(zip(steps, order, strict=True)))
+    assert [out[i] for i in range(len(SOURCES))] == family.references
