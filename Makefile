@@ -9,7 +9,7 @@ MODELS_DIR ?= models
 PYTEST_ARGS ?=
 
 .PHONY: help venv serve defaults test test-data lint typecheck unit e2e system-deps clean bench \
-	train-default tune-default eval-default train-chat ship-chat eval-chat
+	train-default tune-default eval-default train-chat ship-chat eval-chat bench-engine
 
 help:
 	@echo "make serve   - set up, serve the committed model packages in $(MODELS_DIR) on $(HOST):$(PORT)"
@@ -93,6 +93,15 @@ eval-default: venv
 BENCH_ARGS ?=
 bench: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_ARGS)
+
+# Engine speed against CTranslate2 (issue 17): our runtime and its variants beside
+# CTranslate2 int8 at both thread settings, in interleaved rounds (bench/rounds.py).
+BENCH_ENGINE_ARGS ?= --searches greedy --stops fixed,natural --batch-sizes 1,8,32,64 --rounds 5
+bench-engine: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.engine --family marian --size full \
+	  --backends ours:int8:2,ct2:int8:2,ours:int8:1,ct2:int8:1,ours-mallopt:int8:2,ours-nospin:int8:2,ours-split:int8:2 \
+	  --reference "ours int8 t1" --json .cache/bench/engine-rounds.json $(BENCH_ENGINE_ARGS)
+	$(BIN)/python -m bench.report --engine .cache/bench/engine-rounds.json --section engine-rounds
 
 # Default chat model (issue 14): MarianMT-architecture chat model trained on DailyDialog
 # train (context of up to 3 turns -> next turn) in three phases on 2 CPU cores (62 + 50 +

@@ -19,7 +19,21 @@ from typing import Any
 import numpy as np
 
 Generate = Callable[[list[list[int]]], list[list[int]]]
-BACKENDS = ("torch", "optimum", "optimum-t1", "ours", "ours-onecall", "ct2")
+BACKENDS = (
+    "torch",
+    "optimum",
+    "optimum-t1",
+    "ours",
+    "ours-onecall",
+    "ours-mallopt",
+    "ours-nospin",
+    "ours-split",
+    "ct2",
+)
+# Variants of our runtime measured side by side (docs/benchmarks.md, engine speed):
+# ours-mallopt keeps freed memory for the next step (service.runtime.memory), ours-nospin
+# lets ORT's threads sleep between calls, ours-split runs each half of a batch on its own
+# one-thread runtime, both halves at once (ORT releases the GIL while it runs).
 
 
 @dataclass(frozen=True)
@@ -119,13 +133,25 @@ def ours(
     ``group_by_length=False`` (backend ``ours-onecall``) encodes each batch in one padded
     encoder call, as before ``service.runtime.encoder_groups``, for side-by-side runs."""
     from service.runtime import GenerationOptions, load_runtime
+    from service.runtime.memory import keep_freed_memory
 
-    rt = load_runtime(
-        package, device=device, precision=spec.precision, intra_op_threads=spec.threads
-    )
-    if hasattr(rt.backend, "group_by_length"):
-        rt.backend.group_by_length = group_by_length
-    opts = rt.resolve(
+    if spec.name == "ours-mallopt":
+        keep_freed_memory()
+    split = spec.name == "ours-split"
+    runtimes = [
+        load_runtime(
+            package,
+            device=device,
+            precision=spec.precision,
+            intra_op_threads=1 if split else spec.threads,
+            spin=spec.name != "ours-nospin",
+        )
+        for _ in range(spec.threads if split else 1)
+    ]
+    for rt in runtimes:
+        if hasattr(rt.backend, "group_by_length"):
+            rt.backend.group_by_length = group_by_length
+    opts = runtimes[0].resolve(
         GenerationOptions(
             max_new_tokens=decode.max_new_tokens,
             min_new_tokens=decode.min_new_tokens,
@@ -134,10 +160,23 @@ def ours(
         )
     )
 
-    def run(batch: list[list[int]]) -> list[list[int]]:
+    def run_one(rt: Any, batch: list[list[int]]) -> list[list[int]]:
         return [strip_output(seqs[0], ids.eos) for seqs in rt.generate(batch, opts)]
 
-    return run
+    if not split:
+        return lambda batch: run_one(runtimes[0], batch)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(len(runtimes))
+
+    def run_split(batch: list[list[int]]) -> list[list[int]]:
+        size = -(-len(batch) // len(runtimes))
+        parts = [batch[i : i + size] for i in range(0, len(batch), size)]
+        done = pool.map(run_one, runtimes[: len(parts)], parts)
+        return [row for part in done for row in part]
+
+    return run_split
 
 
 def _hf_runner(model: Any, decode: Decode, ids: ModelIds, device: str = "cpu") -> Generate:

@@ -175,8 +175,8 @@ def build_backend(spec: Spec, plan: Plan, decode: Decode) -> Generate:
     """The backend's generate function for one cell's decode settings."""
     ids = ModelIds(**plan.ids)
     package, checkpoint = Path(plan.package), Path(plan.checkpoint)
-    if spec.name in ("ours", "ours-onecall"):
-        grouped = spec.name == "ours"
+    if spec.name.startswith("ours"):
+        grouped = spec.name != "ours-onecall"
         return backends.ours(package, spec, decode, ids, plan.device, group_by_length=grouped)
     if spec.name == "torch":
         return backends.torch_backend(checkpoint, spec, decode, ids, plan.device)

@@ -57,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     profiled: list[ort.InferenceSession] = []
     original = runtime_model.make_session
 
-    def make_session(path: Path, device: str, intra_op_threads: int) -> ort.InferenceSession:
+    def make_session(
+        path: Path, device: str, intra_op_threads: int, spin: bool = True
+    ) -> ort.InferenceSession:
         # Same options as the runtime, plus ORT's profiler (a bench-only wrapper).
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads

@@ -172,9 +172,11 @@ def load_runtime(
     precision: str = "auto",
     intra_op_threads: int | None = None,
     verify: bool = False,
+    spin: bool = True,
 ) -> Seq2SeqRuntime:
     """Load a model package. ``device``: auto/cpu/cuda; ``precision``: auto/fp32/int8/fp16;
-    ``verify``: check file sizes and hashes first. PackageError if the package is bad."""
+    ``verify``: check file sizes and hashes first; ``spin``: let ORT's threads spin between
+    calls (``make_session``). PackageError if the package is bad."""
     root = Path(package_dir)
     manifest = Manifest.load(root)
     device, precision = _choose(manifest, device, precision)
@@ -183,8 +185,8 @@ def load_runtime(
     threads = intra_op_threads or default_intra_op_threads()
     encoder_path, decoder_path = manifest.variant_paths(root, precision)
     tokenizer = PackageTokenizer(manifest.tokenizer_dir(root), manifest)
-    encoder = make_session(encoder_path, device, threads)
-    decoder = make_session(decoder_path, device, threads)
+    encoder = make_session(encoder_path, device, threads, spin)
+    decoder = make_session(decoder_path, device, threads, spin)
     providers = tuple(decoder.get_providers())
     backend: Backend
     if device == "cuda" and providers[0] == CUDA_PROVIDER:

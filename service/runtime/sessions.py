@@ -62,12 +62,19 @@ def cuda_available() -> bool:
     return CUDA_PROVIDER in ort.get_available_providers()
 
 
-def make_session(path: Path, device: str, intra_op_threads: int) -> ort.InferenceSession:
-    """Create one inference session; PackageError if the file is missing or not loadable."""
+def make_session(
+    path: Path, device: str, intra_op_threads: int, spin: bool = True
+) -> ort.InferenceSession:
+    """Create one inference session; PackageError if the file is missing or not loadable.
+
+    ``spin=False``: ORT's worker threads sleep between calls instead of spinning (they
+    otherwise hold a core while the Python loop prepares the next step)."""
     if not path.is_file():
         raise PackageError(f"{path}: missing model file")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = intra_op_threads
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -88,3 +88,26 @@ def test_failed_workers_pass_through_once_and_cells_stay_apart() -> None:
     assert speeds == [400.0, 700.0]
     errors = [r for r in folded if "error" in r]
     assert errors == [{"label": "ct2:int8:1", "error": "worker exit status 1"}]
+
+
+def test_report_shows_the_spread_and_judges_targets_on_the_worst_round() -> None:
+    from bench.report import engine_tables, engine_targets
+
+    rows = [
+        _row("ours int8 t2", "ours", 0, 700.0),
+        _row("ct2 int8 t2", "ct2", 0, 500.0),
+        _row("ours int8 t2", "ours", 1, 560.0),
+        _row("ct2 int8 t2", "ct2", 1, 500.0),
+    ]
+    document = {
+        "model": "marian-full",
+        "max_new_tokens": 32,
+        "rounds": 2,
+        "rows": [{**r, "identical_to_ref": 1.0} for r in fold_rounds(rows)],
+    }
+    table = engine_tables(document)
+    assert "630 [560–700] (1.26× [1.12–1.40], –)" in table
+    assert "over 2 interleaved rounds" in table
+    (target,) = engine_targets(document)
+    # The median (1.26x) and the best round (1.40x) do not count: the worst round is 1.12x.
+    assert "target ≥ 1.3×: missed; lead in every round" in target
