@@ -1,6 +1,6 @@
 """Per-API-key quotas: a request rate (token bucket) and a concurrency limit.
 
-The tenant of a request is the position of its Bearer key in ``S2S_API_KEYS``
+The tenant of a request is the position of its key (Bearer or DeepL-Auth-Key) in ``S2S_API_KEYS``
 (``key1``, ``key2``, ...: bounded, and never the secret), or ``""`` without keys (then
 the limits apply to all clients together). The scheduler lets tenants take turns
 (service/engine/admission.py); these limits bound what one tenant may ask at all.
@@ -15,14 +15,16 @@ import threading
 import time
 from dataclasses import dataclass
 
-from service.api.auth import authorized
+from service.api.auth import authorized, deepl_key, valid_key
 from service.api.errors import ApiError
 
 
 def tenant_of(header: str | None, keys: list[str]) -> str:
-    """The tenant id of an ``Authorization`` header: ``key<n>`` for the n-th key."""
+    """The tenant id of an ``Authorization`` header: ``key<n>`` for the n-th key, sent as
+    ``Bearer <key>`` (our routes) or ``DeepL-Auth-Key <key>`` (DeepL's clients)."""
+    deepl = deepl_key(header)
     for i, key in enumerate(keys, start=1):
-        if authorized(header, [key]):
+        if authorized(header, [key]) or valid_key(deepl, [key]):
             return f"key{i}"
     return ""
 

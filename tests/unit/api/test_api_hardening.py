@@ -14,6 +14,7 @@ import pytest
 from api_helpers import client_for
 
 from service.api import create_app
+from service.api.quotas import tenant_of
 from service.settings import Settings
 from tests.support.fake_runtime import FakeRuntime
 
@@ -244,3 +245,13 @@ async def test_per_key_rate_and_concurrency_limits(tmp_path: Path) -> None:
     assert int(rate.headers["Retry-After"]) >= 1
     assert 'reason="rate_limited"' in metrics and 'reason="concurrency_limit"' in metrics
     assert keys[0] not in metrics
+
+
+def test_quota_tenant_is_the_key_whichever_way_the_client_sends_it() -> None:
+    keys = ["key-aaaaaaaa", "key-bbbbbbbb"]
+    assert tenant_of("Bearer key-bbbbbbbb", keys) == "key2"
+    # DeepL's clients send the same key as DeepL-Auth-Key: the same tenant, the same quota.
+    assert tenant_of("DeepL-Auth-Key key-bbbbbbbb", keys) == "key2"
+    assert tenant_of("DeepL-Auth-Key key-cccccccc", keys) == ""
+    assert tenant_of("Basic key-aaaaaaaa", keys) == ""
+    assert tenant_of(None, keys) == ""
