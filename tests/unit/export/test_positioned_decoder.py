@@ -10,6 +10,7 @@ the input, so a decoder that ignored its input (or its cache) could not pass.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class Family:
     banned: list[int]
     references: list[list[int]]
     encoder_states: list[np.ndarray]
-    decoder_path: Path
+    export_dir: Path
 
     def batch(self) -> Any:
         """A fresh positioned greedy batch over this family's sessions."""
@@ -134,7 +135,27 @@ def family(
         banned=banned,
         references=references,
         encoder_states=states,
-        decoder_path=exported.decoder,
+        export_dir=exported.decoder.parent,
+    )
+
+
+@pytest.fixture(scope="module")
+def int8_family(family: Family) -> Family:
+    """The same family with both graphs quantized per-row int8 (``export/int8_per_row.py``:
+    one activation scale per row, so a row's result does not depend on its neighbours)."""
+    from export.positioned_decoder import CROSS_KV_FILE, DECODER_FILE
+    from export.quantize import Int8Options, quantize_file
+
+    out = family.export_dir / "int8-per-row"
+    out.mkdir(exist_ok=True)
+    options = Int8Options(method="per_row")
+    for name in (DECODER_FILE, CROSS_KV_FILE):
+        quantize_file(family.export_dir / name, out / name, options)
+    return dataclasses.replace(
+        family,
+        decoder=_sessions(out / DECODER_FILE),
+        cross_kv=_sessions(out / CROSS_KV_FILE),
+        export_dir=out,
     )
 
 
@@ -187,10 +208,13 @@ def test_batched(family: Family) -> None:
     assert [out[i] for i in range(len(SOURCES))] == family.references
 
 
+JOINS = [(0, 2), (0, 4), (3, 0), (5, 3), (9, 1), (16, 5)]
+
+
 def test_join_running_batch(family: Family) -> None:
     """(c) rows join at later steps, while others finish and leave: every call may mix
     positions, and the cache is trimmed when the oldest rows leave."""
-    joins = [(0, 2), (0, 4), (3, 0), (5, 3), (9, 1), (16, 5)]
+    joins = list(JOINS)
     mixed_calls = 0
     past_lens: list[int] = []
 
@@ -214,3 +238,15 @@ def test_join_every_step_random(family: Family) -> None:
     order = [int(i) for i in rng.permutation(len(SOURCES))]
     out = _run(family, list(zip(steps, order, strict=True)))
     assert [out[i] for i in range(len(SOURCES))] == family.references
+
+
+def test_int8_per_row_alone_batched_joined(int8_family: Family) -> None:
+    """Per-row int8 graphs: alone == in one batch == joining a running batch, token for
+    token (int8 is not required to equal fp32; most rows of these copy models do)."""
+    rows = range(len(SOURCES))
+    alone = {i: _run(int8_family, [(0, i)])[i] for i in rows}
+    batched = _run(int8_family, [(0, i) for i in rows])
+    joined = _run(int8_family, list(JOINS))
+    assert [batched[i] for i in rows] == [alone[i] for i in rows]
+    assert [joined[i] for i in rows] == [alone[i] for i in rows]
+    assert sum(alone[i] == int8_family.references[i] for i in rows) >= len(SOURCES) // 2
