@@ -49,6 +49,8 @@ class Family:
     references: list[list[int]]
     encoder_states: list[np.ndarray]
     export_dir: Path
+    num_heads: int
+    head_dim: int
 
     def batch(self) -> Any:
         """A fresh positioned greedy batch over this family's sessions."""
@@ -136,7 +138,33 @@ def family(
         references=references,
         encoder_states=states,
         export_dir=exported.decoder.parent,
+        num_heads=exported.num_heads,
+        head_dim=exported.head_dim,
     )
+
+
+@pytest.fixture(scope="module")
+def fused_family(family: Family) -> Family:
+    """The same family with the decoder fused as the package pipeline fuses its decoders."""
+    from export.positioned_decoder import (
+        CROSS_KV_FILE,
+        DECODER_FILE,
+        PositionedExport,
+        fuse_decoder,
+    )
+
+    out = family.export_dir / "fused"
+    out.mkdir(exist_ok=True)
+    exported = PositionedExport(
+        decoder=family.export_dir / DECODER_FILE,
+        cross_kv=family.export_dir / CROSS_KV_FILE,
+        num_layers=0,
+        num_heads=family.num_heads,
+        head_dim=family.head_dim,
+    )
+    fusions = fuse_decoder(exported, family.name, out / DECODER_FILE)
+    assert fusions  # LayerNorm/SkipLayerNorm fusions at least
+    return dataclasses.replace(family, decoder=_sessions(out / DECODER_FILE), export_dir=out)
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +278,15 @@ def test_int8_per_row_alone_batched_joined(int8_family: Family) -> None:
     assert [batched[i] for i in rows] == [alone[i] for i in rows]
     assert [joined[i] for i in rows] == [alone[i] for i in rows]
     assert sum(alone[i] == int8_family.references[i] for i in rows) >= len(SOURCES) // 2
+
+
+def test_fused_alone_batched_joined(fused_family: Family) -> None:
+    """The decoder after the pipeline's ORT fusions: still transformers' greedy tokens,
+    alone, in one batch, and joining a running batch."""
+    rows = range(len(SOURCES))
+    refs = fused_family.references
+    assert [_run(fused_family, [(0, i)])[i] for i in rows] == refs
+    batched = _run(fused_family, [(0, i) for i in rows])
+    assert [batched[i] for i in rows] == refs
+    joined = _run(fused_family, list(JOINS))
+    assert [joined[i] for i in rows] == refs
