@@ -15,9 +15,14 @@ State of a running batch (rows in the batch axis, in join order):
   once when a row joins, zero-padded on the right to the longest source of the batch;
   ``enc_mask`` [rows, src_len].
 
-Joining concatenates the joiners on the batch axis (all-padding past); leaving drops the
-rows, then trims the leading past columns and trailing source columns that no remaining
-row uses. Those are the only copies outside the decoder call.
+A leaving row becomes a masked *hole* and the next joiner is written into it in place
+(its all-padding past, its cross key/values); joiners beyond the holes are concatenated
+on the batch axis. Holes are dropped, and leading past columns / trailing source columns
+that no live row uses are trimmed, in one copy when the compaction policy says so (see
+:class:`PositionedGreedy`). Measured at base geometry (batch 32, 6 layers, 8 heads, past
+60, source 30: 47 MB self cache + 24 MB cross), one concatenation or one drop costs
+45-55 ms against about 30 ms for the decoder step, so copying at every join and leave
+would cost more than the steps it saves.
 """
 
 from __future__ import annotations
@@ -60,6 +65,13 @@ class PositionedGreedy:
     ``ForcedBOSTokenIdLogitsProcessor``); ``banned_token_ids`` are never chosen
     (single-token ``bad_words_ids``). A row ends at ``eos_token_id`` or after
     ``max_new_tokens`` tokens.
+
+    A finished row leaves a *hole*: its slot stays in the arrays (masked, still computed,
+    its output ignored) and the next joiner is written into it in place, so neither leaving
+    nor joining copies the cache. The arrays are compacted (holes dropped and unused
+    leading past columns trimmed, one copy) once holes make up ``compact_holes`` of the
+    slots (0: at every leave), or once at least ``trim_columns`` leading past columns and
+    half of them are unused by every live row.
     """
 
     def __init__(
@@ -71,6 +83,8 @@ class PositionedGreedy:
         eos_token_id: int,
         forced_bos_token_id: int | None = None,
         banned_token_ids: Sequence[int] = (),
+        compact_holes: float = 0.25,
+        trim_columns: int = 16,
     ) -> None:
         self.decoder = decoder
         self.cross_kv = cross_kv
@@ -79,30 +93,39 @@ class PositionedGreedy:
         self.eos = int(eos_token_id)
         self.forced_bos = forced_bos_token_id
         self.banned = np.asarray(list(banned_token_ids), dtype=np.int64)
+        self.compact_holes = compact_holes
+        self.trim_columns = trim_columns
         self._present_names = [
             f"present.{i}.decoder.{kv}" for i in range(self.num_layers) for kv in ("key", "value")
         ]
-        self.rows: list[_Row] = []
+        self.slots: list[_Row | None] = []
         self._pending: list[tuple[_Row, np.ndarray]] = []
         self.past: list[np.ndarray] = []
         self.mask = np.zeros((0, 0), dtype=np.int64)
         self.cross: list[np.ndarray] = []
         self.enc_mask = np.zeros((0, 0), dtype=np.int64)
         self.calls = 0
+        self.reused_slots = 0
+        self.compactions = 0
         self._inputs = {i.name for i in decoder.get_inputs()}
 
+    @property
+    def rows(self) -> list[_Row]:
+        """The live rows, in slot order."""
+        return [row for row in self.slots if row is not None]
+
     def __len__(self) -> int:
-        """Rows in the batch, joiners waiting for the next step included."""
+        """Live rows, joiners waiting for the next step included."""
         return len(self.rows) + len(self._pending)
 
     @property
     def past_len(self) -> int:
-        """Slots of the padded self-attention cache."""
+        """Columns of the padded self-attention cache."""
         return int(self.mask.shape[1])
 
     @property
     def positions(self) -> list[int]:
-        """Each running row's position (tokens before its next input), in batch order."""
+        """Each live row's position (tokens before its next input), in slot order."""
         return [row.position for row in self.rows]
 
     def add(self, key: Hashable, encoder_hidden_states: np.ndarray, max_new_tokens: int) -> None:
@@ -114,7 +137,8 @@ class PositionedGreedy:
         self._pending.append((row, np.asarray(encoder_hidden_states, dtype=np.float32)))
 
     def _admit(self) -> None:
-        """Project the joiners' cross key/values in one call and append them to the batch."""
+        """Project the joiners' cross key/values in one call; put them into holes (in place),
+        append the rest (one concatenation)."""
         if not self._pending:
             return
         lengths = [enc.shape[0] for _, enc in self._pending]
@@ -126,58 +150,78 @@ class PositionedGreedy:
             enc[i, : states.shape[0]] = states
             enc_mask[i, : states.shape[0]] = 1
         cross = self.cross_kv.run(None, {"encoder_hidden_states": enc})
-        joiners = len(lengths)
-        if not self.rows:
+        joiners = [row for row, _ in self._pending]
+        self._pending = []
+        if not self.rows:  # nothing live: start afresh (drops any holes, past_len 0)
+            self.slots = list(joiners)
             self.cross = [np.ascontiguousarray(c) for c in cross]
             self.enc_mask = enc_mask
             self.past = [
-                np.zeros((joiners, c.shape[1], 0, c.shape[3]), dtype=np.float32) for c in cross
+                np.zeros((len(joiners), c.shape[1], 0, c.shape[3]), dtype=np.float32) for c in cross
             ]
-            self.mask = np.zeros((joiners, 0), dtype=np.int64)
-        else:
-            src = max(width, self.enc_mask.shape[1])
-            self.cross = [
-                np.concatenate([_pad_axis(old, 2, src), _pad_axis(new, 2, src)], axis=0)
-                for old, new in zip(self.cross, cross, strict=True)
-            ]
-            self.enc_mask = np.concatenate(
-                [_pad_axis(self.enc_mask, 1, src), _pad_axis(enc_mask, 1, src)], axis=0
+            self.mask = np.zeros((len(joiners), 0), dtype=np.int64)
+            return
+        src = max(width, self.enc_mask.shape[1])
+        if src > self.enc_mask.shape[1]:  # a joiner's source is longer than any so far
+            self.cross = [_pad_axis(c, 2, src) for c in self.cross]
+            self.enc_mask = _pad_axis(self.enc_mask, 1, src)
+        holes = [i for i, row in enumerate(self.slots) if row is None]
+        placed = 0
+        for slot, row in zip(holes, joiners, strict=False):
+            for old, new in zip(self.cross, cross, strict=True):
+                old[slot, :, :width] = new[placed]
+                old[slot, :, width:] = 0.0
+            self.enc_mask[slot] = 0
+            self.enc_mask[slot, :width] = enc_mask[placed]
+            for p in self.past:
+                p[slot] = 0.0
+            self.mask[slot] = 0
+            self.slots[slot] = row
+            placed += 1
+        self.reused_slots += placed
+        rest = len(joiners) - placed
+        if not rest:
+            return
+        self.cross = [
+            np.concatenate([old, _pad_axis(new[placed:], 2, src)], axis=0)
+            for old, new in zip(self.cross, cross, strict=True)
+        ]
+        self.enc_mask = np.concatenate([self.enc_mask, _pad_axis(enc_mask[placed:], 1, src)])
+        past_len = self.past_len
+        self.past = [
+            np.concatenate(
+                [p, np.zeros((rest, p.shape[1], past_len, p.shape[3]), dtype=p.dtype)], axis=0
             )
-            past_len = self.past_len
-            self.past = [
-                np.concatenate(
-                    [p, np.zeros((joiners, p.shape[1], past_len, p.shape[3]), dtype=p.dtype)],
-                    axis=0,
-                )
-                for p in self.past
-            ]
-            self.mask = np.concatenate(
-                [self.mask, np.zeros((joiners, past_len), dtype=np.int64)], axis=0
-            )
-        self.rows.extend(row for row, _ in self._pending)
-        self._pending = []
+            for p in self.past
+        ]
+        self.mask = np.concatenate([self.mask, np.zeros((rest, past_len), dtype=np.int64)])
+        self.slots.extend(joiners[placed:])
 
     def step(self) -> list[RowEvent]:
-        """Admit the joiners, run one decoder call for every row, choose each row's token,
-        and drop the rows that finished. Returns one event per row of this step."""
+        """Admit the joiners, run one decoder call for every slot, choose each live row's
+        token, and turn the rows that finished into holes. Returns one event per live row."""
         self._admit()
         if not self.rows:
             return []
-        rows = len(self.rows)
-        mask = np.concatenate([self.mask, np.ones((rows, 1), dtype=np.int64)], axis=1)
+        slots = len(self.slots)
+        mask = np.concatenate([self.mask, np.ones((slots, 1), dtype=np.int64)], axis=1)
         feed: dict[str, np.ndarray] = {
-            "input_ids": np.array([[r.last] for r in self.rows], dtype=np.int64),
-            "position_ids": np.array([[r.position] for r in self.rows], dtype=np.int64),
+            "input_ids": np.array(
+                [[r.last if r is not None else self.start] for r in self.slots], dtype=np.int64
+            ),
+            "position_ids": np.array(
+                [[r.position if r is not None else 0] for r in self.slots], dtype=np.int64
+            ),
             "self_attention_mask": mask,
             "encoder_attention_mask": self.enc_mask,
         }
+        if "position_ids" not in self._inputs:  # T5: relative positions, no position input
+            del feed["position_ids"]
         for i in range(self.num_layers):
             feed[f"past_key_values.{i}.decoder.key"] = self.past[2 * i]
             feed[f"past_key_values.{i}.decoder.value"] = self.past[2 * i + 1]
             feed[f"past_key_values.{i}.encoder.key"] = self.cross[2 * i]
             feed[f"past_key_values.{i}.encoder.value"] = self.cross[2 * i + 1]
-        if "position_ids" not in self._inputs:  # T5: relative positions, no position input
-            del feed["position_ids"]
         outputs = self.decoder.run(["logits", *self._present_names], feed)
         self.calls += 1
         logits = np.array(outputs[0][:, -1, :], dtype=np.float32)
@@ -187,8 +231,10 @@ class PositionedGreedy:
         self.past = list(outputs[1:])
         self.mask = mask
         events: list[RowEvent] = []
-        keep: list[int] = []
-        for i, row in enumerate(self.rows):
+        for i, row in enumerate(self.slots):
+            if row is None:
+                self.mask[i] = 0  # a hole: whatever it computed is not a row's past
+                continue
             token = int(chosen[i])
             if row.position == 0 and self.forced_bos is not None:
                 token = int(self.forced_bos)
@@ -197,26 +243,38 @@ class PositionedGreedy:
             row.position += 1
             done = token == self.eos or len(row.tokens) >= row.max_new_tokens
             events.append(RowEvent(key=row.key, token=token, finished=done))
-            if not done:
-                keep.append(i)
-        if len(keep) < rows:
-            self._drop(keep)
+            if done:
+                self.slots[i] = None
+                self.mask[i] = 0
+        self._maybe_compact()
         return events
 
-    def _drop(self, keep: list[int]) -> None:
-        """Keep only the rows at ``keep``; trim cache columns no remaining row uses."""
-        self.rows = [self.rows[i] for i in keep]
-        index = np.asarray(keep, dtype=np.int64)
-        mask = self.mask[index]
+    def _maybe_compact(self) -> None:
+        """Drop holes and trim unused leading past columns (one copy) when the policy says."""
+        live = [i for i, row in enumerate(self.slots) if row is not None]
+        holes = len(self.slots) - len(live)
+        if not live:
+            self.slots = []
+            self.past = [p[:0, :, :0] for p in self.past]
+            self.cross = [c[:0] for c in self.cross]
+            self.mask = self.mask[:0, :0]
+            self.enc_mask = self.enc_mask[:0]
+            return
+        used = np.flatnonzero(self.mask[live].any(axis=0))
+        first = int(used[0]) if used.size else self.past_len
+        trim = first > 0 and first >= self.trim_columns and 2 * first >= self.past_len
+        if not trim and not (holes and holes >= self.compact_holes * len(self.slots)):
+            return
+        self.compactions += 1
+        index = np.asarray(live, dtype=np.int64)
         enc_mask = self.enc_mask[index]
-        used = np.flatnonzero(mask.any(axis=0))
-        first = int(used[0]) if used.size else mask.shape[1]
         src_used = np.flatnonzero(enc_mask.any(axis=0))
         src = int(src_used[-1]) + 1 if src_used.size else 0
-        self.mask = np.ascontiguousarray(mask[:, first:])
+        self.slots = [self.slots[i] for i in live]
+        self.mask = np.ascontiguousarray(self.mask[index, first:])
         self.enc_mask = np.ascontiguousarray(enc_mask[:, :src])
-        self.past = [np.ascontiguousarray(p[index][:, :, first:]) for p in self.past]
-        self.cross = [np.ascontiguousarray(c[index][:, :, :src]) for c in self.cross]
+        self.past = [np.ascontiguousarray(p[index, :, first:]) for p in self.past]
+        self.cross = [np.ascontiguousarray(c[index, :, :src]) for c in self.cross]
 
     def tokens(self, key: Hashable) -> list[int]:
         """The tokens generated so far for a row still in the batch."""

@@ -52,7 +52,7 @@ class Family:
     num_heads: int
     head_dim: int
 
-    def batch(self) -> Any:
+    def batch(self, **policy: Any) -> Any:
         """A fresh positioned greedy batch over this family's sessions."""
         from service.runtime.positioned import PositionedGreedy
 
@@ -63,6 +63,7 @@ class Family:
             eos_token_id=self.eos,
             forced_bos_token_id=self.forced_bos,
             banned_token_ids=self.banned,
+            **policy,
         )
 
 
@@ -187,12 +188,24 @@ def int8_family(family: Family) -> Family:
     )
 
 
+# Cache policies of the driver: compact at every leave (copy), reuse holes and compact
+# late (the default), never compact while a row is live (holes only, no column trims).
+POLICIES: dict[str, dict[str, Any]] = {
+    "copy": {"compact_holes": 0.0, "trim_columns": 0},
+    "reuse": {},
+    "holes": {"compact_holes": 1.0, "trim_columns": 10**9},
+}
+
+
 def _run(
-    fam: Family, joins: list[tuple[int, int]], observe: Callable[[Any], None] | None = None
+    fam: Family,
+    joins: list[tuple[int, int]],
+    observe: Callable[[Any], None] | None = None,
+    policy: str = "reuse",
 ) -> dict[Hashable, list[int]]:
     """Decode rows ``(join_step, source_index)``; ``observe`` sees the batch after each step."""
     plan = sorted(joins)
-    batch = fam.batch()
+    batch = fam.batch(**POLICIES[policy])
     produced: dict[Hashable, list[int]] = {}
     done: dict[Hashable, list[int]] = {}
     step = 0
@@ -239,33 +252,46 @@ def test_batched(family: Family) -> None:
 JOINS = [(0, 2), (0, 4), (3, 0), (5, 3), (9, 1), (16, 5)]
 
 
-def test_join_running_batch(family: Family) -> None:
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_join_running_batch(family: Family, policy: str) -> None:
     """(c) rows join at later steps, while others finish and leave: every call may mix
-    positions, and the cache is trimmed when the oldest rows leave."""
-    joins = list(JOINS)
+    positions; under each cache policy (compacting at every leave, or joiners written
+    into the holes of rows that left)."""
     mixed_calls = 0
     past_lens: list[int] = []
+    reused = 0
 
     def observe(batch: Any) -> None:
-        nonlocal mixed_calls
-        positions = batch.positions
-        mixed_calls += len(set(positions)) > 1
+        nonlocal mixed_calls, reused
+        mixed_calls += len(set(batch.positions)) > 1
         past_lens.append(batch.past_len)
+        reused = batch.reused_slots
 
-    out = _run(family, joins, observe)
+    out = _run(family, list(JOINS), observe, policy)
     assert [out[i] for i in range(len(SOURCES))] == family.references
     assert mixed_calls >= 5  # calls whose rows sat at different positions
-    # the cache shrank at least once (leading columns trimmed after a leaver)
-    assert any(b < a for a, b in itertools.pairwise(past_lens))
+    if policy == "copy":  # leading columns trimmed after the oldest rows left
+        assert any(b < a for a, b in itertools.pairwise(past_lens))
+        assert reused == 0
+    elif policy == "holes":  # a joiner took the slot of a row that had left
+        assert reused >= 1
 
 
-def test_join_every_step_random(family: Family) -> None:
-    """(c) a seeded schedule: rows (sources repeated) join at random steps in 0..20."""
-    rng = np.random.default_rng(7)
+@pytest.mark.parametrize("seed", [7, 8])
+def test_join_random_schedule(family: Family, seed: int) -> None:
+    """(c) seeded schedules: rows join at random steps in 0..20, in random order (the
+    batch may run empty and start again)."""
+    rng = np.random.default_rng(seed)
     steps = sorted(int(s) for s in rng.integers(0, 21, size=len(SOURCES)))
     order = [int(i) for i in rng.permutation(len(SOURCES))]
     out = _run(family, list(zip(steps, order, strict=True)))
     assert [out[i] for i in range(len(SOURCES))] == family.references
+
+
+def test_join_after_the_batch_ran_empty(family: Family) -> None:
+    """(c) the batch empties (the budget-3 row ends) and later rows start it again."""
+    out = _run(family, [(0, 4), (6, 2), (8, 0)], policy="holes")
+    assert [out[i] for i in (4, 2, 0)] == [family.references[i] for i in (4, 2, 0)]
 
 
 def test_int8_per_row_alone_batched_joined(int8_family: Family) -> None:
