@@ -225,9 +225,10 @@ def _run(
     return done
 
 
-pytestmark = pytest.mark.parametrize("family", FAMILIES, indirect=True)
+each_family = pytest.mark.parametrize("family", FAMILIES, indirect=True)
 
 
+@each_family
 def test_references_depend_on_the_input(family: Family) -> None:
     """Different sources give different greedy outputs of several tokens (not trivial)."""
     refs = [tuple(r) for r in family.references]
@@ -237,12 +238,14 @@ def test_references_depend_on_the_input(family: Family) -> None:
     assert any(r[-1] == family.eos for r in refs)
 
 
+@each_family
 def test_alone(family: Family) -> None:
     """(a) each row decoded alone gives transformers' greedy tokens."""
     for index, reference in enumerate(family.references):
         assert _run(family, [(0, index)])[index] == reference, index
 
 
+@each_family
 def test_batched(family: Family) -> None:
     """(b) all rows in one padded batch (different source lengths, different stops)."""
     out = _run(family, [(0, i) for i in range(len(SOURCES))])
@@ -252,6 +255,7 @@ def test_batched(family: Family) -> None:
 JOINS = [(0, 2), (0, 4), (3, 0), (5, 3), (9, 1), (16, 5)]
 
 
+@each_family
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_join_running_batch(family: Family, policy: str) -> None:
     """(c) rows join at later steps, while others finish and leave: every call may mix
@@ -277,6 +281,7 @@ def test_join_running_batch(family: Family, policy: str) -> None:
         assert reused >= 1
 
 
+@each_family
 @pytest.mark.parametrize("seed", [7, 8])
 def test_join_random_schedule(family: Family, seed: int) -> None:
     """(c) seeded schedules: rows join at random steps in 0..20, in random order (the
@@ -288,12 +293,14 @@ def test_join_random_schedule(family: Family, seed: int) -> None:
     assert [out[i] for i in range(len(SOURCES))] == family.references
 
 
+@each_family
 def test_join_after_the_batch_ran_empty(family: Family) -> None:
     """(c) the batch empties (the budget-3 row ends) and later rows start it again."""
     out = _run(family, [(0, 4), (6, 2), (8, 0)], policy="holes")
     assert [out[i] for i in (4, 2, 0)] == [family.references[i] for i in (4, 2, 0)]
 
 
+@each_family
 def test_int8_per_row_alone_batched_joined(int8_family: Family) -> None:
     """Per-row int8 graphs: alone == in one batch == joining a running batch, token for
     token (int8 is not required to equal fp32; most rows of these copy models do)."""
@@ -306,6 +313,7 @@ def test_int8_per_row_alone_batched_joined(int8_family: Family) -> None:
     assert sum(alone[i] == int8_family.references[i] for i in rows) >= len(SOURCES) // 2
 
 
+@each_family
 def test_fused_alone_batched_joined(fused_family: Family) -> None:
     """The decoder after the pipeline's ORT fusions: still transformers' greedy tokens,
     alone, in one batch, and joining a running batch."""
@@ -316,3 +324,25 @@ def test_fused_alone_batched_joined(fused_family: Family) -> None:
     assert [batched[i] for i in rows] == refs
     joined = _run(fused_family, list(JOINS))
     assert [joined[i] for i in rows] == refs
+
+
+def test_unsupported_family_is_refused(tmp_path: Path) -> None:
+    """A model_type without a wrapper (here mBART) raises instead of guessing its layout."""
+    from transformers import MBartConfig, MBartForConditionalGeneration
+
+    from export.positioned_decoder import UnsupportedFamilyError, export_positioned
+
+    config = MBartConfig(
+        vocab_size=64,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=32,
+    )
+    MBartForConditionalGeneration(config).save_pretrained(tmp_path / "mbart")
+    with pytest.raises(UnsupportedFamilyError, match="mbart"):
+        export_positioned(tmp_path / "mbart", tmp_path / "out")
