@@ -240,9 +240,13 @@ def test_references_depend_on_the_input(family: Family) -> None:
 
 @each_family
 def test_alone(family: Family) -> None:
-    """(a) each row decoded alone gives transformers' greedy tokens."""
+    """(a) each row decoded alone gives transformers' greedy tokens (through the driver's
+    own ``greedy_decode`` loop)."""
+    from service.runtime.positioned import greedy_decode
+
     for index, reference in enumerate(family.references):
-        assert _run(family, [(0, index)])[index] == reference, index
+        joins = [(0, index, family.encoder_states[index], BUDGETS[index])]
+        assert greedy_decode(family.batch(), joins)[index] == reference, index
 
 
 @each_family
