@@ -62,8 +62,9 @@ Absolute positions are looked up per row from ``position_ids``:
 Validated (``tests/unit/export/test_positioned_decoder.py``, the tiny trained checkpoint
 of each family, ORT CPU fp32, greedy): all six families of :data:`FAMILIES` give
 transformers' greedy tokens (a) alone, (b) in one padded batch, (c) joining a running
-batch at later steps, with rows at different positions in one call. Not covered by those
-checkpoints: T5's gated feed-forward (the tiny T5 is ``relu``), and beam search. Other
+batch at later steps, with rows at different positions in one call. T5's gated
+feed-forward with an untied ``lm_head`` (mT5 / T5 v1.1; the tiny T5 is ``relu``, tied) is
+checked on a random-init model only. Beam search is not validated. Other
 ``model_type``s (mBART, BlenderBot-small, ...) raise :class:`UnsupportedFamilyError`
 rather than guess the layer layout.
 

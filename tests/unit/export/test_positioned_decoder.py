@@ -350,3 +350,61 @@ def test_unsupported_family_is_refused(tmp_path: Path) -> None:
     MBartForConditionalGeneration(config).save_pretrained(tmp_path / "mbart")
     with pytest.raises(UnsupportedFamilyError, match="mbart"):
         export_positioned(tmp_path / "mbart", tmp_path / "out")
+
+
+def test_t5_gated_feed_forward_random_init(tmp_path: Path) -> None:
+    """The mT5 / T5 v1.1 code path (gated-gelu feed-forward, untied lm_head, no rescale)
+    that the tiny trained T5 (relu, tied) does not reach: a random-init model, greedy
+    alone, batched and joined against transformers (distinct outputs checked)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from export.positioned_decoder import export_positioned
+    from service.runtime.positioned import PositionedGreedy, greedy_decode
+
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=300,
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    model = T5ForConditionalGeneration(config).eval()
+    model.save_pretrained(tmp_path / "ck")
+    exported = export_positioned(tmp_path / "ck", tmp_path / "onnx")
+    decoder, cross_kv = _sessions(exported.decoder), _sessions(exported.cross_kv)
+    generator = torch.Generator().manual_seed(1)
+    sources = [torch.randint(2, 300, (1, n), generator=generator) for n in (5, 9, 13, 7)]
+    references: list[list[int]] = []
+    states: list[np.ndarray] = []
+    for ids in sources:
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                num_beams=1,
+                do_sample=False,
+                max_new_tokens=20,
+            )
+            states.append(model.get_encoder()(input_ids=ids).last_hidden_state[0].numpy())
+        references.append(_until_eos(out[0, 1:].tolist(), 1))
+    assert len({tuple(r) for r in references}) == len(references)
+
+    def batch() -> PositionedGreedy:
+        return PositionedGreedy(decoder, cross_kv, decoder_start_token_id=0, eos_token_id=1)
+
+    rows = range(len(sources))
+    alone = [greedy_decode(batch(), [(0, i, states[i], 20)])[i] for i in rows]
+    batched = greedy_decode(batch(), [(0, i, states[i], 20) for i in rows])
+    joined = greedy_decode(batch(), [(3 * i, i, states[i], 20) for i in rows])
+    assert alone == references
+    assert [batched[i] for i in rows] == references
+    assert [joined[i] for i in rows] == references
