@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip parity validation (the package is then marked not validated)",
     )
+    parser.add_argument(
+        "--positioned",
+        action="store_true",
+        help="also write the positioned decoder (rows at different steps share one decoder "
+        "call; S2S_BATCH_MODE=iteration) for the fp32 and int8 variants",
+    )
     return parser
 
 
@@ -64,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overwrite=args.overwrite,
             validate=not args.no_validate,
             progress=progress,
+            positioned=args.positioned,
         )
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -81,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             print(f"{precision}: not validated ({result.get('reason', 'skipped')})")
+    for precision, result in read_validation(package).get("positioned", {}).items():
+        if isinstance(result, dict) and "greedy_exact" in result:
+            print(f"{precision} positioned: greedy_exact={result['greedy_exact']:.3f}")
     print(f"package written to {package} in {time.perf_counter() - started:.1f}s")
     return 0
 

@@ -65,10 +65,15 @@ def _code_hash() -> str:
 _CODE_HASH = _code_hash()
 
 
-def package_fingerprint(checkpoint_dir: Path, task: str, precisions: Sequence[str]) -> str:
-    """Cache key: checkpoint files + export code + task + precisions."""
+def package_fingerprint(
+    checkpoint_dir: Path, task: str, precisions: Sequence[str], positioned: bool = False
+) -> str:
+    """Cache key: checkpoint files + export code + task + precisions (+ positioned)."""
     digest = hashlib.sha256()
-    for part in (hash_tree(Path(checkpoint_dir)), _CODE_HASH, task, ",".join(precisions)):
+    parts = [hash_tree(Path(checkpoint_dir)), _CODE_HASH, task, ",".join(precisions)]
+    if positioned:
+        parts.append("positioned")
+    for part in parts:
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
@@ -80,10 +85,12 @@ def ensure_package(
     name: str,
     precisions: Sequence[str] = ("fp32", "int8"),
     progress: Progress | None = None,
+    positioned: bool = False,
 ) -> Path:
-    """Export once into ``.cache/packages/<name>-<fingerprint>/<name>/`` and reuse it."""
+    """Export once into ``.cache/packages/<name>-<fingerprint>/<name>/`` and reuse it
+    (``positioned``: with the positioned decoder pair, export_package's flag)."""
     wanted = parse_precisions(precisions)
-    key = package_fingerprint(Path(checkpoint_dir), task, wanted)
+    key = package_fingerprint(Path(checkpoint_dir), task, wanted, positioned)
     out_dir = PACKAGE_CACHE / f"{name}-{key}"
     package = out_dir / name
     PACKAGE_CACHE.mkdir(parents=True, exist_ok=True)
@@ -92,5 +99,12 @@ def ensure_package(
         if (package / "manifest.json").is_file() and (package / VALIDATION_FILE).is_file():
             return package
         return export_package(
-            checkpoint_dir, task, name, out_dir, wanted, overwrite=True, progress=progress
+            checkpoint_dir,
+            task,
+            name,
+            out_dir,
+            wanted,
+            overwrite=True,
+            progress=progress,
+            positioned=positioned,
         )

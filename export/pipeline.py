@@ -218,9 +218,12 @@ def export_package(
     overwrite: bool = False,
     validate: bool = True,
     progress: Progress | None = None,
+    positioned: bool = False,
 ) -> Path:
     """Export SOURCE into ``out_dir/name`` as a validated model package; return its path.
 
+    ``positioned``: also write the positioned decoder pair of every CPU variant
+    (``export/positioned_package.py``; ``Variant.positioned`` in the manifest).
     Raises an ``ExportError`` subclass (with a one-line message) for every user-facing
     problem; nothing is left in ``out_dir`` when it does.
     """
@@ -229,6 +232,10 @@ def export_package(
     check_name(name)
     checkpoint = resolve_checkpoint(source)
     check_task(checkpoint, task)
+    if positioned:
+        from export.positioned_package import check_positioned_family
+
+        check_positioned_family(checkpoint.family)
     source_tokenizer = load_tokenizer(checkpoint.path)
     writer = PackageWriter(Path(out_dir), name, overwrite)
     stages = Stages(progress)
@@ -286,6 +293,13 @@ def export_package(
                 )
         else:
             validation["skipped"] = "export ran with validation disabled"
+        if positioned:
+            from export.positioned_package import add_positioned
+
+            with stages.stage("positioned", "positioned decoder + cross K/V (fp32, int8)"):
+                manifest, validation["positioned"] = add_positioned(
+                    checkpoint.path, manifest, root, work, validate, stages.progress
+                )
         validation["timings_s"] = stages.timings
         manifest.write(root)
         write_json_atomic(root / VALIDATION_FILE, validation)

@@ -45,6 +45,24 @@ class Backend(Protocol):
         ...
 
 
+def checked_input_ids(
+    input_ids: Sequence[int], max_source_positions: int | None, vocab_size: int | None
+) -> np.ndarray:
+    """The input as an int64 vector; RuntimeInputError if empty, too long or outside the
+    vocabulary."""
+    ids = np.asarray(input_ids, dtype=np.int64).reshape(-1)
+    if ids.size == 0:
+        raise RuntimeInputError("empty input")
+    if max_source_positions is not None and ids.size > max_source_positions:
+        raise InputTooLongError(
+            f"input has {ids.size} tokens; the model accepts at most {max_source_positions}",
+            limit_tokens=max_source_positions,
+        )
+    if ids.min() < 0 or (vocab_size is not None and ids.max() >= vocab_size):
+        raise RuntimeInputError("input token id outside the vocabulary")
+    return ids
+
+
 class _Cohort:
     """Requests that joined together: one cache, one decoder call per step."""
 
@@ -152,17 +170,7 @@ class DecodeBatch:
         """Queue a request; it is encoded and starts decoding at the next ``step``."""
         if key in self._keys:
             raise ValueError(f"request key {key!r} is already in the batch")
-        ids = np.asarray(input_ids, dtype=np.int64).reshape(-1)
-        if ids.size == 0:
-            raise RuntimeInputError("empty input")
-        if self.max_source_positions is not None and ids.size > self.max_source_positions:
-            raise InputTooLongError(
-                f"input has {ids.size} tokens; the model accepts at most "
-                f"{self.max_source_positions}",
-                limit_tokens=self.max_source_positions,
-            )
-        if ids.min() < 0 or (self.vocab_size is not None and ids.max() >= self.vocab_size):
-            raise RuntimeInputError("input token id outside the vocabulary")
+        ids = checked_input_ids(input_ids, self.max_source_positions, self.vocab_size)
         rng = make_rng(options.seed) if options.do_sample else None
         self._pending.append((SearchRequest(key, options, rng), ids))
         self._keys.add(key)

@@ -29,6 +29,8 @@ def verify_package(manifest: Manifest, root: Path, precisions: list[str]) -> Non
     for precision in precisions:
         variant = manifest.variants[precision]
         entries += [variant.encoder, variant.decoder]
+        if variant.positioned is not None:
+            entries += [variant.positioned.decoder, variant.positioned.cross_kv]
     for entry in entries:
         try:
             actual = file_entry(root / entry.path, root)

@@ -2,9 +2,11 @@
 
 A package directory holds ``manifest.json`` (this schema), ``validation.json``,
 ``tokenizer/`` and one folder per precision variant (``fp32/``, ``int8/``, ``fp16/``) with
-``encoder_model.onnx`` and ``decoder_model_merged.onnx``. The runtime finds everything
-through the manifest; the export stage writes it. Kept dependency-light (pydantic and the
-standard library only) so the serving path can import it without torch or transformers.
+``encoder_model.onnx`` and ``decoder_model_merged.onnx`` (and, optionally,
+``decoder_positioned.onnx`` + ``cross_kv.onnx``: ``Variant.positioned``). The runtime
+finds everything through the manifest; the export stage writes it. Kept dependency-light
+(pydantic and the standard library only) so the serving path can import it without torch
+or transformers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ MANIFEST_FILE = "manifest.json"
 VALIDATION_FILE = "validation.json"
 ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model_merged.onnx"
+POSITIONED_DECODER_FILE = "decoder_positioned.onnx"
+CROSS_KV_FILE = "cross_kv.onnx"
 TOKENIZER_DIR = "tokenizer"
 
 Task = Literal["translation", "summarization", "chat"]
@@ -132,14 +136,27 @@ class TokenizerInfo(_Strict):
     files: list[FileEntry] = Field(default_factory=list)
 
 
+class PositionedFiles(_Strict):
+    """Optional graphs of a variant whose rows may sit at different steps of one decoder
+    call (``export/positioned_decoder.py``): the positioned decoder and the cross K/V
+    projection. Written only by ``python -m export ... --positioned``."""
+
+    decoder: FileEntry
+    cross_kv: FileEntry
+    quantization: str = "none"
+    validated: bool = False
+
+
 class Variant(_Strict):
-    """One precision variant: an encoder and a merged decoder."""
+    """One precision variant: an encoder and a merged decoder (and, optionally, the
+    positioned decoder pair)."""
 
     encoder: FileEntry
     decoder: FileEntry
     device: Literal["cpu", "cuda"]
     quantization: str = "none"
     validated: bool = False
+    positioned: PositionedFiles | None = None
 
 
 class Manifest(_Strict):
@@ -194,7 +211,11 @@ class Manifest(_Strict):
 
     def write(self, package_dir: str | Path) -> Path:
         """Write ``manifest.json`` into ``package_dir`` (atomically replaced) and return it."""
-        return write_json_atomic(Path(package_dir) / MANIFEST_FILE, self.model_dump(mode="json"))
+        data = self.model_dump(mode="json")
+        for variant in data["variants"].values():
+            if variant.get("positioned") is None:  # absent, as in packages written before it
+                variant.pop("positioned", None)
+        return write_json_atomic(Path(package_dir) / MANIFEST_FILE, data)
 
     def variant_paths(self, package_dir: str | Path, precision: str) -> tuple[Path, Path]:
         """Absolute (encoder, decoder) paths of one variant; PackageError if absent."""
@@ -207,6 +228,16 @@ class Manifest(_Strict):
         root = Path(package_dir)
         return root / variant.encoder.path, root / variant.decoder.path
 
+    def positioned_paths(self, package_dir: str | Path, precision: str) -> tuple[Path, Path] | None:
+        """Absolute (positioned decoder, cross K/V) paths of one variant, or None when the
+        variant has no positioned graphs; PackageError if the variant is absent."""
+        self.variant_paths(package_dir, precision)
+        positioned = self.variants[precision].positioned
+        if positioned is None:
+            return None
+        root = Path(package_dir)
+        return root / positioned.decoder.path, root / positioned.cross_kv.path
+
     def tokenizer_dir(self, package_dir: str | Path) -> Path:
         """Absolute path of the tokenizer folder."""
         return Path(package_dir) / self.tokenizer.dir
@@ -218,6 +249,8 @@ class Manifest(_Strict):
         for precision in precisions if precisions is not None else list(self.variants):
             variant = self.variants[precision]
             entries += [variant.encoder, variant.decoder]
+            if variant.positioned is not None:
+                entries += [variant.positioned.decoder, variant.positioned.cross_kv]
         for entry in entries:
             actual = file_entry(root / entry.path, root)
             if actual.bytes != entry.bytes or actual.sha256 != entry.sha256:

@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnxruntime as ort
+
 from service.runtime.detokenize import IncrementalDetokenizer
 from service.runtime.errors import PackageError, RuntimeInputError
 from service.runtime.generator import Backend, DecodeBatch
 from service.runtime.integrity import verify_package
 from service.runtime.manifest import Manifest
 from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
+from service.runtime.positioned import PositionedDecodeBatch, PositionedGreedy
 from service.runtime.search import FinishReason, finish_reason
 from service.runtime.sessions import (
     CUDA_PROVIDER,
@@ -46,12 +49,48 @@ class Seq2SeqRuntime:
         tokenizer: PackageTokenizer,
         backend: Backend,
         info: RuntimeInfo,
+        positioned: tuple[ort.InferenceSession, ort.InferenceSession] | None = None,
     ) -> None:
         self.package_dir = package_dir
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.backend = backend
         self.info = info
+        # (positioned decoder, cross K/V) sessions, when loaded (load_runtime(positioned=True)).
+        self.positioned = positioned
+
+    @property
+    def supports_positioned(self) -> bool:
+        """True when :meth:`new_positioned_batch` can run: the package's variant has the
+        positioned graphs and they were loaded (CPU only)."""
+        return self.positioned is not None
+
+    def new_positioned_batch(self) -> PositionedDecodeBatch:
+        """An empty step-API batch over the positioned decoder: single-row requests at
+        different steps share one decoder call (beam search runs in cohorts inside it).
+        PackageError when :attr:`supports_positioned` is False."""
+        if self.positioned is None:
+            raise PackageError(
+                f"package {self.manifest.name!r} ({self.info.precision}) has no positioned "
+                "decoder loaded (export with --positioned; load_runtime(positioned=True), CPU)"
+            )
+        decoder, cross_kv = self.positioned
+        model = self.manifest.model
+        slots = PositionedGreedy(
+            decoder,
+            cross_kv,
+            decoder_start_token_id=model.decoder_start_token_id,
+            eos_token_id=model.eos_token_id,
+        )
+        return PositionedDecodeBatch(
+            slots,
+            self.backend,
+            self.new_batch(),
+            model.pad_token_id,
+            model.decoder_start_token_id,
+            model.max_source_positions,
+            model.vocab_size,
+        )
 
     def encode_texts(
         self,
@@ -173,10 +212,13 @@ def load_runtime(
     intra_op_threads: int | None = None,
     verify: bool = False,
     spin: bool = True,
+    positioned: bool = False,
 ) -> Seq2SeqRuntime:
     """Load a model package. ``device``: auto/cpu/cuda; ``precision``: auto/fp32/int8/fp16;
     ``verify``: check file sizes and hashes first; ``spin``: let ORT's threads spin between
-    calls (``make_session``). PackageError if the package is bad."""
+    calls (``make_session``); ``positioned``: also load the variant's positioned decoder
+    pair when it has one and runs on CPU (``supports_positioned`` says whether it did).
+    PackageError if the package is bad."""
     root = Path(package_dir)
     manifest = Manifest.load(root)
     device, precision = _choose(manifest, device, precision)
@@ -201,6 +243,15 @@ def load_runtime(
             f"decoder has {backend.sig.num_layers} layers, manifest says "
             f"{manifest.model.num_decoder_layers}"
         )
+    positioned_sessions = None
+    positioned_paths = manifest.positioned_paths(root, precision) if positioned else None
+    if positioned_paths is not None and device == "cpu":
+        positioned_sessions = (
+            make_session(positioned_paths[0], device, threads, spin),
+            make_session(positioned_paths[1], device, threads, spin),
+        )
+    elif positioned:
+        log.info("%s (%s, %s): no positioned decoder loaded", manifest.name, precision, device)
     info = RuntimeInfo(
         precision=precision,
         provider=providers[0],
@@ -216,7 +267,7 @@ def load_runtime(
         threads,
     )
 
-    return Seq2SeqRuntime(root, manifest, tokenizer, backend, info)
+    return Seq2SeqRuntime(root, manifest, tokenizer, backend, info, positioned_sessions)
 
 
 __all__ = ["GenerationOutput", "RuntimeInputError", "Seq2SeqRuntime", "load_runtime"]

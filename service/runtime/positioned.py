@@ -37,6 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from service.runtime.generator import Backend, DecodeBatch, checked_input_ids
+from service.runtime.options import ResolvedOptions
+from service.runtime.search import SearchGroup, SearchRequest, StepEvent, make_group, make_rng
+
 
 @dataclass
 class _Row:
@@ -201,12 +205,14 @@ class PositionedGreedy:
         self.mask = np.concatenate([self.mask, np.zeros((rest, past_len), dtype=np.int64)])
         self.slots.extend(joiners[placed:])
 
-    def step(self) -> list[RowEvent]:
-        """Admit the joiners, run one decoder call for every slot, choose each live row's
-        token, and turn the rows that finished into holes. Returns one event per live row."""
+    def forward(self) -> np.ndarray | None:
+        """Admit the joiners and run one decoder call for every slot; returns the logits
+        [slots, vocab] (a hole's row is meaningless), or None when no row is live. The
+        cache then holds the new step of every slot; each live row must next be either
+        :meth:`advance`d by its chosen token or :meth:`release`d."""
         self._admit()
         if not self.rows:
-            return []
+            return None
         slots = len(self.slots)
         mask = np.concatenate([self.mask, np.ones((slots, 1), dtype=np.int64)], axis=1)
         feed: dict[str, np.ndarray] = {
@@ -228,32 +234,64 @@ class PositionedGreedy:
             feed[f"past_key_values.{i}.encoder.value"] = self.cross[2 * i + 1]
         outputs = self.decoder.run(["logits", *self._present_names], feed)
         self.calls += 1
-        logits = np.array(outputs[0][:, -1, :], dtype=np.float32)
-        if self.banned.size:
-            logits[:, self.banned] = -np.inf
-        chosen = logits.argmax(axis=-1)
         self.past = list(outputs[1:])
         self.mask = mask
-        events: list[RowEvent] = []
         for i, row in enumerate(self.slots):
             if row is None:
                 self.mask[i] = 0  # a hole: whatever it computed is not a row's past
+        return np.array(outputs[0][:, -1, :], dtype=np.float32)
+
+    def advance(self, slot: int, token: int) -> None:
+        """The live row in ``slot`` chose ``token``: its next input."""
+        row = self.slots[slot]
+        assert row is not None
+        row.tokens.append(token)
+        row.last = token
+        row.position += 1
+
+    def release(self, slot: int) -> None:
+        """The row in ``slot`` leaves: its slot becomes a masked hole (no copy)."""
+        self.slots[slot] = None
+        self.mask[slot] = 0
+
+    def discard(self, key: Hashable) -> bool:
+        """Drop the row ``key`` (waiting to join or live) at once; False if absent."""
+        for i, (joiner, _) in enumerate(self._pending):
+            if joiner.key == key:
+                del self._pending[i]
+                return True
+        for slot, row in enumerate(self.slots):
+            if row is not None and row.key == key:
+                self.release(slot)
+                self.compact()
+                return True
+        return False
+
+    def step(self) -> list[RowEvent]:
+        """Admit the joiners, run one decoder call for every slot, choose each live row's
+        token, and turn the rows that finished into holes. Returns one event per live row."""
+        logits = self.forward()
+        if logits is None:
+            return []
+        if self.banned.size:
+            logits[:, self.banned] = -np.inf
+        chosen = logits.argmax(axis=-1)
+        events: list[RowEvent] = []
+        for i, row in enumerate(self.slots):
+            if row is None:
                 continue
             token = int(chosen[i])
             if row.position == 0 and self.forced_bos is not None:
                 token = int(self.forced_bos)
-            row.tokens.append(token)
-            row.last = token
-            row.position += 1
+            self.advance(i, token)
             done = token == self.eos or len(row.tokens) >= row.max_new_tokens
             events.append(RowEvent(key=row.key, token=token, finished=done))
             if done:
-                self.slots[i] = None
-                self.mask[i] = 0
-        self._maybe_compact()
+                self.release(i)
+        self.compact()
         return events
 
-    def _maybe_compact(self) -> None:
+    def compact(self) -> None:
         """Drop holes and trim unused leading past columns (one copy) when the policy says."""
         live = [i for i, row in enumerate(self.slots) if row is not None]
         holes = len(self.slots) - len(live)
@@ -320,3 +358,127 @@ def greedy_decode(
                 done[event.key] = produced[event.key]
         step += 1
     return done
+
+
+@dataclass
+class _Request:
+    """A request of the step-API batch decoding in the positioned slots."""
+
+    group: SearchGroup
+    cur_len: int = 1  # tokens in the row so far, the decoder start token included
+
+
+class PositionedDecodeBatch:
+    """The runtime's step API (``add`` / ``step`` / ``remove``, the same face as
+    ``generator.DecodeBatch``) over the positioned decoder: every greedy or sampled
+    request with one sequence (one decoder row) runs in **one decoder call per step**
+    whatever its position, and a request may join at any step.
+
+    A joiner costs one encoder call for all joiners of the step (``backend.encode``, the
+    length groups of the CPU backend) and one ``cross_kv`` call; it then decodes its first
+    token in the same step's decoder call as the running rows. Each request has its own
+    search group (``search.make_group`` with its options: every logits processor, forced
+    BOS/EOS, sampling with its own seeded generator), so its tokens do not depend on its
+    neighbours. A finished or removed request leaves a masked hole in the cache that the
+    next joiner fills (:class:`PositionedGreedy`'s slots and compaction policy).
+
+    Requests with several rows (beam search, ``num_return_sequences`` > 1) run in a
+    cohort ``DecodeBatch`` of the merged decoder inside this batch (``wide``), as in the
+    continuous mode: beam search here would need its rows reordered in the padded cache
+    at every step (a gather of the request's slots, where the merged decoder's cohort
+    does one ``take``), not built yet.
+    """
+
+    def __init__(
+        self,
+        slots: PositionedGreedy,
+        backend: Backend,
+        wide: DecodeBatch,
+        pad_token_id: int,
+        decoder_start_token_id: int,
+        max_source_positions: int | None,
+        vocab_size: int | None,
+    ) -> None:
+        self.slots = slots
+        self.backend = backend
+        self.wide = wide
+        self.pad_token_id = pad_token_id
+        self.start_token = decoder_start_token_id
+        self.max_source_positions = max_source_positions
+        self.vocab_size = vocab_size
+        self._joining: list[tuple[SearchRequest, np.ndarray]] = []
+        self._requests: dict[Hashable, _Request] = {}
+
+    def __len__(self) -> int:
+        """Requests in the batch (joining, decoding, and those of the wide cohorts)."""
+        return len(self._joining) + len(self._requests) + len(self.wide)
+
+    @property
+    def rows(self) -> int:
+        """Decoder rows in use (a beam-search request holds num_beams rows)."""
+        return len(self._joining) + len(self._requests) + self.wide.rows
+
+    def keys(self) -> list[Hashable]:
+        """Keys of all requests in the batch."""
+        return [r.key for r, _ in self._joining] + list(self._requests) + self.wide.keys()
+
+    def add(self, key: Hashable, input_ids: Sequence[int], options: ResolvedOptions) -> None:
+        """Queue a request; it is encoded and decodes its first token at the next step."""
+        if key in self._requests or any(r.key == key for r, _ in self._joining):
+            raise ValueError(f"request key {key!r} is already in the batch")
+        request = SearchRequest(key, options, make_rng(options.seed) if options.do_sample else None)
+        if request.width != 1 or options.is_beam:
+            self.wide.add(key, input_ids, options)
+            return
+        ids = checked_input_ids(input_ids, self.max_source_positions, self.vocab_size)
+        self._joining.append((request, ids))
+
+    def remove(self, key: Hashable) -> bool:
+        """Cancel a request and free its row; False if it is not in the batch."""
+        for i, (request, _) in enumerate(self._joining):
+            if request.key == key:
+                del self._joining[i]
+                return True
+        if self._requests.pop(key, None) is not None:
+            self.slots.discard(key)
+            return True
+        return self.wide.remove(key)
+
+    def _encode_joiners(self) -> None:
+        """One encoder call for the step's joiners; each row's states go to the slots."""
+        joining, self._joining = self._joining, []
+        width = max(ids.size for _, ids in joining)
+        input_ids = np.full((len(joining), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(joining), width), dtype=np.int64)
+        for row, (_, ids) in enumerate(joining):
+            input_ids[row, : ids.size] = ids
+            mask[row, : ids.size] = 1
+        hidden = np.asarray(self.backend.encode(input_ids, mask).hidden)
+        for row, (request, ids) in enumerate(joining):
+            group = make_group(request.options, [request], self.start_token)
+            self._requests[request.key] = _Request(group)
+            self.slots.add(request.key, hidden[row, : ids.size], request.options.max_new_tokens)
+
+    def step(self) -> list[StepEvent]:
+        """Advance every request by one token: the wide cohorts, then one positioned
+        decoder call for all single-row requests (joiners included)."""
+        events = self.wide.step() if len(self.wide) else []
+        if self._joining:
+            self._encode_joiners()
+        logits = self.slots.forward()
+        if logits is None:
+            return events
+        for slot, row in enumerate(self.slots.slots):
+            if row is None:
+                continue
+            request = self._requests[row.key]
+            result = request.group.step(logits[slot : slot + 1], request.cur_len)
+            request.cur_len += 1
+            events.extend(result.events)
+            if result.keep is not None and result.keep.size == 0:
+                del self._requests[row.key]
+                self.slots.release(slot)
+            else:
+                self.slots.advance(slot, int(result.next_tokens[0]))
+        self.slots.compact()
+        return events

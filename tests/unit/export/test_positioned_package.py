@@ -1,0 +1,110 @@
+"""Packages carrying the positioned decoder (``export_package(positioned=True)``,
+``python -m export ... --positioned``): the files, the optional manifest fields, their
+validation entry, and that packages without them are written and read as before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from export.errors import UsageError
+from service.runtime.manifest import (
+    CROSS_KV_FILE,
+    MANIFEST_FILE,
+    POSITIONED_DECODER_FILE,
+    Manifest,
+    PackageError,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def package() -> Path:
+    from export.cache import ensure_package
+    from training.checkpoints import ensure_checkpoint
+
+    return ensure_package(
+        ensure_checkpoint("marian", "tiny"),
+        task="translation",
+        name="tiny-marian",
+        precisions=("fp32", "int8"),
+        positioned=True,
+    )
+
+
+def test_both_cpu_variants_carry_the_validated_pair(package: Path) -> None:
+    manifest = Manifest.load(package)
+    for precision in ("fp32", "int8"):
+        positioned = manifest.variants[precision].positioned
+        assert positioned is not None
+        assert positioned.decoder.path == f"{precision}/{POSITIONED_DECODER_FILE}"
+        assert positioned.cross_kv.path == f"{precision}/{CROSS_KV_FILE}"
+        assert positioned.validated
+        paths = manifest.positioned_paths(package, precision)
+        assert paths is not None and all(p.is_file() for p in paths)
+    assert manifest.variants["int8"].positioned is not None
+    assert "per-row" in manifest.variants["int8"].positioned.quantization
+    manifest.verify_files(package)
+
+
+def test_validation_entry_records_the_joined_schedule(package: Path) -> None:
+    entry = json.loads((package / "validation.json").read_text())["positioned"]
+    assert "joins" in entry["schedule"]
+    assert entry["fp32"]["greedy_exact"] == 1.0 and entry["fp32"]["validated"]
+    assert "greedy_token_agreement" in entry["int8"]
+    assert entry["fusions"]  # the fused graph was kept (it was exact)
+
+
+def test_a_changed_positioned_file_fails_verification(package: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "pkg"
+    shutil.copytree(package, copy)
+    with open(copy / "int8" / CROSS_KV_FILE, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(PackageError):
+        Manifest.load(copy).verify_files(copy)
+    from service.runtime import ChecksumMismatchError, load_runtime
+
+    with pytest.raises(ChecksumMismatchError):
+        load_runtime(copy, device="cpu", precision="int8", verify=True)
+
+
+def test_manifests_without_the_pair_keep_their_form() -> None:
+    """Committed packages load unchanged and are written back without a ``positioned``
+    key (an older reader, whose Variant forbids unknown keys, still reads them)."""
+    for folder in sorted((REPO / "models").iterdir()):
+        if not (folder / MANIFEST_FILE).is_file():
+            continue
+        manifest = Manifest.load(folder)
+        assert all(v.positioned is None for v in manifest.variants.values())
+        assert manifest.positioned_paths(folder, next(iter(manifest.variants))) is None
+        raw = json.loads((folder / MANIFEST_FILE).read_text())
+        assert all("positioned" not in v for v in raw["variants"].values())
+
+
+def test_written_manifest_omits_absent_pair(tmp_path: Path) -> None:
+    source = REPO / "models" / "copy-chat"
+    manifest = Manifest.load(source)
+    manifest.write(tmp_path)
+    raw = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    assert all("positioned" not in v for v in raw["variants"].values())
+    assert Manifest.load(tmp_path) == manifest
+
+
+def test_unsupported_family_is_a_usage_error() -> None:
+    from export.positioned_package import check_positioned_family
+
+    with pytest.raises(UsageError, match="no positioned decoder for family 'mbart'"):
+        check_positioned_family("mbart")
+    check_positioned_family("m2m100")
+
+
+def test_cli_flag() -> None:
+    from export.__main__ import build_parser
+
+    args = ["ckpt", "--task", "translation", "--name", "n", "--out-dir", "o"]
+    assert build_parser().parse_args([*args, "--positioned"]).positioned
+    assert not build_parser().parse_args(args).positioned

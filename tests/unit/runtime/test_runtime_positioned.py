@@ -1,0 +1,231 @@
+"""The runtime's positioned step API (``Seq2SeqRuntime.new_positioned_batch``): requests
+join a running batch at any step, every single-row request of a step shares one decoder
+call, and each request's output is the one it gets decoded alone by ``generate`` (the
+merged decoder), for greedy with per-request options, seeded sampling, beam search (run in
+cohorts inside the batch), cancellation, fp32 and int8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import pytest
+
+from service.runtime import (
+    GenerationOptions,
+    PackageError,
+    ResolvedOptions,
+    RuntimeInputError,
+    Seq2SeqRuntime,
+    load_runtime,
+)
+
+TEXTS = [
+    "A man rides a horse.",
+    "Two dogs play in the snow near the old church.",
+    "The boy jumps.",
+    "A woman is reading a book in the park while her children play.",
+    "A small brown horse waits behind the church.",
+    "Max and Thomas are riding a bicycle through the snow.",
+]
+REPO = Path(__file__).resolve().parents[3]
+TASKS = {"marian": "translation", "t5": "translation", "m2m100": "translation"}
+
+
+def positioned_package(family: str) -> Path:
+    """The tiny package of ``family`` exported with the positioned graphs (cached)."""
+    from export.cache import ensure_package
+    from training.checkpoints import ensure_checkpoint
+
+    return ensure_package(
+        ensure_checkpoint(family, "tiny"),
+        task=TASKS[family],
+        name=f"tiny-{family}",
+        precisions=("fp32", "int8"),
+        positioned=True,
+    )
+
+
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def runtime(request: pytest.FixtureRequest) -> Seq2SeqRuntime:
+    return load_runtime(
+        positioned_package("marian"),
+        device="cpu",
+        precision=request.param,
+        intra_op_threads=1,
+        positioned=True,
+    )
+
+
+def _greedy(
+    rt: Seq2SeqRuntime, max_new_tokens: int, no_repeat_ngram_size: int = 0, min_length: int = 0
+) -> ResolvedOptions:
+    return rt.resolve(
+        GenerationOptions(
+            num_beams=1,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            min_length=min_length,
+        )
+    )
+
+
+def _run(
+    rt: Seq2SeqRuntime,
+    plan: Sequence[tuple[int, Hashable, list[int], ResolvedOptions]],
+    remove: dict[int, Hashable] | None = None,
+) -> tuple[dict[Hashable, list[list[int]]], dict[Hashable, list[int]], int]:
+    """Run ``plan`` (join step, key, ids, options) in one positioned batch; ``remove``:
+    step -> key cancelled before that step. Returns finished sequences, streamed tokens
+    and the number of steps."""
+    batch = rt.new_positioned_batch()
+    todo = sorted(plan, key=lambda p: p[0])
+    done: dict[Hashable, list[list[int]]] = {}
+    streamed: dict[Hashable, list[int]] = {}
+    step = 0
+    while todo or len(batch):
+        while todo and todo[0][0] <= step:
+            _, key, ids, options = todo.pop(0)
+            batch.add(key, ids, options)
+        if remove and step in remove:
+            assert batch.remove(remove[step])
+        for event in batch.step():
+            streamed.setdefault(event.key, []).extend(event.token_ids)
+            if event.finished:
+                assert event.sequences is not None and event.finish_reasons is not None
+                done[event.key] = event.sequences
+        step += 1
+        assert step < 500
+    return done, streamed, step
+
+
+def _alone(rt: Seq2SeqRuntime, ids: list[int], options: ResolvedOptions) -> list[list[int]]:
+    return rt.generate_outputs([ids], options)[0].sequences
+
+
+def test_joiners_at_different_steps_match_single_request_decoding(
+    runtime: Seq2SeqRuntime,
+) -> None:
+    """Greedy requests with their own budgets join at steps 0..10: each gets its alone
+    output, streamed token by token, and each step costs one positioned decoder call."""
+    ids = runtime.encode_texts(TEXTS)
+    options = [_greedy(runtime, max_new_tokens=n) for n in (30, 30, 3, 30, 12, 30)]
+    plan = [(2 * i, i, ids[i], options[i]) for i in range(len(TEXTS))]
+    done, streamed, _ = _run(runtime, plan)
+    for i in range(len(TEXTS)):
+        expected = _alone(runtime, ids[i], options[i])
+        assert done[i] == expected, i
+        assert streamed[i] == expected[0]
+    assert len(done[2][0]) == 3  # the budget stop
+
+
+def test_one_decoder_call_per_step_and_rows_at_different_positions(
+    runtime: Seq2SeqRuntime,
+) -> None:
+    ids = runtime.encode_texts(TEXTS[:4])
+    batch = runtime.new_positioned_batch()
+    options = _greedy(runtime, max_new_tokens=30)
+    mixed = 0
+    for step in range(6):
+        if step < 4:
+            batch.add(step, ids[step], options)
+        batch.step()
+        mixed += len(set(batch.slots.positions)) > 1
+    assert batch.slots.calls == 6
+    assert mixed >= 3
+    assert batch.rows == len(batch) <= 4
+
+
+def test_per_request_processors_and_seeded_sampling(runtime: Seq2SeqRuntime) -> None:
+    """Options differ per request (no_repeat_ngram, min_length, repetition penalty, seeded
+    sampling): each request keeps its own processors and random generator."""
+    ids = runtime.encode_texts(TEXTS)
+    options = [
+        _greedy(runtime, max_new_tokens=20, no_repeat_ngram_size=2),
+        _greedy(runtime, max_new_tokens=20, min_length=15),
+        runtime.resolve(GenerationOptions(num_beams=1, max_new_tokens=20, repetition_penalty=1.5)),
+        runtime.resolve(GenerationOptions(num_beams=1, do_sample=True, seed=7, max_new_tokens=20)),
+        runtime.resolve(
+            GenerationOptions(num_beams=1, do_sample=True, seed=8, top_k=5, max_new_tokens=20)
+        ),
+    ]
+    plan = [(3 * i, i, ids[i], o) for i, o in enumerate(options)]
+    done, _, _ = _run(runtime, plan)
+    for i, opts in enumerate(options):
+        assert done[i] == _alone(runtime, ids[i], opts), i
+
+
+def test_beam_and_several_samples_run_in_cohorts_inside_the_batch(
+    runtime: Seq2SeqRuntime,
+) -> None:
+    ids = runtime.encode_texts(TEXTS[:3])
+    beam = runtime.resolve(GenerationOptions(num_beams=3, max_new_tokens=20))
+    several = runtime.resolve(
+        GenerationOptions(
+            num_beams=1, do_sample=True, seed=3, num_return_sequences=2, max_new_tokens=10
+        )
+    )
+    greedy = _greedy(runtime, max_new_tokens=20)
+    plan = [(0, "g", ids[0], greedy), (1, "b", ids[1], beam), (4, "s", ids[2], several)]
+    done, _, _ = _run(runtime, plan)
+    assert done["g"] == _alone(runtime, ids[0], greedy)
+    assert done["b"] == _alone(runtime, ids[1], beam)
+    assert done["s"] == _alone(runtime, ids[2], several)
+    assert len(done["s"]) == 2
+
+
+def test_remove_joining_and_running_requests(runtime: Seq2SeqRuntime) -> None:
+    """A cancelled request leaves at once (its slot becomes a hole the next joiner fills);
+    the others are unaffected; removing an unknown key is False."""
+    ids = runtime.encode_texts(TEXTS)
+    options = _greedy(runtime, max_new_tokens=30)
+    plan = [(i, i, ids[i], options) for i in range(len(TEXTS))]
+    done, _, _ = _run(runtime, plan, remove={3: 1, 5: 5})  # 1 running, 5 still joining
+    assert set(done) == {0, 2, 3, 4}
+    for i in (0, 2, 3, 4):
+        assert done[i] == _alone(runtime, ids[i], options), i
+    batch = runtime.new_positioned_batch()
+    assert not batch.remove("nope")
+
+
+def test_bad_inputs_are_runtime_input_errors(runtime: Seq2SeqRuntime) -> None:
+    batch = runtime.new_positioned_batch()
+    options = _greedy(runtime, max_new_tokens=5)
+    with pytest.raises(RuntimeInputError):
+        batch.add("empty", [], options)
+    with pytest.raises(RuntimeInputError):
+        batch.add("oov", [runtime.manifest.model.vocab_size + 5], options)
+    batch.add("ok", runtime.encode_texts(TEXTS[:1])[0], options)
+    with pytest.raises(ValueError):
+        batch.add("ok", [5], options)
+    assert len(batch) == 1
+
+
+@pytest.mark.parametrize("family", ["t5", "m2m100"])
+def test_other_families_relative_positions_and_forced_bos(family: str) -> None:
+    """T5 (relative positions, no position input) and M2M100 (forced target-language BOS,
+    source language token) through the same API."""
+    rt = load_runtime(positioned_package(family), device="cpu", precision="fp32", positioned=True)
+    lang = {"m2m100": ("en", "de")}.get(family, (None, None))
+    ids = rt.encode_texts(TEXTS[:4], source_lang=lang[0], target_lang=lang[1])
+    options = rt.resolve(
+        GenerationOptions(num_beams=1, do_sample=False, max_new_tokens=24), target_lang=lang[1]
+    )
+    done, _, _ = _run(rt, [(3 * i, i, ids[i], options) for i in range(4)])
+    for i in range(4):
+        assert done[i] == _alone(rt, ids[i], options), i
+
+
+def test_not_loaded_without_the_flag_or_the_graphs() -> None:
+    """Without ``positioned=True``, or for a package without the graphs (the committed
+    ones), the runtime has no positioned batch; with it, ``verify`` checks the graphs too."""
+    package = positioned_package("marian")
+    rt = load_runtime(package, device="cpu", precision="fp32")
+    assert not rt.supports_positioned
+    with pytest.raises(PackageError, match="no positioned decoder"):
+        rt.new_positioned_batch()
+    assert load_runtime(package, precision="int8", positioned=True, verify=True).supports_positioned
+    committed = load_runtime(REPO / "models" / "copy-chat", device="cpu", positioned=True)
+    assert not committed.supports_positioned
