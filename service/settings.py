@@ -44,10 +44,12 @@ class Settings(BaseSettings):
         description="/ready 200: any (loading done, one model ready) or all models ready.",
     )
     # Batching
-    batch_mode: Literal["continuous", "dynamic", "off"] = Field(
+    batch_mode: Literal["continuous", "iteration", "dynamic", "off"] = Field(
         "dynamic",
         description="Batching policy (dynamic holds mixed open-loop load; continuous "
-        "streams token by token but its per-cohort decoder calls collapse under it).",
+        "streams token by token but its per-cohort decoder calls collapse under it; "
+        "iteration: one decoder call per step for rows at any position, needs a package "
+        "exported with --positioned, else that model runs continuous with a warning).",
     )
     max_batch_size: int = Field(
         16,

@@ -165,7 +165,7 @@ class Engine:
         """State, batching mode, queue depth and requests in flight."""
         return {
             "state": self._state,
-            "mode": self.config.mode,
+            "mode": self._scheduler.mode,  # iteration may have fallen back to continuous
             "queue_depth": self._scheduler.queue_depth,
             "in_flight": self._scheduler.in_flight,
             "active": self._active,
@@ -292,9 +292,9 @@ class Engine:
         """Yield new token ids (and their text) as they are generated; the last chunk
         carries the result.
 
-        Greedy/sampling requests in continuous mode yield a chunk per step; beam search and
-        the dynamic/off modes yield the whole first sequence at once. Closing the iterator
-        early cancels the request.
+        Greedy/sampling requests in continuous and iteration mode yield a chunk per step;
+        beam search and the dynamic/off modes yield the whole first sequence at once.
+        Closing the iterator early cancels the request.
         """
         job, own = self._accept(request, stream=True)
         try:

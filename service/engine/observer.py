@@ -12,7 +12,7 @@ from typing import Literal, TypedDict
 from service.runtime import RuntimeInfo
 
 EngineState = Literal["created", "running", "failed", "draining", "stopped"]
-BatchMode = Literal["continuous", "dynamic", "off"]
+BatchMode = Literal["continuous", "iteration", "dynamic", "off"]
 
 
 class EngineStatus(TypedDict):

@@ -90,6 +90,17 @@ class Runtime(Protocol):
         """An empty decode batch."""
         ...
 
+    @property
+    def supports_positioned(self) -> bool:
+        """True when :meth:`new_positioned_batch` can run (the package has the positioned
+        decoder and the runtime loaded it)."""
+        ...
+
+    def new_positioned_batch(self) -> DecodeBatch:
+        """An empty decode batch whose single-row requests share one decoder call per step
+        whatever their positions (iteration-level batching)."""
+        ...
+
     def generate_outputs(
         self,
         input_ids: Sequence[Sequence[int]],

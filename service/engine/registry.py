@@ -136,6 +136,7 @@ def default_loader(config: LoadConfig) -> Loader:
             precision=config.precision,
             intra_op_threads=config.intra_op_threads,
             verify=config.verify,
+            positioned=config.engine.mode == "iteration",
         )
 
     return load

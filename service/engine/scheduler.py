@@ -8,6 +8,13 @@ keeps serving HTTP while a batch runs.
 Policies
 - ``continuous``: one running decode batch from the runtime's step API; queued requests
   join between steps, finished ones leave at once, cancelled/expired ones are removed.
+- ``iteration``: the continuous loop over the runtime's *positioned* batch
+  (``new_positioned_batch``): queued requests are admitted at every step (within the
+  same row / padded-token budgets and fair turns; ``join_every_steps`` does not apply) and
+  all single-row requests share one decoder call per step whatever their positions. A
+  runtime without the positioned graphs (``supports_positioned`` False: a package
+  exported without ``--positioned``, or not on CPU) falls back to ``continuous`` with a
+  logged warning; :attr:`Scheduler.mode` (and the engine's status) says which runs.
 - ``dynamic``: collect up to ``max_batch_size`` decoder rows (waiting at most
   ``max_wait_ms`` for the oldest), grouped by identical options and bucketed by input
   length to limit padding, capped by ``max_batch_tokens`` padded tokens; run one
@@ -86,7 +93,7 @@ class EngineConfig:
     worker_restart_delay_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.mode not in ("continuous", "dynamic", "off"):
+        if self.mode not in ("continuous", "iteration", "dynamic", "off"):
             raise ValueError(f"unknown batching mode {self.mode!r}")
         if self.max_batch_size < 1 or self.max_batch_tokens < 1 or self.max_queue < 1:
             raise ValueError("max_batch_size, max_batch_tokens and max_queue must be >= 1")
@@ -141,6 +148,14 @@ class Scheduler:
         self._turns = Turns()
         # Exponential moving average of seconds per finished request, for Retry-After.
         self._ema_job_s = 0.5
+        self.mode: BatchMode = config.mode
+        if self.mode == "iteration" and not runtime.supports_positioned:
+            log.warning(
+                "model %s: batch mode iteration needs a package exported with --positioned "
+                "(CPU fp32/int8 variant); using continuous (cohort) batching instead",
+                runtime.manifest.name,
+            )
+            self.mode = "continuous"
 
     # ---- event-loop side -------------------------------------------------------------
     def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
@@ -251,7 +266,7 @@ class Scheduler:
         continuous = _Continuous()
         while True:
             try:
-                if self.config.mode == "continuous":
+                if self.mode in ("continuous", "iteration"):
                     go_on = self._continuous_iteration(continuous)
                 else:
                     go_on = self._batched_iteration()
@@ -334,7 +349,7 @@ class Scheduler:
             return []
         order = self._turns.order(self._pending)
         head = order[0]
-        chosen = [head] if self.config.mode == "off" else self._fill(head, order)
+        chosen = [head] if self.mode == "off" else self._fill(head, order)
         self._turns.served(chosen)
         ids = {j.key for j in chosen}
         self._pending = collections.deque(j for j in self._pending if j.key not in ids)
@@ -358,7 +373,7 @@ class Scheduler:
     def _batched_iteration(self) -> bool:
         if not self._wait_for_work():
             return False
-        target = 1 if self.config.mode == "off" else self.config.max_batch_size
+        target = 1 if self.mode == "off" else self.config.max_batch_size
         self._wait_for_more(target)
         with self._cond:
             jobs = self._select()
@@ -433,14 +448,18 @@ class Scheduler:
         with self._cond:
             if self._stop:
                 return False
-            if idle or state.steps_since_join + 1 >= self.config.join_every_steps:
+            every = 1 if self.mode == "iteration" else self.config.join_every_steps
+            if idle or state.steps_since_join + 1 >= every:
                 joiners = self._admit()
         if joiners:
             state.steps_since_join = 0
         else:
             state.steps_since_join += 1
         if state.batch is None:
-            state.batch = self.runtime.new_batch()
+            if self.mode == "iteration":
+                state.batch = self.runtime.new_positioned_batch()
+            else:
+                state.batch = self.runtime.new_batch()
         batch = state.batch
         self._join(batch, joiners)
         with self._cond:

@@ -1,9 +1,11 @@
-"""Greedy decoding with the positioned decoder: rows at different steps share one call.
+"""Decoding with the positioned decoder: rows at different steps share one call.
 
 Drives the two graphs of ``export/positioned_decoder.py`` (``cross_kv.onnx`` and
-``decoder_positioned.onnx``) with numpy and ONNX Runtime only (no torch, no asyncio). It
-is not wired into the service; it exists to validate the export (alone == in a batch ==
-joined at a later step) and to measure it.
+``decoder_positioned.onnx``) with numpy and ONNX Runtime only (no torch, no asyncio).
+:class:`PositionedGreedy` holds the slots (the cache, joins, holes, compaction) and has a
+plain greedy ``step`` used to validate the export; :class:`PositionedDecodeBatch` is the
+runtime's step API over it (``Seq2SeqRuntime.new_positioned_batch``, the engine's
+``iteration`` mode), with the project's search (logits processors, sampling) per request.
 
 State of a running batch (one *slot* per batch index: a live row or a hole):
 

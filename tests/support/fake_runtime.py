@@ -111,6 +111,8 @@ class FakeBatch:
 
     runtime: FakeRuntime
     rows_: dict[Hashable, _Row] = field(default_factory=dict)
+    # True for the batch new_positioned_batch returns (the iteration mode's batch).
+    positioned: bool = False
 
     def add(self, key: Hashable, input_ids: Sequence[int], options: ResolvedOptions) -> None:
         """Join the batch (poisoned inputs raise when ``poison_at == "add"``)."""
@@ -179,8 +181,13 @@ class FakeRuntime:
         step_delay_s: float = 0.0,
         poison_at: str = "add",
         languages: tuple[Sequence[str], Sequence[str]] = (("en",), ("de",)),
+        positioned: bool = False,
     ) -> None:
         self.step_delay_s = step_delay_s
+        # Whether the fake offers the positioned batch (supports_positioned).
+        self.positioned = positioned
+        # Batches handed out, in order: each one's ``positioned`` flag.
+        self.batches: list[bool] = []
         self.poison_at = poison_at
         self.steps = 0
         self.step_sizes: list[int] = []
@@ -263,7 +270,20 @@ class FakeRuntime:
 
     def new_batch(self) -> FakeBatch:
         """An empty fake decode batch."""
+        self.batches.append(False)
         return FakeBatch(self)
+
+    @property
+    def supports_positioned(self) -> bool:
+        """Whether new_positioned_batch may be called (the ``positioned`` argument)."""
+        return self.positioned
+
+    def new_positioned_batch(self) -> FakeBatch:
+        """An empty fake batch standing for the positioned one (same outputs: the fake's
+        outputs never depend on the batch); AssertionError if not ``positioned``."""
+        assert self.positioned, "new_positioned_batch on a fake without positioned graphs"
+        self.batches.append(True)
+        return FakeBatch(self, positioned=True)
 
 
 def as_runtime(runtime: FakeRuntime) -> Runtime:

@@ -1,0 +1,312 @@
+"""Iteration-level batching (``EngineConfig(mode="iteration")``, ``S2S_BATCH_MODE=iteration``):
+the continuous loop over the runtime's positioned batch, admitting at every step within
+the admission budgets and fair turns; a runtime without the positioned graphs falls back
+to continuous with a warning. Against the typed fake, then a real tiny package whose
+requests arrive at different steps."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import pytest
+
+from service.engine import (
+    CallContext,
+    Engine,
+    EngineConfig,
+    GenerationOptions,
+    GenerationRequest,
+    ModelService,
+)
+from service.engine.ports import DecodeBatch, Detokenizer
+from service.runtime import (
+    GenerationOutput,
+    Manifest,
+    ResolvedOptions,
+    RuntimeInfo,
+    Seq2SeqRuntime,
+    StepEvent,
+)
+from tests.support.fake_runtime import FakeOptions, FakeRuntime, expected
+
+
+def _inputs(n: int, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(20, 200) for _ in range(rng.randrange(1, 12))] for _ in range(n)]
+
+
+async def _run(engine: Engine, ids: list[int], opts: ResolvedOptions) -> list[list[int]]:
+    return (await engine.submit(GenerationRequest(ids, opts))).sequences
+
+
+@pytest.mark.parametrize("beams", [1, 4])
+async def test_concurrent_requests_equal_single_results_on_the_positioned_batch(
+    beams: int,
+) -> None:
+    runtime = FakeRuntime(positioned=True)
+    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=16, max_wait_ms=20))
+    await engine.start()
+    opts = FakeOptions(num_beams=beams)
+    inputs = _inputs(48)
+    try:
+        assert engine.status()["mode"] == "iteration"
+        together = await asyncio.gather(*(_run(engine, ids, opts) for ids in inputs))
+        alone = [await _run(engine, ids, opts) for ids in inputs[:6]]
+    finally:
+        await engine.stop(1)
+    assert together == [expected(ids, opts) for ids in inputs]
+    assert alone == together[:6]
+    assert runtime.batches and all(runtime.batches)  # only positioned batches
+    assert 1 < max(runtime.step_sizes) <= 16 // beams * beams
+
+
+async def test_admits_at_every_step_whatever_join_every_steps() -> None:
+    """Requests arriving while a batch runs join at the very next step (continuous with
+    join_every_steps=4 would hold them back)."""
+    runtime = FakeRuntime(step_delay_s=0.01, positioned=True)
+    config = EngineConfig(mode="iteration", max_wait_ms=0, join_every_steps=4)
+    engine = Engine(runtime, config)
+    await engine.start()
+    long = FakeOptions(max_new_tokens=40)
+    try:
+        first = asyncio.ensure_future(_run(engine, [99, 30], long))  # LONG: 40 steps
+        tasks = []
+        for i in range(6):
+            await asyncio.sleep(0.025)
+            tasks.append(asyncio.ensure_future(_run(engine, [40 + i, 50], long)))
+        await asyncio.gather(first, *tasks)
+    finally:
+        await engine.stop(1)
+    joins = runtime.join_steps
+    assert len(joins) == 7
+    assert len(set(joins)) >= 5  # joined at many different steps, one by one
+    assert any(b - a not in (0, 4, 8) for a, b in itertools.pairwise(joins))
+
+
+async def test_budgets_hold_in_iteration_mode() -> None:
+    runtime = FakeRuntime(step_delay_s=0.002, positioned=True)
+    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=3, max_wait_ms=5))
+    await engine.start()
+    opts = FakeOptions()
+    inputs = _inputs(20, seed=3)
+    try:
+        out = await asyncio.gather(*(_run(engine, ids, opts) for ids in inputs))
+    finally:
+        await engine.stop(1)
+    assert out == [expected(ids, opts) for ids in inputs]
+    assert max(runtime.step_sizes) == 3
+
+
+async def test_padded_token_budget_holds_back_a_long_joiner() -> None:
+    runtime = FakeRuntime(step_delay_s=0.002, positioned=True)
+    config = EngineConfig(mode="iteration", max_batch_tokens=40, max_wait_ms=5)
+    engine = Engine(runtime, config)
+    await engine.start()
+    opts = FakeOptions(max_new_tokens=6)
+    inputs = [[30 + i] * 20 for i in range(4)]  # 20 tokens each: two fit in 40
+    try:
+        out = await asyncio.gather(*(_run(engine, ids, opts) for ids in inputs))
+    finally:
+        await engine.stop(1)
+    assert out == [expected(ids, opts) for ids in inputs]
+    assert max(runtime.step_sizes) == 2
+
+
+async def test_falls_back_to_continuous_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = FakeRuntime()  # no positioned graphs
+    with caplog.at_level(logging.WARNING, logger="service.engine"):
+        engine = Engine(runtime, EngineConfig(mode="iteration", max_wait_ms=5))
+    assert "using continuous" in caplog.text and "--positioned" in caplog.text
+    await engine.start()
+    opts = FakeOptions()
+    inputs = _inputs(8, seed=1)
+    try:
+        assert engine.status()["mode"] == "continuous"
+        out = await asyncio.gather(*(_run(engine, ids, opts) for ids in inputs))
+    finally:
+        await engine.stop(1)
+    assert out == [expected(ids, opts) for ids in inputs]
+    assert runtime.batches and not any(runtime.batches)
+
+
+async def test_a_small_request_is_not_queued_behind_a_monster() -> None:
+    """Fair turns apply at every admission (as in the other modes)."""
+    runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.005, positioned=True)
+    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=8, max_wait_ms=0))
+    model = ModelService(runtime.manifest.name, runtime, engine)
+    await model.start()
+    monster_opts = GenerationOptions(num_beams=4, max_new_tokens=8)
+    try:
+        monster = asyncio.ensure_future(
+            model.summarize([f"text {i:02d}" for i in range(48)], monster_opts, CallContext())
+        )
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        await model.summarize(["x"], GenerationOptions(max_new_tokens=8), CallContext())
+        small_s = time.monotonic() - started
+        assert not monster.done()
+        monster_started = time.monotonic()
+        await monster
+        rest_s = time.monotonic() - monster_started
+    finally:
+        await model.stop(5)
+    assert small_s < rest_s, (small_s, rest_s)
+
+
+def test_settings_and_loader_accept_iteration(tmp_path: Path) -> None:
+    from service.engine.registry import LoadConfig, default_loader
+    from service.settings import Settings
+
+    settings = Settings.model_validate({"models_dir": tmp_path, "batch_mode": "iteration"})
+    assert settings.batch_mode == "iteration"
+    package = _positioned_package()
+    iteration = LoadConfig(engine=EngineConfig(mode="iteration"), device="cpu")
+    assert default_loader(iteration)(package).supports_positioned
+    dynamic = LoadConfig(engine=EngineConfig(mode="dynamic"), device="cpu")
+    assert not default_loader(dynamic)(package).supports_positioned
+
+
+# ---- a real tiny package ----------------------------------------------------------------
+
+
+def _positioned_package() -> Path:
+    from export.cache import ensure_package
+    from training.checkpoints import ensure_checkpoint
+
+    return ensure_package(
+        ensure_checkpoint("marian", "tiny"),
+        task="translation",
+        name="tiny-marian",
+        precisions=("fp32", "int8"),
+        positioned=True,
+    )
+
+
+class _Observed:
+    """A DecodeBatch that records, after every step, how many rows it held at how many
+    different positions (the real positioned batch underneath)."""
+
+    def __init__(self, inner: DecodeBatch, positions: list[int], sizes: list[int]) -> None:
+        self.inner = inner
+        self.positions = positions
+        self.sizes = sizes
+
+    def add(self, key: Hashable, input_ids: Sequence[int], options: ResolvedOptions) -> None:
+        self.inner.add(key, input_ids, options)
+
+    def step(self) -> list[StepEvent]:
+        events = self.inner.step()
+        slots = getattr(self.inner, "slots", None)
+        self.positions.append(len(set(slots.positions)) if slots is not None else 0)
+        self.sizes.append(len(events))
+        return events
+
+    def remove(self, key: Hashable) -> bool:
+        return self.inner.remove(key)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    @property
+    def rows(self) -> int:
+        return self.inner.rows
+
+
+class _Recording:
+    """The real runtime behind the engine's Runtime port, recording its positioned batches."""
+
+    def __init__(self, runtime: Seq2SeqRuntime) -> None:
+        self.runtime = runtime
+        self.positions: list[int] = []
+        self.sizes: list[int] = []
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.runtime.manifest
+
+    @property
+    def info(self) -> RuntimeInfo:
+        return self.runtime.info
+
+    @property
+    def supports_positioned(self) -> bool:
+        return self.runtime.supports_positioned
+
+    def encode_texts(
+        self, texts: Sequence[str], source_lang: str | None = None, target_lang: str | None = None
+    ) -> list[list[int]]:
+        return self.runtime.encode_texts(texts, source_lang, target_lang)
+
+    def resolve(
+        self, options: GenerationOptions | None = None, target_lang: str | None = None
+    ) -> ResolvedOptions:
+        return self.runtime.resolve(options, target_lang)
+
+    def new_batch(self) -> DecodeBatch:
+        return self.runtime.new_batch()
+
+    def new_positioned_batch(self) -> DecodeBatch:
+        return _Observed(self.runtime.new_positioned_batch(), self.positions, self.sizes)
+
+    def generate_outputs(
+        self,
+        input_ids: Sequence[Sequence[int]],
+        options: ResolvedOptions | GenerationOptions | None = None,
+        batch_size: int | None = None,
+    ) -> list[GenerationOutput]:
+        return self.runtime.generate_outputs(input_ids, options, batch_size)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.runtime.decode(ids)
+
+    def new_detokenizer(self) -> Detokenizer:
+        return self.runtime.new_detokenizer()
+
+
+SENTENCES = [
+    "A man rides a horse.",
+    "Two dogs play in the snow near the old church.",
+    "The boy jumps.",
+    "A woman is reading a book in the park while her children play.",
+    "A small brown horse waits behind the church.",
+    "Max and Thomas are riding a bicycle through the snow.",
+    "A donkey chases a dog.",
+    "Two old women are sitting on a bench in the park and talking about the weather.",
+]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+async def test_real_package_requests_arriving_at_different_steps(precision: str) -> None:
+    """Requests submitted one after another while others decode: each output (greedy with
+    its own budget, one sampled, one beam) equals its single-request decoding, and the
+    decoder calls held rows at different positions."""
+    from service.runtime import load_runtime
+
+    rt = load_runtime(_positioned_package(), device="cpu", precision=precision, positioned=True)
+    recording = _Recording(rt)
+    engine = Engine(recording, EngineConfig(mode="iteration", max_wait_ms=0, max_batch_size=8))
+    ids = rt.encode_texts(SENTENCES)
+    options = [
+        rt.resolve(GenerationOptions(num_beams=1, max_new_tokens=n))
+        for n in (30, 30, 4, 30, 30, 12, 30, 30)
+    ]
+    options[5] = rt.resolve(GenerationOptions(num_beams=1, do_sample=True, seed=11))
+    options[6] = rt.resolve(GenerationOptions(num_beams=3, max_new_tokens=20))
+    alone = [rt.generate_outputs([i], o)[0].sequences for i, o in zip(ids, options, strict=True)]
+    await engine.start()
+    try:
+        tasks = []
+        for i in range(len(SENTENCES)):
+            tasks.append(asyncio.ensure_future(_run(engine, ids[i], options[i])))
+            await asyncio.sleep(0.004 * (i % 3))
+        together = await asyncio.gather(*tasks)
+    finally:
+        await engine.stop(2)
+    assert together == alone
+    assert max(recording.positions) > 1  # one call held rows at different positions
