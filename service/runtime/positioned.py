@@ -389,6 +389,11 @@ class PositionedDecodeBatch:
     continuous mode: beam search here would need its rows reordered in the padded cache
     at every step (a gather of the request's slots, where the merged decoder's cohort
     does one ``take``), not built yet.
+
+    Cost of the per-request search (indicative, tiny Marian int8, 1 ORT thread, 16 greedy
+    rows joined together, loaded 2-core machine): 1.6 ms a step against 1.46 ms for the
+    cohort batch, of which about 30 us per row per step is the search; at base geometry a
+    step costs 10-30 ms, so it is small there.
     """
 
     def __init__(

@@ -18,11 +18,14 @@ import pytest
 
 from service.engine import (
     CallContext,
+    DeadlineExceededError,
     Engine,
     EngineConfig,
     GenerationOptions,
     GenerationRequest,
+    InvalidRequestError,
     ModelService,
+    StreamChunk,
 )
 from service.engine.ports import DecodeBatch, Detokenizer
 from service.runtime import (
@@ -33,7 +36,7 @@ from service.runtime import (
     Seq2SeqRuntime,
     StepEvent,
 )
-from tests.support.fake_runtime import FakeOptions, FakeRuntime, expected
+from tests.support.fake_runtime import POISON, FakeOptions, FakeRuntime, expected
 
 
 def _inputs(n: int, seed: int = 0) -> list[list[int]]:
@@ -157,6 +160,61 @@ async def test_a_small_request_is_not_queued_behind_a_monster() -> None:
     finally:
         await model.stop(5)
     assert small_s < rest_s, (small_s, rest_s)
+
+
+@pytest.mark.parametrize("poison_at", ["add", "step"])
+async def test_a_failure_fails_only_its_request(poison_at: str) -> None:
+    runtime = FakeRuntime(poison_at=poison_at, positioned=True)
+    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=8, max_wait_ms=30))
+    await engine.start()
+    opts = FakeOptions()
+    inputs = _inputs(6, seed=2)
+    inputs[3] = [40, POISON, 50]
+    try:
+        outs = await asyncio.gather(
+            *(_run(engine, ids, opts) for ids in inputs), return_exceptions=True
+        )
+        after = await _run(engine, [21, 22], opts)
+    finally:
+        await engine.stop(1)
+    for i, (ids, out) in enumerate(zip(inputs, outs, strict=True)):
+        if i == 3:
+            assert isinstance(out, InvalidRequestError)
+        else:
+            assert out == expected(ids, opts)
+    assert after == expected([21, 22], opts)
+    assert all(runtime.batches)  # a fresh positioned batch after the failed step
+
+
+async def test_streams_a_token_per_step_and_cancels_and_expires_running_requests() -> None:
+    runtime = FakeRuntime(step_delay_s=0.01, positioned=True)
+    engine = Engine(runtime, EngineConfig(mode="iteration", max_wait_ms=0))
+    await engine.start()
+    opts = FakeOptions(max_new_tokens=30)
+    ids = [99, 40]  # LONG: 30 tokens, about 0.3 s
+
+    async def consume() -> list[StreamChunk]:
+        return [chunk async for chunk in engine.stream(GenerationRequest(ids, opts))]
+
+    try:
+        streamed = asyncio.ensure_future(consume())
+        cancelled = asyncio.ensure_future(_run(engine, [99, 41], opts))
+        expiring = asyncio.ensure_future(
+            engine.submit(GenerationRequest([99, 42], opts, GenerationRequest.deadline_in(60)))
+        )
+        await asyncio.sleep(0.1)  # all three are decoding
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        with pytest.raises(DeadlineExceededError):
+            await expiring
+        chunks = await streamed
+    finally:
+        await engine.stop(1)
+    want = expected(ids, opts)
+    assert [len(c.token_ids) for c in chunks if c.token_ids] == [1] * len(want[0])
+    assert chunks[-1].result is not None and chunks[-1].result.sequences == want
+    assert len(runtime.removed) == 2  # both left the running batch
 
 
 def test_settings_and_loader_accept_iteration(tmp_path: Path) -> None:
