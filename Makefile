@@ -116,7 +116,9 @@ TRAIN_CHAT = HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m training.
 	  --data-dir $(DATA_DIR)/dailydialog
 
 train-chat: venv
-	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR) --time-budget-min 62
+	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase1/checkpoint --work-dir $(CHAT_DIR)/phase1 --time-budget-min 62
+	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR)/phase2 --time-budget-min 38 \
+	  --init-from $(CHAT_DIR)/phase1/checkpoint --seed 4321 --pair-warmup-steps 0 --lr 7e-4 --warmup-steps 200
 
 EXPORT_CHAT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(CHAT_DIR)/checkpoint --task chat \
 	  --name dailydialog-chat --out-dir $(CHAT_DIR)/package --precision fp32,int8 --overwrite

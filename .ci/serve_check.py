@@ -1,8 +1,9 @@
 """CI: ``make serve`` on the committed packages answers translation, summarization and chat.
 
 Starts ``make serve`` on a free loopback port, waits for ``/ready``, asks each task once,
-checks the answers (a chat reply must not just echo the message), then stops the server
-with SIGTERM and expects a clean exit. Exit status 0 when all of that holds.
+checks the answers (a chat reply must not just echo the message, and the openai SDK must
+get the same reply through ``/v1/chat/completions``), then stops the server with SIGTERM
+and expects a clean exit. Exit status 0 when all of that holds.
 """
 
 from __future__ import annotations
@@ -82,7 +83,31 @@ def check(base: str) -> list[str]:
         problems.append(f"/chat answered {status} {body}")
     elif reply.strip().lower() == CHAT_MESSAGE.lower():
         problems.append(f"/chat only echoed the message: {reply!r}")
+    else:
+        sdk_reply = openai_reply(base)
+        print("/v1/chat/completions (openai SDK):", sdk_reply)
+        if sdk_reply != reply:
+            problems.append(f"openai SDK got {sdk_reply!r}, /chat {reply!r}")
     return problems
+
+
+def openai_reply(base: str) -> str:
+    """The reply the real openai SDK gets to CHAT_MESSAGE (package decoding defaults)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0)
+    done = client.chat.completions.create(
+        model=chat_model(base),
+        messages=[{"role": "user", "content": CHAT_MESSAGE}],
+    )
+    return done.choices[0].message.content or ""
+
+
+def chat_model(base: str) -> str:
+    """The name of the served chat package."""
+    _, models = call(base, "/models")
+    rows = models.get("models", []) if isinstance(models, dict) else []
+    return next(str(m["name"]) for m in rows if m.get("task") == "chat")
 
 
 def main() -> int:

@@ -116,6 +116,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
     parser.add_argument(
         "--init-from", type=Path, default=None, help="continue from an earlier run's checkpoint"
     )
+    parser.add_argument(
+        "--seed", type=int, default=1234, help="batch order (a continuing run needs another one)"
+    )
     args = parser.parse_args(argv)
     settings: dict[str, object] = {
         **CHAT_DEFAULTS,
@@ -138,6 +141,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
         "warmup_steps": args.warmup_steps,
         "decoder_input_dropout": args.decoder_input_dropout,
         "pair_warmup_steps": args.pair_warmup_steps,
+        "seed": args.seed,
     }
     return TrainConfig(**settings), args.val_dialogues  # type: ignore[arg-type]
 
