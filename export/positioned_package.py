@@ -14,10 +14,12 @@ For each CPU variant of a package being written (``fp32``, ``int8``) this adds t
 
 Validation runs the service's own runtime (``Seq2SeqRuntime.new_positioned_batch``) on
 the package's validation inputs with a schedule that mixes positions in every call (input
-``i`` joins the running batch before step ``i``) and compares with transformers' greedy
-``generate()``. The fp32 pair must be token-exact or the export fails; an int8 pair is
-kept and marked ``validated`` only when exact (its agreement is recorded either way, as
-for the merged int8 decoder, which may differ from fp32 within a tolerance).
+``i`` joins the running batch before step ``i``) and compares with transformers'
+``generate()``, greedy and beam search (the validation's beam size). The fp32 pair must
+be greedy token-exact or the export fails (beam agreement is recorded, as for the merged
+decoder); an int8 pair is kept and marked ``validated`` only when greedy and beam are
+exact (its agreement is recorded either way: the merged int8 decoder may differ from
+fp32 within a tolerance too).
 """
 
 from __future__ import annotations
@@ -88,9 +90,12 @@ def _with_positioned(
     return manifest.model_copy(update={"variants": {**manifest.variants, precision: variant}})
 
 
-def positioned_greedy(root: Path, precision: str, reference: Reference) -> list[list[int]]:
-    """Greedy outputs of the package's positioned pair on the validation inputs, input ``i``
-    joining the running batch before step ``i`` (the service's runtime, CPU)."""
+def positioned_outputs(
+    root: Path, precision: str, reference: Reference, num_beams: int
+) -> list[list[int]]:
+    """Outputs of the package's positioned pair on the validation inputs (greedy, or beam
+    search with ``num_beams``), input ``i`` joining the running batch before step ``i``
+    (the service's runtime, CPU)."""
     from service.runtime import GenerationOptions, load_runtime
 
     setup = reference.setup
@@ -99,7 +104,9 @@ def positioned_greedy(root: Path, precision: str, reference: Reference) -> list[
         setup.texts, source_lang=setup.source_lang, target_lang=setup.target_lang
     )
     options = runtime.resolve(
-        GenerationOptions(num_beams=1, do_sample=False, max_new_tokens=setup.max_new_tokens),
+        GenerationOptions(
+            num_beams=num_beams, do_sample=False, max_new_tokens=setup.max_new_tokens
+        ),
         target_lang=setup.target_lang,
     )
     batch = runtime.new_positioned_batch()
@@ -119,12 +126,17 @@ def positioned_greedy(root: Path, precision: str, reference: Reference) -> list[
 
 def _check(root: Path, precision: str, reference: Reference) -> dict[str, Any]:
     eos = reference.manifest.model.eos_token_id
-    got = positioned_greedy(root, precision, reference)
-    result = compare(reference.generate(1), got, eos)
+    beams = reference.setup.beam_size
+    greedy = compare(reference.generate(1), positioned_outputs(root, precision, reference, 1), eos)
+    beam = compare(
+        reference.generate(beams), positioned_outputs(root, precision, reference, beams), eos
+    )
     return {
-        "greedy_exact": result.exact,
-        "greedy_token_agreement": round(result.token_agreement, 6),
-        "mismatches": result.mismatches,
+        "greedy_exact": greedy.exact,
+        "beam_exact": beam.exact,
+        "greedy_token_agreement": round(greedy.token_agreement, 6),
+        "beam_token_agreement": round(beam.token_agreement, 6),
+        "mismatches": {"greedy": greedy.mismatches, "beam": beam.mismatches},
     }
 
 
@@ -163,7 +175,10 @@ def add_positioned(
                 "no package written"
             )
         fp32["validated"] = True
-        progress(f"[positioned] fp32: greedy_exact={fp32['greedy_exact']:.3f}")
+        progress(
+            f"[positioned] fp32: greedy_exact={fp32['greedy_exact']:.3f} "
+            f"beam_exact={fp32['beam_exact']:.3f}"
+        )
     manifest = _with_positioned(manifest, root, "fp32", "none", bool(fp32["validated"]))
     entry["fp32"] = fp32
 
@@ -184,9 +199,10 @@ def add_positioned(
         int8: dict[str, Any] = {"validated": False, "reason": "export ran with validation disabled"}
         if reference is not None:
             int8 = _check(root, "int8", reference)
-            int8["validated"] = int8["greedy_exact"] == 1.0
+            int8["validated"] = int8["greedy_exact"] == 1.0 and int8["beam_exact"] == 1.0
             progress(
                 f"[positioned] int8: greedy_exact={int8['greedy_exact']:.3f} "
+                f"beam_exact={int8['beam_exact']:.3f} "
                 f"token_agreement={int8['greedy_token_agreement']:.3f}"
             )
         manifest = _with_positioned(manifest, root, "int8", label, bool(int8["validated"]))

@@ -97,7 +97,7 @@ class Runtime(Protocol):
         ...
 
     def new_positioned_batch(self) -> DecodeBatch:
-        """An empty decode batch whose single-row requests share one decoder call per step
+        """An empty decode batch whose requests share one decoder call per step
         whatever their positions (iteration-level batching)."""
         ...
 

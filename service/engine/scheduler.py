@@ -11,7 +11,7 @@ Policies
 - ``iteration``: the continuous loop over the runtime's *positioned* batch
   (``new_positioned_batch``): queued requests are admitted at every step (within the
   same row / padded-token budgets and fair turns; ``join_every_steps`` does not apply) and
-  all single-row requests share one decoder call per step whatever their positions. A
+  all running requests share one decoder call per step whatever their positions. A
   runtime without the positioned graphs (``supports_positioned`` False: a package
   exported without ``--positioned``, or not on CPU) falls back to ``continuous`` with a
   logged warning; :attr:`Scheduler.mode` (and the engine's status) says which runs.

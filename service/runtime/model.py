@@ -66,8 +66,8 @@ class Seq2SeqRuntime:
         return self.positioned is not None
 
     def new_positioned_batch(self) -> PositionedDecodeBatch:
-        """An empty step-API batch over the positioned decoder: single-row requests at
-        different steps share one decoder call (beam search runs in cohorts inside it).
+        """An empty step-API batch over the positioned decoder: requests at different
+        steps (greedy, sampling, beam search) share one decoder call.
         PackageError when :attr:`supports_positioned` is False."""
         if self.positioned is None:
             raise PackageError(
@@ -85,7 +85,6 @@ class Seq2SeqRuntime:
         return PositionedDecodeBatch(
             slots,
             self.backend,
-            self.new_batch(),
             model.pad_token_id,
             model.decoder_start_token_id,
             model.max_source_positions,

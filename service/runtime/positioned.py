@@ -33,13 +33,14 @@ ms against 219-229 ms in all, same tokens for all 24.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from service.runtime.generator import Backend, DecodeBatch, checked_input_ids
+from service.runtime.generator import Backend, checked_input_ids
 from service.runtime.options import ResolvedOptions
 from service.runtime.search import SearchGroup, SearchRequest, StepEvent, make_group, make_rng
 
@@ -138,13 +139,14 @@ class PositionedGreedy:
         """Each live row's position (tokens before its next input), in slot order."""
         return [row.position for row in self.rows]
 
-    def add(self, key: Hashable, encoder_hidden_states: np.ndarray, max_new_tokens: int) -> None:
+    def add(self, key: Hashable, encoder_hidden_states: np.ndarray, max_new_tokens: int) -> _Row:
         """Queue a row (its encoder output [src_len, d_model], no padding); it joins at the
-        next :meth:`step`."""
+        next :meth:`step`. Returns the row (its identity survives compaction)."""
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
         row = _Row(key=key, last=self.start, position=0, max_new_tokens=max_new_tokens)
         self._pending.append((row, np.asarray(encoder_hidden_states, dtype=np.float32)))
+        return row
 
     def _admit(self) -> None:
         """Project the joiners' cross key/values in one call; put them into holes (in place),
@@ -256,6 +258,21 @@ class PositionedGreedy:
         self.slots[slot] = None
         self.mask[slot] = 0
 
+    def copy_rows(self, targets: Sequence[int], sources: Sequence[int]) -> None:
+        """Slot ``targets[j]`` takes the self-attention cache (and mask) of slot
+        ``sources[j]`` (a beam continuing another beam of its request; the sources are read
+        before any target is written). Cross key/values are not touched: the rows of one
+        request share them."""
+        dst = np.asarray(targets, dtype=np.int64)
+        src = np.asarray(sources, dtype=np.int64)
+        for p in self.past:
+            p[dst] = p[src]
+        self.mask[dst] = self.mask[src]
+
+    def slot_index(self) -> dict[int, int]:
+        """``id(row)`` -> slot of every live row (slots move when the arrays compact)."""
+        return {id(row): i for i, row in enumerate(self.slots) if row is not None}
+
     def discard(self, key: Hashable) -> bool:
         """Drop the row ``key`` (waiting to join or live) at once; False if absent."""
         for i, (joiner, _) in enumerate(self._pending):
@@ -364,31 +381,30 @@ def greedy_decode(
 
 @dataclass
 class _Request:
-    """A request of the step-API batch decoding in the positioned slots."""
+    """A request of the step-API batch: its search group and its rows, in group order."""
 
     group: SearchGroup
-    cur_len: int = 1  # tokens in the row so far, the decoder start token included
+    rows: list[_Row]
+    cur_len: int = 1  # tokens in each row so far, the decoder start token included
 
 
 class PositionedDecodeBatch:
     """The runtime's step API (``add`` / ``step`` / ``remove``, the same face as
-    ``generator.DecodeBatch``) over the positioned decoder: every greedy or sampled
-    request with one sequence (one decoder row) runs in **one decoder call per step**
-    whatever its position, and a request may join at any step.
+    ``generator.DecodeBatch``) over the positioned decoder: every request, at whatever
+    position, decodes in **one decoder call per step**, and a request may join at any step.
 
     A joiner costs one encoder call for all joiners of the step (``backend.encode``, the
     length groups of the CPU backend) and one ``cross_kv`` call; it then decodes its first
     token in the same step's decoder call as the running rows. Each request has its own
     search group (``search.make_group`` with its options: every logits processor, forced
-    BOS/EOS, sampling with its own seeded generator), so its tokens do not depend on its
-    neighbours. A finished or removed request leaves a masked hole in the cache that the
-    next joiner fills (:class:`PositionedGreedy`'s slots and compaction policy).
-
-    Requests with several rows (beam search, ``num_return_sequences`` > 1) run in a
-    cohort ``DecodeBatch`` of the merged decoder inside this batch (``wide``), as in the
-    continuous mode: beam search here would need its rows reordered in the padded cache
-    at every step (a gather of the request's slots, where the merged decoder's cohort
-    does one ``take``), not built yet.
+    BOS/EOS, greedy, sampling with its own seeded generator, beam search), so its tokens do
+    not depend on its neighbours. A request holds ``width`` slots (``num_beams`` for beam
+    search, ``num_return_sequences`` when sampling, else 1), all at the same position.
+    After each step the group says which of its rows continue from which (``keep``): beams
+    that continue another beam take a copy of its self-attention cache rows
+    (:meth:`PositionedGreedy.copy_rows`, the same copy a cohort's ``take`` does), rows that
+    end become masked holes that the next joiner fills (:class:`PositionedGreedy`'s slots
+    and compaction policy).
 
     Cost of the per-request search (indicative, tiny Marian int8, 1 ORT thread, 16 greedy
     rows joined together, loaded 2-core machine): 1.6 ms a step against 1.46 ms for the
@@ -400,7 +416,6 @@ class PositionedDecodeBatch:
         self,
         slots: PositionedGreedy,
         backend: Backend,
-        wide: DecodeBatch,
         pad_token_id: int,
         decoder_start_token_id: int,
         max_source_positions: int | None,
@@ -408,7 +423,6 @@ class PositionedDecodeBatch:
     ) -> None:
         self.slots = slots
         self.backend = backend
-        self.wide = wide
         self.pad_token_id = pad_token_id
         self.start_token = decoder_start_token_id
         self.max_source_positions = max_source_positions
@@ -417,39 +431,41 @@ class PositionedDecodeBatch:
         self._requests: dict[Hashable, _Request] = {}
 
     def __len__(self) -> int:
-        """Requests in the batch (joining, decoding, and those of the wide cohorts)."""
-        return len(self._joining) + len(self._requests) + len(self.wide)
+        """Requests in the batch (joining and decoding)."""
+        return len(self._joining) + len(self._requests)
 
     @property
     def rows(self) -> int:
         """Decoder rows in use (a beam-search request holds num_beams rows)."""
-        return len(self._joining) + len(self._requests) + self.wide.rows
+        joining = sum(r.width for r, _ in self._joining)
+        return joining + sum(len(r.rows) for r in self._requests.values())
 
     def keys(self) -> list[Hashable]:
         """Keys of all requests in the batch."""
-        return [r.key for r, _ in self._joining] + list(self._requests) + self.wide.keys()
+        return [r.key for r, _ in self._joining] + list(self._requests)
 
     def add(self, key: Hashable, input_ids: Sequence[int], options: ResolvedOptions) -> None:
         """Queue a request; it is encoded and decodes its first token at the next step."""
         if key in self._requests or any(r.key == key for r, _ in self._joining):
             raise ValueError(f"request key {key!r} is already in the batch")
-        request = SearchRequest(key, options, make_rng(options.seed) if options.do_sample else None)
-        if request.width != 1 or options.is_beam:
-            self.wide.add(key, input_ids, options)
-            return
         ids = checked_input_ids(input_ids, self.max_source_positions, self.vocab_size)
-        self._joining.append((request, ids))
+        rng = make_rng(options.seed) if options.do_sample else None
+        self._joining.append((SearchRequest(key, options, rng), ids))
 
     def remove(self, key: Hashable) -> bool:
-        """Cancel a request and free its row; False if it is not in the batch."""
+        """Cancel a request and free its rows; False if it is not in the batch."""
         for i, (request, _) in enumerate(self._joining):
             if request.key == key:
                 del self._joining[i]
                 return True
-        if self._requests.pop(key, None) is not None:
-            self.slots.discard(key)
-            return True
-        return self.wide.remove(key)
+        found = self._requests.pop(key, None)
+        if found is None:
+            return False
+        index = self.slots.slot_index()
+        for row in found.rows:
+            self.slots.release(index[id(row)])
+        self.slots.compact()
+        return True
 
     def _encode_joiners(self) -> None:
         """One encoder call for the step's joiners; each row's states go to the slots."""
@@ -461,31 +477,45 @@ class PositionedDecodeBatch:
             input_ids[row, : ids.size] = ids
             mask[row, : ids.size] = 1
         hidden = np.asarray(self.backend.encode(input_ids, mask).hidden)
-        for row, (request, ids) in enumerate(joining):
+        for i, (request, ids) in enumerate(joining):
             group = make_group(request.options, [request], self.start_token)
-            self._requests[request.key] = _Request(group)
-            self.slots.add(request.key, hidden[row, : ids.size], request.options.max_new_tokens)
+            states = hidden[i, : ids.size]
+            budget = request.options.max_new_tokens
+            rows = [self.slots.add(request.key, states, budget) for _ in range(request.width)]
+            self._requests[request.key] = _Request(group, rows)
 
     def step(self) -> list[StepEvent]:
-        """Advance every request by one token: the wide cohorts, then one positioned
-        decoder call for all single-row requests (joiners included)."""
-        events = self.wide.step() if len(self.wide) else []
+        """Advance every request by one token: one positioned decoder call for all rows
+        (joiners included), then each request's search."""
         if self._joining:
             self._encode_joiners()
         logits = self.slots.forward()
         if logits is None:
-            return events
-        for slot, row in enumerate(self.slots.slots):
-            if row is None:
-                continue
-            request = self._requests[row.key]
-            result = request.group.step(logits[slot : slot + 1], request.cur_len)
+            return []
+        index = self.slots.slot_index()
+        events: list[StepEvent] = []
+        for key, request in list(self._requests.items()):
+            slots = [index[id(row)] for row in request.rows]
+            result = request.group.step(logits[slots], request.cur_len)
             request.cur_len += 1
             events.extend(result.events)
-            if result.keep is not None and result.keep.size == 0:
-                del self._requests[row.key]
-                self.slots.release(slot)
-            else:
-                self.slots.advance(slot, int(result.next_tokens[0]))
+            rows = request.rows
+            if result.keep is not None:
+                keep = result.keep.tolist()
+                if all(b > a for a, b in itertools.pairwise(keep)):  # rows left, none moved
+                    rows = [request.rows[k] for k in keep]
+                else:  # beams continue other beams: copy their caches into the rows
+                    rows = request.rows[: len(keep)]
+                    self.slots.copy_rows(slots[: len(keep)], [slots[k] for k in keep])
+                kept = {id(row) for row in rows}
+                for row in request.rows:
+                    if id(row) not in kept:
+                        self.slots.release(index[id(row)])
+            request.rows = rows
+            if not rows:
+                del self._requests[key]
+                continue
+            for row, token in zip(rows, result.next_tokens.tolist(), strict=True):
+                self.slots.advance(index[id(row)], int(token))
         self.slots.compact()
         return events

@@ -55,7 +55,8 @@ def test_validation_entry_records_the_joined_schedule(package: Path) -> None:
     entry = json.loads((package / "validation.json").read_text())["positioned"]
     assert "joins" in entry["schedule"]
     assert entry["fp32"]["greedy_exact"] == 1.0 and entry["fp32"]["validated"]
-    assert "greedy_token_agreement" in entry["int8"]
+    assert entry["fp32"]["beam_exact"] == 1.0  # beam search in the positioned batch too
+    assert {"greedy_token_agreement", "beam_token_agreement"} <= set(entry["int8"])
     assert entry["fusions"]  # the fused graph was kept (it was exact)
 
 

@@ -1,8 +1,8 @@
 """The runtime's positioned step API (``Seq2SeqRuntime.new_positioned_batch``): requests
-join a running batch at any step, every single-row request of a step shares one decoder
-call, and each request's output is the one it gets decoded alone by ``generate`` (the
-merged decoder), for greedy with per-request options, seeded sampling, beam search (run in
-cohorts inside the batch), cancellation, fp32 and int8.
+join a running batch at any step, all rows of a step share one decoder call, and each
+request's output is the one it gets decoded alone by ``generate`` (the merged decoder),
+for greedy with per-request options, seeded sampling, beam search, cancellation, fp32 and
+int8.
 """
 
 from __future__ import annotations
@@ -157,23 +157,54 @@ def test_per_request_processors_and_seeded_sampling(runtime: Seq2SeqRuntime) -> 
         assert done[i] == _alone(runtime, ids[i], opts), i
 
 
-def test_beam_and_several_samples_run_in_cohorts_inside_the_batch(
+def test_beam_search_and_several_samples_join_at_different_steps(
     runtime: Seq2SeqRuntime,
 ) -> None:
-    ids = runtime.encode_texts(TEXTS[:3])
-    beam = runtime.resolve(GenerationOptions(num_beams=3, max_new_tokens=20))
+    """Beam requests (their beams reorder their own slots each step) and a request with
+    two samples share the one decoder call per step with greedy rows, joining at
+    different steps; each equals its output alone; one of them is cancelled midway."""
+    ids = runtime.encode_texts(TEXTS)
+    beam3 = runtime.resolve(GenerationOptions(num_beams=3, max_new_tokens=20))
+    beam4 = runtime.resolve(
+        GenerationOptions(
+            num_beams=4, num_return_sequences=2, early_stopping=True, max_new_tokens=24
+        )
+    )
+    beam_penalty = runtime.resolve(
+        GenerationOptions(num_beams=2, length_penalty=0.5, no_repeat_ngram_size=2)
+    )
     several = runtime.resolve(
         GenerationOptions(
             num_beams=1, do_sample=True, seed=3, num_return_sequences=2, max_new_tokens=10
         )
     )
     greedy = _greedy(runtime, max_new_tokens=20)
-    plan = [(0, "g", ids[0], greedy), (1, "b", ids[1], beam), (4, "s", ids[2], several)]
-    done, _, _ = _run(runtime, plan)
-    assert done["g"] == _alone(runtime, ids[0], greedy)
-    assert done["b"] == _alone(runtime, ids[1], beam)
-    assert done["s"] == _alone(runtime, ids[2], several)
-    assert len(done["s"]) == 2
+    plan = [
+        (0, "g", ids[0], greedy),
+        (1, "b3", ids[1], beam3),
+        (4, "s", ids[2], several),
+        (6, "b4", ids[3], beam4),
+        (7, "bp", ids[4], beam_penalty),
+        (8, "gone", ids[5], beam3),
+    ]
+    done, _, _ = _run(runtime, plan, remove={12: "gone"})
+    assert set(done) == {"g", "b3", "s", "b4", "bp"}
+    for _, key, input_ids, options in plan[:-1]:
+        assert done[key] == _alone(runtime, input_ids, options), key
+    assert len(done["s"]) == 2 and len(done["b4"]) == 2
+
+
+def test_one_call_per_step_with_beams_in_the_batch(runtime: Seq2SeqRuntime) -> None:
+    ids = runtime.encode_texts(TEXTS[:3])
+    batch = runtime.new_positioned_batch()
+    batch.add("b", ids[0], runtime.resolve(GenerationOptions(num_beams=4, max_new_tokens=8)))
+    batch.add("g", ids[1], _greedy(runtime, max_new_tokens=8))
+    assert batch.rows == 5
+    steps = 0
+    while len(batch):
+        batch.step()
+        steps += 1
+    assert batch.slots.calls == steps
 
 
 def test_remove_joining_and_running_requests(runtime: Seq2SeqRuntime) -> None:
