@@ -8,8 +8,10 @@ For each CPU variant of a package being written (``fp32``, ``int8``) this adds t
   (:func:`~export.positioned_decoder.fuse_decoder`), or unfused when the fused graph is not
   token-exact; ``fp32/cross_kv.onnx`` as exported.
 - ``int8/decoder_positioned.onnx`` and ``int8/cross_kv.onnx``: the project's per-row int8
-  (``Int8Options(method="per_row")``) of the unfused fp32 graphs. Per-row int8 keeps a
-  row's result independent of the rows beside it (tested); ORT's dynamic int8 does not.
+  of the unfused fp32 graphs, with the recipe the pipeline kept for the merged int8
+  decoder (``INT8_CANDIDATES``: all MatMuls, or the output projection left in fp32), so
+  both int8 decoders of a package quantize alike. Per-row int8 keeps a row's result
+  independent of the rows beside it (tested); ORT's dynamic int8 does not.
 - ``fp16`` (CUDA) gets none: there is no fp16 / IO-binding variant of this decoder yet.
 
 Validation runs the service's own runtime (``Seq2SeqRuntime.new_positioned_batch``) on
@@ -52,6 +54,19 @@ SCHEDULE = "one running batch; validation input i joins before decoder step i"
 FP16_NOT_BUILT = "no fp16/CUDA variant of the positioned decoder yet"
 
 Progress = Callable[[str], None]
+
+
+def int8_options_for(manifest: Manifest) -> Int8Options:
+    """The per-row int8 recipe of the package's merged int8 decoder (by its label), else
+    plain per-row int8."""
+    from export.pipeline import INT8_CANDIDATES
+
+    if "int8" in manifest.variants:
+        label = manifest.variants["int8"].quantization
+        for options in INT8_CANDIDATES:
+            if options.label == label:
+                return options
+    return INT8_OPTIONS
 
 
 def check_positioned_family(family: str) -> None:
@@ -192,9 +207,10 @@ def add_positioned(
             num_heads=exported.num_heads,
             head_dim=exported.head_dim,
         )
-        quantize_file(exported.decoder, quantized.decoder, INT8_OPTIONS)
-        quantize_file(exported.cross_kv, quantized.cross_kv, INT8_OPTIONS)
-        label = INT8_OPTIONS.label
+        options = int8_options_for(manifest)
+        quantize_file(exported.decoder, quantized.decoder, options)
+        quantize_file(exported.cross_kv, quantized.cross_kv, options)
+        label = options.label
         manifest = _install(manifest, root, "int8", quantized.decoder, quantized.cross_kv, label)
         int8: dict[str, Any] = {"validated": False, "reason": "export ran with validation disabled"}
         if reference is not None:

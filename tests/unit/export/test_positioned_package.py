@@ -95,6 +95,23 @@ def test_written_manifest_omits_absent_pair(tmp_path: Path) -> None:
     assert Manifest.load(tmp_path) == manifest
 
 
+def test_int8_pair_uses_the_merged_int8_recipe(package: Path) -> None:
+    """Both int8 decoders of a package quantize alike: the positioned pair takes the recipe
+    the pipeline kept for the merged decoder (e.g. the output projection left in fp32)."""
+    from export.pipeline import INT8_CANDIDATES
+    from export.positioned_package import int8_options_for
+
+    manifest = Manifest.load(package)
+    int8 = manifest.variants["int8"]
+    assert int8.positioned is not None and int8.positioned.quantization == int8.quantization
+    for options in INT8_CANDIDATES:
+        changed = int8.model_copy(update={"quantization": options.label})
+        variants = {**manifest.variants, "int8": changed}
+        assert int8_options_for(manifest.model_copy(update={"variants": variants})) == options
+    fp32_only = manifest.model_copy(update={"variants": {"fp32": manifest.variants["fp32"]}})
+    assert int8_options_for(fp32_only) == INT8_CANDIDATES[0]
+
+
 def test_unsupported_family_is_a_usage_error() -> None:
     from export.positioned_package import check_positioned_family
 
