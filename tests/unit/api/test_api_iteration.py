@@ -1,0 +1,90 @@
+"""``S2S_BATCH_MODE=iteration`` through the whole service: the registry loads a package
+exported with ``--positioned`` with its positioned graphs and serves it in iteration
+mode; a package without them (a committed one) is served in continuous mode with a
+warning; concurrent requests get their single-request outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from service.api import create_app
+from service.runtime import GenerationOptions, load_runtime
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[3]
+SENTENCES = [
+    "A man rides a horse.",
+    "Two dogs play in the snow near the old church.",
+    "The boy jumps.",
+    "A woman is reading a book in the park while her children play.",
+    "A small brown horse waits behind the church.",
+    "Max and Thomas are riding a bicycle through the snow.",
+]
+
+
+def _positioned_package() -> Path:
+    from export.cache import ensure_package
+    from training.checkpoints import ensure_checkpoint
+
+    return ensure_package(
+        ensure_checkpoint("marian", "tiny"),
+        task="translation",
+        name="tiny-marian",
+        precisions=("fp32", "int8"),
+        positioned=True,
+    )
+
+
+async def test_iteration_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    package = _positioned_package()
+    models = tmp_path / "models"
+    shutil.copytree(package, models / "tiny-marian")
+    shutil.copytree(REPO / "models" / "copy-chat", models / "copy-chat")
+    settings = Settings.model_validate(
+        {
+            "models_dir": models,
+            "batch_mode": "iteration",
+            "device": "cpu",
+            "intra_op_threads": 1,
+        }
+    )
+    app = create_app(settings)
+    body = {"source_lang": "en", "target_lang": "de", "options": {"max_new_tokens": 24}}
+    with caplog.at_level(logging.WARNING, logger="service.engine"):
+        async with LifespanManager(app) as manager:
+            await app.state.registry.wait_loaded()
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                listed = (await client.get("/models")).json()["models"]
+                modes = {m["name"]: m["batching"]["mode"] for m in listed}
+                replies = await asyncio.gather(
+                    *(client.post("/translate", json={**body, "text": text}) for text in SENTENCES)
+                )
+    assert modes == {"tiny-marian": "iteration", "copy-chat": "continuous"}
+    assert "copy-chat: batch mode iteration needs a package exported with --positioned" in (
+        caplog.text
+    )
+    assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+    got = [r.json()["translations"][0] for r in replies]
+    # Each text decoded alone (its own positioned batch, the same int8 variant).
+    rt = load_runtime(package, device="cpu", precision="int8", positioned=True)
+    options = rt.resolve(GenerationOptions(max_new_tokens=24))
+    want = []
+    for ids in rt.encode_texts(SENTENCES):
+        batch = rt.new_positioned_batch()
+        batch.add(0, ids, options)
+        events = []
+        while len(batch):
+            events += batch.step()
+        sequences = next(e.sequences for e in events if e.finished)
+        assert sequences is not None
+        want.append(rt.decode(sequences[0]))
+    assert got == want
+    assert options.num_beams > 1  # the package default: beam search in the positioned batch
