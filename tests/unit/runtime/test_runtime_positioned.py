@@ -7,6 +7,7 @@ int8.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
@@ -260,3 +261,56 @@ def test_not_loaded_without_the_flag_or_the_graphs() -> None:
     assert load_runtime(package, precision="int8", positioned=True, verify=True).supports_positioned
     committed = load_runtime(REPO / "models" / "copy-chat", device="cpu", positioned=True)
     assert not committed.supports_positioned
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"compact_holes": 0.0, "trim_columns": 0},  # compact at every leave
+        {"compact_holes": 1.0, "trim_columns": 10**9},  # holes only, refilled by joiners
+    ],
+    ids=["copy", "holes"],
+)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_schedules_with_mixed_searches_under_each_cache_policy(
+    runtime: Seq2SeqRuntime, policy: dict[str, float], seed: int
+) -> None:
+    """Seeded schedules of greedy, beam and sampled requests joining at random steps, some
+    cancelled, under both compaction policies (slots move while beams copy rows)."""
+    rng = random.Random(seed)
+    ids = runtime.encode_texts(TEXTS)
+    choices = [
+        _greedy(runtime, max_new_tokens=16),
+        runtime.resolve(GenerationOptions(num_beams=2, max_new_tokens=16)),
+        runtime.resolve(GenerationOptions(num_beams=3, num_return_sequences=2, max_new_tokens=12)),
+        runtime.resolve(GenerationOptions(num_beams=1, do_sample=True, seed=5, max_new_tokens=9)),
+    ]
+    plan = []
+    for n in range(10):
+        index = rng.randrange(len(TEXTS))
+        plan.append((rng.randrange(0, 25), n, ids[index], rng.choice(choices)))
+    batch = runtime.new_positioned_batch()
+    for name, value in policy.items():
+        setattr(batch.slots, name, value)
+    cancel = {plan[k][0] + 2: plan[k][1] for k in rng.sample(range(10), 3)}  # mid-decode
+    todo = sorted(plan, key=lambda p: p[0])
+    done: dict[Hashable, list[list[int]]] = {}
+    removed: set[Hashable] = set()
+    step = 0
+    while todo or len(batch):
+        while todo and todo[0][0] <= step:
+            _, key, input_ids, options = todo.pop(0)
+            batch.add(key, input_ids, options)
+        if step in cancel and batch.remove(cancel[step]):
+            removed.add(cancel[step])
+        for event in batch.step():
+            if event.finished:
+                assert event.sequences is not None
+                done[event.key] = event.sequences
+        step += 1
+        assert step < 500
+    assert set(done) | removed == set(range(10)) and not set(done) & removed
+    assert removed
+    for _, key, input_ids, options in plan:
+        if key in done:
+            assert done[key] == _alone(runtime, input_ids, options), key
