@@ -90,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{precision}: not validated ({result.get('reason', 'skipped')})")
     for precision, result in read_validation(package).get("positioned", {}).items():
         if isinstance(result, dict) and "greedy_exact" in result:
-            print(f"{precision} positioned: greedy_exact={result['greedy_exact']:.3f}")
+            print(
+                f"{precision} positioned: greedy_exact={result['greedy_exact']:.3f} "
+                f"beam_exact={result['beam_exact']:.3f}"
+            )
     print(f"package written to {package} in {time.perf_counter() - started:.1f}s")
     return 0
 
