@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Hashable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -314,3 +315,46 @@ def test_random_schedules_with_mixed_searches_under_each_cache_policy(
     for _, key, input_ids, options in plan:
         if key in done:
             assert done[key] == _alone(runtime, input_ids, options), key
+
+
+def test_fewer_decoder_calls_than_cohorts_for_staggered_arrivals(
+    runtime: Seq2SeqRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve requests joining one every two steps: the positioned batch makes one decoder
+    call per step, the cohort batch one per cohort per step (the issue's collapse); the
+    outputs are the same."""
+    ids = runtime.encode_texts(TEXTS * 2)
+    options = _greedy(runtime, max_new_tokens=30)
+    plan = [(2 * i, i, ids[i], options) for i in range(len(ids))]
+    positioned, _, steps = _run(runtime, plan)
+
+    cohort_calls = 0
+    backend = runtime.backend
+    real_next, real_first = backend.decode_next, backend.decode_first
+
+    def counted_next(*args: Any) -> Any:
+        nonlocal cohort_calls
+        cohort_calls += 1
+        return real_next(*args)
+
+    def counted_first(*args: Any) -> Any:
+        nonlocal cohort_calls
+        cohort_calls += 1
+        return real_first(*args)
+
+    batch = runtime.new_batch()
+    monkeypatch.setattr(backend, "decode_next", counted_next)
+    monkeypatch.setattr(backend, "decode_first", counted_first)
+    todo = list(plan)
+    cohort: dict[Hashable, list[list[int]]] = {}
+    step = 0
+    while todo or len(batch):
+        while todo and todo[0][0] <= step:
+            _, key, input_ids, opts = todo.pop(0)
+            batch.add(key, input_ids, opts)
+        for event in batch.step():
+            if event.finished and event.sequences is not None:
+                cohort[event.key] = event.sequences
+        step += 1
+    assert cohort == positioned
+    assert cohort_calls > 2 * steps  # several cohorts side by side (measured: 166 vs 39)
