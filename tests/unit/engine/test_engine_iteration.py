@@ -368,3 +368,29 @@ async def test_real_package_requests_arriving_at_different_steps(precision: str)
         await engine.stop(2)
     assert together == alone
     assert max(recording.positions) > 1  # one call held rows at different positions
+
+
+async def test_real_package_stream_gets_its_first_token_while_others_run() -> None:
+    """A streamed request joining a busy batch gets its first token at its first step,
+    long before the running requests end (a dynamic batch would make it wait for them)."""
+    from service.runtime import load_runtime
+
+    rt = load_runtime(_positioned_package(), device="cpu", precision="fp32", positioned=True)
+    engine = Engine(rt, EngineConfig(mode="iteration", max_wait_ms=0))
+    ids = rt.encode_texts(SENTENCES)
+    long = rt.resolve(GenerationOptions(num_beams=1, min_length=60, max_new_tokens=60))
+    short = rt.resolve(GenerationOptions(num_beams=1, max_new_tokens=20))
+    await engine.start()
+    try:
+        running = [asyncio.ensure_future(_run(engine, ids[i], long)) for i in range(3)]
+        await asyncio.sleep(0.02)  # they are decoding
+        stream = engine.stream(GenerationRequest(ids[3], short))
+        first = await stream.__anext__()
+        assert first.token_ids
+        assert not any(task.done() for task in running)
+        rest = [chunk async for chunk in stream]
+        await asyncio.gather(*running)
+    finally:
+        await engine.stop(2)
+    tokens = first.token_ids + [t for c in rest for t in c.token_ids]
+    assert tokens == rt.generate_outputs([ids[3]], short)[0].sequences[0]
