@@ -104,12 +104,12 @@ bench-engine: venv
 	$(BIN)/python -m bench.report --engine .cache/bench/engine-rounds.json --section engine-rounds
 
 # Default chat model (issue 14): MarianMT-architecture chat model trained on DailyDialog
-# train (context of up to 3 turns -> next turn) in three phases on 2 CPU cores (62 + 50 +
-# 27 min of wall-clock budget; the budgets, not step counts, bound each phase, so a busier
-# machine trains fewer steps): the recipe's defaults, then smaller batches, then decoder
-# input dropout (the decoder must read the encoder: before it every context got one
-# generic reply). Then exported (fp32 + int8), int8 shipped into models/dailydialog-chat,
-# and both scored (docs/quality.md, chat).
+# train (context of up to 3 turns -> next turn) on 2 CPU cores in two phases (62 + 38 min
+# of wall-clock budget; the budgets, not step counts, bound each phase, so a busier machine
+# trains fewer steps): 300 steps repeating the context's last turn, then replies (the
+# encoder-spread probe stops a run whose encoder collapses); then phase 2 continues with
+# another batch order and a lower learning rate. Then exported (fp32 + int8), int8 shipped
+# into models/dailydialog-chat, and both scored (docs/quality.md, chat).
 CHAT_DIR ?= .cache/train-chat
 CHAT_EVAL_ARGS ?= --beams 1,4 --limit 500
 TRAIN_CHAT = HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m training.recipes.train_chat \

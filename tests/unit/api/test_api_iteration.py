@@ -46,7 +46,7 @@ async def test_iteration_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptu
     package = _positioned_package()
     models = tmp_path / "models"
     shutil.copytree(package, models / "tiny-marian")
-    shutil.copytree(REPO / "models" / "copy-chat", models / "copy-chat")
+    shutil.copytree(REPO / "models" / "copy-summarizer", models / "copy-summarizer")
     settings = Settings.model_validate(
         {
             "models_dir": models,
@@ -67,8 +67,8 @@ async def test_iteration_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptu
                 replies = await asyncio.gather(
                     *(client.post("/translate", json={**body, "text": text}) for text in SENTENCES)
                 )
-    assert modes == {"tiny-marian": "iteration", "copy-chat": "continuous"}
-    assert "copy-chat: batch mode iteration needs a package exported with --positioned" in (
+    assert modes == {"tiny-marian": "iteration", "copy-summarizer": "continuous"}
+    assert "copy-summarizer: batch mode iteration needs a package exported with --positioned" in (
         caplog.text
     )
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies]

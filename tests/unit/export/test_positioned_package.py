@@ -87,7 +87,7 @@ def test_manifests_without_the_pair_keep_their_form() -> None:
 
 
 def test_written_manifest_omits_absent_pair(tmp_path: Path) -> None:
-    source = REPO / "models" / "copy-chat"
+    source = REPO / "models" / "copy-summarizer"
     manifest = Manifest.load(source)
     manifest.write(tmp_path)
     raw = json.loads((tmp_path / MANIFEST_FILE).read_text())

@@ -260,7 +260,7 @@ def test_not_loaded_without_the_flag_or_the_graphs() -> None:
     with pytest.raises(PackageError, match="no positioned decoder"):
         rt.new_positioned_batch()
     assert load_runtime(package, precision="int8", positioned=True, verify=True).supports_positioned
-    committed = load_runtime(REPO / "models" / "copy-chat", device="cpu", positioned=True)
+    committed = load_runtime(REPO / "models" / "copy-summarizer", device="cpu", positioned=True)
     assert not committed.supports_positioned
 
 
