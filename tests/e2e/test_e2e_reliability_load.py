@@ -79,6 +79,9 @@ async def test_overload_accepts_what_fits_and_refuses_the_rest_fast(
     assert median_refusal < median_accepted  # a refusal costs no model work
 
 
+IN_FLIGHT_MARGIN_S = 1.0
+
+
 async def test_sigterm_under_load_finishes_accepted_work_and_exits_0(
     server_factory: Callable[..., Server],
 ) -> None:
@@ -108,8 +111,16 @@ async def test_sigterm_under_load_finishes_accepted_work_and_exits_0(
         runs = await asyncio.gather(*tasks)
     code = await asyncio.to_thread(srv.process.wait, 90)
     outcomes = [o for run in runs for o in run]
-    before = [o for o in outcomes if o.sent_at < signalled_at[0]]
+    # A request the client started just before the signal may reach the server after it
+    # (connect, send, parse on busy cores): then the documented 503 is right. So "accepted
+    # before the signal" means started at least IN_FLIGHT_MARGIN_S before it (CI once saw
+    # a 503 for a request started 0.02 s before the signal).
+    cutoff = signalled_at[0] - IN_FLIGHT_MARGIN_S
+    before = [o for o in outcomes if o.sent_at < cutoff]
     after = [o for o in outcomes if o.sent_at >= signalled_at[0]]
+    racing = [o for o in outcomes if cutoff <= o.sent_at < signalled_at[0]]
+    for o in racing:
+        assert o.status == 200 or (o.status == 503 and o.body["error"]["type"] == "draining"), o
     print(
         f"\nsigterm: before {dict(Counter(o.status for o in before))}, "
         f"after {dict(Counter((o.status, o.error) for o in after))}, exit {code}"
