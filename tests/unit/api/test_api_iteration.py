@@ -17,29 +17,13 @@ from asgi_lifespan import LifespanManager
 from service.api import create_app
 from service.runtime import GenerationOptions, load_runtime
 from service.settings import Settings
+from tests.support.positioned import SENTENCES, positioned_package
 
 REPO = Path(__file__).resolve().parents[3]
-SENTENCES = [
-    "A man rides a horse.",
-    "Two dogs play in the snow near the old church.",
-    "The boy jumps.",
-    "A woman is reading a book in the park while her children play.",
-    "A small brown horse waits behind the church.",
-    "Max and Thomas are riding a bicycle through the snow.",
-]
 
 
 def _positioned_package() -> Path:
-    from export.cache import ensure_package
-    from training.checkpoints import ensure_checkpoint
-
-    return ensure_package(
-        ensure_checkpoint("marian", "tiny"),
-        task="translation",
-        name="tiny-marian",
-        precisions=("fp32", "int8"),
-        positioned=True,
-    )
+    return positioned_package("marian")
 
 
 async def test_iteration_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -37,6 +37,7 @@ from service.runtime import (
     StepEvent,
 )
 from tests.support.fake_runtime import POISON, FakeOptions, FakeRuntime, expected
+from tests.support.positioned import positioned_package
 
 
 def _inputs(n: int, seed: int = 0) -> list[list[int]]:
@@ -234,16 +235,7 @@ def test_settings_and_loader_accept_iteration(tmp_path: Path) -> None:
 
 
 def _positioned_package() -> Path:
-    from export.cache import ensure_package
-    from training.checkpoints import ensure_checkpoint
-
-    return ensure_package(
-        ensure_checkpoint("marian", "tiny"),
-        task="translation",
-        name="tiny-marian",
-        precisions=("fp32", "int8"),
-        positioned=True,
-    )
+    return positioned_package("marian")
 
 
 class _Observed:

@@ -18,22 +18,14 @@ from service.runtime.manifest import (
     Manifest,
     PackageError,
 )
+from tests.support.positioned import positioned_package
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
 def package() -> Path:
-    from export.cache import ensure_package
-    from training.checkpoints import ensure_checkpoint
-
-    return ensure_package(
-        ensure_checkpoint("marian", "tiny"),
-        task="translation",
-        name="tiny-marian",
-        precisions=("fp32", "int8"),
-        positioned=True,
-    )
+    return positioned_package("marian")
 
 
 def test_both_cpu_variants_carry_the_validated_pair(package: Path) -> None:

@@ -22,31 +22,10 @@ from service.runtime import (
     Seq2SeqRuntime,
     load_runtime,
 )
+from tests.support.positioned import SENTENCES, positioned_package
 
-TEXTS = [
-    "A man rides a horse.",
-    "Two dogs play in the snow near the old church.",
-    "The boy jumps.",
-    "A woman is reading a book in the park while her children play.",
-    "A small brown horse waits behind the church.",
-    "Max and Thomas are riding a bicycle through the snow.",
-]
+TEXTS = SENTENCES
 REPO = Path(__file__).resolve().parents[3]
-TASKS = {"marian": "translation", "t5": "translation", "m2m100": "translation"}
-
-
-def positioned_package(family: str) -> Path:
-    """The tiny package of ``family`` exported with the positioned graphs (cached)."""
-    from export.cache import ensure_package
-    from training.checkpoints import ensure_checkpoint
-
-    return ensure_package(
-        ensure_checkpoint(family, "tiny"),
-        task=TASKS[family],
-        name=f"tiny-{family}",
-        precisions=("fp32", "int8"),
-        positioned=True,
-    )
 
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
