@@ -37,6 +37,7 @@ from service.runtime import (
     StepEvent,
 )
 from tests.support.fake_runtime import POISON, FakeOptions, FakeRuntime, expected
+from tests.support.positioned import SENTENCES as SHARED_SENTENCES
 from tests.support.positioned import positioned_package
 
 
@@ -319,13 +320,9 @@ class _Recording:
         return self.runtime.new_detokenizer()
 
 
+# The shared six plus two more, so eight requests join at different steps.
 SENTENCES = [
-    "A man rides a horse.",
-    "Two dogs play in the snow near the old church.",
-    "The boy jumps.",
-    "A woman is reading a book in the park while her children play.",
-    "A small brown horse waits behind the church.",
-    "Max and Thomas are riding a bicycle through the snow.",
+    *SHARED_SENTENCES,
     "A donkey chases a dog.",
     "Two old women are sitting on a bench in the park and talking about the weather.",
 ]
