@@ -6,10 +6,12 @@
 4. ``groups``: the length-grouped encoder against one padded encoder call (ours int8);
 5. ``t5``: full T5 (t5-small dims), translation, greedy, batch 1/8/32, fixed and natural;
 6. ``bart``: full BART (distilbart-cnn-12-6 dims), SAMSum summarization, same grid;
-7. ``load``: service load sweep on full Marian (continuous, joining every 2 / 4 steps,
+7. ``load``: service load sweep on full Marian (iteration, continuous, joining every 2 / 4 steps,
    dynamic, off, naive pipeline), with the paired HTTP latency at concurrency 1;
-8. ``gpu``: GPU suite (records "not run" without a GPU);
-9. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
+8. ``openloop``: open-loop Poisson arrivals at 25-110 % of capacity on a WMT14 / SAMSum
+   mix, natural stopping, streaming (iteration, continuous, dynamic, off);
+9. ``gpu``: GPU suite (records "not run" without a GPU);
+10. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
 
 Checkpoints and packages missing from ``.cache/`` are built first (full Marian ~10 min,
 T5 ~5 min, BART ~15 min on 2 cores; the whole run took 90 min on 2026-12-01). Arguments
@@ -26,7 +28,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import ceiling, engine, gpu, load, report
+from bench import ceiling, engine, gpu, load, openloop, report
 
 NATURAL_BACKENDS = "torch:fp32:1,ours:int8:1,ct2:int8:1"
 GROUPS_BACKENDS = "ours-onecall:int8:1,ours:int8:1,ct2:int8:1"
@@ -44,7 +46,7 @@ FAMILY_BUDGETS = {"t5": "80", "bart": "200"}
 # levels because 5 s ones moved the join comparison by up to 20 % between runs.
 LOAD_DEFAULTS = (
     "--targets",
-    "continuous,continuous-join2,continuous-join4,dynamic,off,naive",
+    "iteration,continuous,continuous-join2,continuous-join4,dynamic,off,naive",
     "--duration-s",
     "10",
 )
@@ -53,7 +55,7 @@ LOAD_DEFAULTS = (
 # issue-17 comparison with 5 rounds is its own target: `make bench-engine`.
 MAIN_ROUNDS = ("--rounds", "3")
 SIDE_ROUNDS = ("--rounds", "2")
-STEPS = ("engine", "ceiling", "natural", "groups", "t5", "bart", "load", "gpu")
+STEPS = ("engine", "ceiling", "natural", "groups", "t5", "bart", "load", "openloop", "gpu")
 
 
 def engine_documents(out: Path) -> list[Path]:
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--plots", type=Path, default=report.PLOTS)
     p.add_argument("--engine-args", default="", help="extra bench.engine arguments (quoted)")
     p.add_argument("--load-args", default="", help="extra bench.load arguments (quoted)")
+    p.add_argument("--openloop-args", default="", help="extra bench.openloop arguments (quoted)")
     p.add_argument("--skip", default="", help=f"steps to leave out: {','.join(STEPS)}")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -101,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "load" not in skip:
         load_args = shlex.split(args.load_args)
         load.main(["--json", str(out / "load.json"), *marian, *LOAD_DEFAULTS, *load_args])
+    if "openloop" not in skip:
+        openloop_args = ["--size", args.size, *shlex.split(args.openloop_args)]
+        openloop.main(["--json", str(out / "openloop.json"), *openloop_args])
     if "gpu" not in skip:
         gpu.main(["--json", str(out / "gpu.json"), *marian])
     return report.main(
@@ -109,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             *map(str, engine_documents(out)),
             "--load",
             str(out / "load.json"),
+            "--openloop",
+            str(out / "openloop.json"),
             "--gpu",
             str(out / "gpu.json"),
             "--ceiling",

@@ -296,11 +296,13 @@ def resolve_model(
     package: Path | None = None,
     variants: Sequence[str] = ("fp32", "int8"),
     keep_pad_row: bool = False,
+    positioned: bool = False,
 ) -> tuple[Path, Path]:
     """The checkpoint and package every backend runs (built and cached when not given).
 
     Marian: a copy with a zero pad embedding row (see ``backends.zero_pad_copy``) unless
-    ``keep_pad_row``; the package is exported from that copy."""
+    ``keep_pad_row``; the package is exported from that copy (``positioned``: with the
+    positioned decoder pair that ``S2S_BATCH_MODE=iteration`` needs)."""
     if checkpoint is None:
         from training.checkpoints import ensure_checkpoint
 
@@ -322,7 +324,11 @@ def resolve_model(
         from export.cache import ensure_package
 
         package = ensure_package(
-            checkpoint, task=task, name=f"{size}-{family}", precisions=tuple(variants)
+            checkpoint,
+            task=task,
+            name=f"{size}-{family}",
+            precisions=tuple(variants),
+            positioned=positioned,
         )
     return checkpoint, Path(package)
 

@@ -3,7 +3,8 @@
 Starts each target server in turn on a free loopback port, waits for ``/ready``, then for
 each concurrency level runs that many closed-loop clients (each sends its next request as
 soon as the last one answered) for ``--duration-s`` or ``--max-requests``, whichever comes
-first. Targets: our service with ``continuous``, ``dynamic`` and ``off`` batching, and
+first. Targets: our service with ``iteration`` (the package is then built with the
+positioned decoder), ``continuous``, ``dynamic`` and ``off`` batching, and
 ``naive`` (a transformers pipeline behind FastAPI, one request at a time,
 ``bench.naive_server``). Every request is one real WMT14 sentence with a fixed output
 length (min = max new tokens), so tokens/s = answered requests x max new tokens.
@@ -38,7 +39,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-TARGETS = ("continuous", "dynamic", "off", "naive")
+TARGETS = ("iteration", "continuous", "dynamic", "off", "naive")
 # "continuous-joinN": continuous batching whose queue joins the running batch every N steps.
 JOIN_VARIANT = re.compile(r"continuous-join([1-9][0-9]?)")
 # Every request translates WMT14 English sources into German.
@@ -483,7 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.engine import resolve_model
 
         args.checkpoint, args.package = resolve_model(
-            args.family, args.size, "translation", args.checkpoint, args.package
+            args.family,
+            args.size,
+            "translation",
+            args.checkpoint,
+            args.package,
+            positioned="iteration" in targets,
         )
     texts = single_sentences(args.texts)
     started = time.time()

@@ -434,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--engine", type=Path, nargs="*", default=[], help="bench.engine documents")
     p.add_argument("--load", type=Path, help="bench.load document")
+    p.add_argument("--openloop", type=Path, help="bench.openloop document")
     p.add_argument("--gpu", type=Path, help="bench.gpu document")
     p.add_argument("--ceiling", type=Path, help="bench.ceiling document")
     p.add_argument("--doc", type=Path, default=DOC)
@@ -467,6 +468,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         plots = plot_load(load, args.plots)
         image = f"![load]({plots[0].relative_to(args.doc.parent).as_posix()})"
         text = replace_section(text, "load", run_header(load) + "\n" + load_tables(load) + image)
+    openloop = _read(args.openloop)
+    if openloop is not None:
+        from bench.openloop_report import section
+
+        text = replace_section(text, "openloop", section(openloop, args.doc.parent, args.plots))
     ceiling = _read(args.ceiling)
     if ceiling is not None:
         text = replace_section(text, "ceiling", ceiling_section(ceiling))
