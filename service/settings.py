@@ -32,7 +32,17 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
         "auto", description="Package variant (auto: int8 on CPU, fp16 on CUDA, else fp32)."
     )
-    intra_op_threads: int | None = Field(None, ge=1, description="ORT threads per model.")
+    intra_op_threads: int | None = Field(
+        None, ge=1, description="ORT threads per model (per lane with runtime_lanes > 1)."
+    )
+    runtime_lanes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="CPU: load each model this many times with one share of the cores each "
+        "and split every batch across them (faster batches, N x model memory; a batch of "
+        "one request runs on one lane's threads).",
+    )
     warmup: bool = Field(True, description="Run one generation per model before ready.")
     verify_packages: bool = Field(
         True,

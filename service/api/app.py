@@ -25,6 +25,7 @@ def load_config(settings: Settings) -> LoadConfig:
         device=settings.device,
         precision=settings.precision,
         intra_op_threads=settings.intra_op_threads,
+        lanes=settings.runtime_lanes,
         warmup=settings.warmup,
         verify=settings.verify_packages,
         ready_policy=settings.ready_policy,

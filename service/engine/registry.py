@@ -29,7 +29,8 @@ from service.engine.observer import EngineObserver
 from service.engine.ports import Runtime
 from service.engine.scheduler import EngineConfig
 from service.engine.service import ModelService
-from service.runtime import ChecksumMismatchError, Manifest, PackageError, load_runtime
+from service.runtime import ChecksumMismatchError, Manifest, PackageError
+from service.runtime.lanes import load_lanes
 
 log = logging.getLogger("service.models")
 
@@ -46,6 +47,8 @@ class LoadConfig:
     device: str = "auto"
     precision: str = "auto"
     intra_op_threads: int | None = None
+    # Loads per model sharing each batch (service.runtime.lanes); 1: one runtime.
+    lanes: int = 1
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Check every loaded file's size and sha256 against the manifest (refuse on mismatch).
@@ -130,8 +133,9 @@ def default_loader(config: LoadConfig) -> Loader:
     """Load a package with the runtime (device, precision and threads from ``config``)."""
 
     def load(path: Path) -> Runtime:
-        return load_runtime(
+        return load_lanes(
             path,
+            config.lanes,
             device=config.device,
             precision=config.precision,
             intra_op_threads=config.intra_op_threads,

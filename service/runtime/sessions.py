@@ -45,6 +45,8 @@ class RuntimeInfo:
     providers: tuple[str, ...]
     intra_op_threads: int
     device: str
+    # Loads of the package sharing its batches (service.runtime.lanes); 1: one session.
+    lanes: int = 1
 
 
 def default_intra_op_threads() -> int:
