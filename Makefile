@@ -94,14 +94,23 @@ BENCH_ARGS ?=
 bench: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_ARGS)
 
-# Engine speed against CTranslate2 (issue 17): our runtime and its variants beside
-# CTranslate2 int8 at both thread settings, in interleaved rounds (bench/rounds.py).
-BENCH_ENGINE_ARGS ?= --searches greedy --stops fixed,natural --batch-sizes 1,8,32,64 --rounds 5
+# Engine speed against CTranslate2 (issue 17): our runtime (one session; the service's
+# runtime lanes) beside CTranslate2 int8 at both thread settings, in interleaved rounds
+# (bench/rounds.py): greedy fixed and natural at batch 1-64, beam 4 at batch 1-32; then the
+# service over HTTP against its own engine offline (one request of 32 / 64 texts).
+BENCH_ENGINE_ROUNDS ?= 5
+BENCH_ENGINE_BACKENDS ?= ours-lanes:int8:2,ours:int8:2,ct2:int8:2,ours:int8:1,ct2:int8:1
+BENCH_ENGINE = HF_HUB_OFFLINE=1 $(BIN)/python -m bench.engine --family marian --size full \
+	  --backends $(BENCH_ENGINE_BACKENDS) --reference "ours int8 t1" --rounds $(BENCH_ENGINE_ROUNDS)
 bench-engine: venv
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.engine --family marian --size full \
-	  --backends ours:int8:2,ct2:int8:2,ours:int8:1,ct2:int8:1,ours-mallopt:int8:2,ours-nospin:int8:2,ours-split:int8:2 \
-	  --reference "ours int8 t1" --json .cache/bench/engine-rounds.json $(BENCH_ENGINE_ARGS)
-	$(BIN)/python -m bench.report --engine .cache/bench/engine-rounds.json --section engine-rounds
+	$(BENCH_ENGINE) --searches greedy --stops fixed,natural --batch-sizes 1,8,32,64 \
+	  --json .cache/bench/engine-rounds.json
+	$(BENCH_ENGINE) --searches beam4 --stops fixed --batch-sizes 1,8,32 \
+	  --json .cache/bench/engine-rounds-beam.json
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.http_batch --rounds $(BENCH_ENGINE_ROUNDS) \
+	  --json .cache/bench/http-batch.json
+	$(BIN)/python -m bench.report --engine .cache/bench/engine-rounds.json \
+	  .cache/bench/engine-rounds-beam.json --section engine-rounds --http-batch .cache/bench/http-batch.json
 
 # Default chat model (issue 14): MarianMT-architecture chat model trained on DailyDialog
 # train (context of up to 3 turns -> next turn) on 2 CPU cores in two phases (62 + 38 min

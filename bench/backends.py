@@ -27,13 +27,15 @@ BACKENDS = (
     "ours-onecall",
     "ours-mallopt",
     "ours-nospin",
-    "ours-split",
+    "ours-lanes",
     "ct2",
 )
 # Variants of our runtime measured side by side (docs/benchmarks.md, engine speed):
 # ours-mallopt keeps freed memory for the next step (service.runtime.memory), ours-nospin
-# lets ORT's threads sleep between calls, ours-split runs each half of a batch on its own
-# one-thread runtime, both halves at once (ORT releases the GIL while it runs).
+# lets ORT's threads sleep between calls, ours-lanes is the service's S2S_RUNTIME_LANES
+# (service.runtime.lanes): one one-thread load per thread, each batch dealt across them,
+# the lanes at once (ORT releases the GIL while it runs). Until 2026-12-02 02:00 the same
+# idea ran here as a hand-written "ours-split" (contiguous halves).
 
 
 @dataclass(frozen=True)
@@ -132,26 +134,32 @@ def ours(
 
     ``group_by_length=False`` (backend ``ours-onecall``) encodes each batch in one padded
     encoder call, as before ``service.runtime.encoder_groups``, for side-by-side runs."""
-    from service.runtime import GenerationOptions, load_runtime
+    from service.runtime import GenerationOptions, Seq2SeqRuntime, load_runtime
+    from service.runtime.lanes import LaneRuntime, load_lanes
     from service.runtime.memory import keep_freed_memory
 
     if spec.name == "ours-mallopt":
         keep_freed_memory()
-    split = spec.name == "ours-split"
-    runtimes = [
-        load_runtime(
+    if spec.name == "ours-lanes":
+        # The service's S2S_RUNTIME_LANES: one one-thread lane per thread of the spec.
+        rt: Seq2SeqRuntime | LaneRuntime = load_lanes(
+            package, spec.threads, device=device, precision=spec.precision, intra_op_threads=1
+        )
+        lanes = rt.runtimes if isinstance(rt, LaneRuntime) else (rt,)
+        backends = [lane.backend for lane in lanes]
+    else:
+        rt = load_runtime(
             package,
             device=device,
             precision=spec.precision,
-            intra_op_threads=1 if split else spec.threads,
+            intra_op_threads=spec.threads,
             spin=spec.name != "ours-nospin",
         )
-        for _ in range(spec.threads if split else 1)
-    ]
-    for rt in runtimes:
-        if hasattr(rt.backend, "group_by_length"):
-            rt.backend.group_by_length = group_by_length
-    opts = runtimes[0].resolve(
+        backends = [rt.backend]
+    for backend in backends:
+        if hasattr(backend, "group_by_length"):
+            backend.group_by_length = group_by_length
+    opts = rt.resolve(
         GenerationOptions(
             max_new_tokens=decode.max_new_tokens,
             min_new_tokens=decode.min_new_tokens,
@@ -160,23 +168,10 @@ def ours(
         )
     )
 
-    def run_one(rt: Any, batch: list[list[int]]) -> list[list[int]]:
-        return [strip_output(seqs[0], ids.eos) for seqs in rt.generate(batch, opts)]
+    def run(batch: list[list[int]]) -> list[list[int]]:
+        return [strip_output(out.sequences[0], ids.eos) for out in rt.generate_outputs(batch, opts)]
 
-    if not split:
-        return lambda batch: run_one(runtimes[0], batch)
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(len(runtimes))
-
-    def run_split(batch: list[list[int]]) -> list[list[int]]:
-        size = -(-len(batch) // len(runtimes))
-        parts = [batch[i : i + size] for i in range(0, len(batch), size)]
-        done = pool.map(run_one, runtimes[: len(parts)], parts)
-        return [row for part in done for row in part]
-
-    return run_split
+    return run
 
 
 def _hf_runner(model: Any, decode: Decode, ids: ModelIds, device: str = "cpu") -> Generate:

@@ -162,10 +162,12 @@ def engine_tables(document: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def engine_targets(document: dict[str, Any], label: str = "ours int8") -> list[str]:
-    """The engine targets for ``label`` (a label prefix), each with the measured value.
+def engine_targets(document: dict[str, Any], label: str = "ours") -> list[str]:
+    """The engine targets for ``label`` (a label prefix: every variant of our runtime),
+    each with the measured value.
 
-    With interleaved rounds: >= 1.3x the best CTranslate2 int8 in every cell, judged on
+    With interleaved rounds: >= 1.3x the best CTranslate2 int8 in every greedy cell and
+    >= 1.0x in every beam cell (issue 17), judged on
     the ratio's min-max over rounds (``bench.rounds.lead_verdict``). Without: the older
     single-run targets (>= 2x CTranslate2 and >= 4x PyTorch at batch 16-64, batch-1
     latency <= CTranslate2's)."""
@@ -199,6 +201,7 @@ def engine_targets(document: dict[str, Any], label: str = "ours int8") -> list[s
 
 
 ROUND_TARGET = 1.3
+BEAM_ROUND_TARGET = 1.0
 
 
 def _round_targets(document: dict[str, Any], label: str) -> list[str]:
@@ -207,11 +210,12 @@ def _round_targets(document: dict[str, Any], label: str) -> list[str]:
         if not row["label"].startswith(label) or row.get("ratio_ct2_int8_min") is None:
             continue
         low = row["ratio_ct2_int8_min"]
-        verdict = "met in every round" if low >= ROUND_TARGET else "missed"
+        target = BEAM_ROUND_TARGET if row["search"].startswith("beam") else ROUND_TARGET
+        verdict = "met in every round" if low >= target else "missed"
         lines.append(
             f"{row['label']}, {row['search']} {row['stop']} batch {row['batch_size']}: "
             f"{row['ratio_ct2_int8_median']:.2f}× [{low:.2f}–{row['ratio_ct2_int8_max']:.2f}] "
-            f"best CTranslate2 int8 (target ≥ {ROUND_TARGET}×: {verdict}; {lead_verdict(row)})"
+            f"best CTranslate2 int8 (target ≥ {target}×: {verdict}; {lead_verdict(row)})"
         )
     return lines
 
@@ -435,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--engine", type=Path, nargs="*", default=[], help="bench.engine documents")
     p.add_argument("--load", type=Path, help="bench.load document")
     p.add_argument("--openloop", type=Path, help="bench.openloop document")
+    p.add_argument("--http-batch", type=Path, help="bench.http_batch document")
     p.add_argument("--gpu", type=Path, help="bench.gpu document")
     p.add_argument("--ceiling", type=Path, help="bench.ceiling document")
     p.add_argument("--doc", type=Path, default=DOC)
@@ -473,6 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.openloop_report import section
 
         text = replace_section(text, "openloop", section(openloop, args.doc.parent, args.plots))
+    http_batch = _read(args.http_batch)
+    if http_batch is not None:
+        from bench.http_batch import markdown
+
+        text = replace_section(text, "http-batch", markdown(http_batch))
     ceiling = _read(args.ceiling)
     if ceiling is not None:
         text = replace_section(text, "ceiling", ceiling_section(ceiling))

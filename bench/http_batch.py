@@ -1,0 +1,189 @@
+"""The service over HTTP against its own engine offline: one request of 32 or 64 texts.
+
+``python -m bench.http_batch --json .cache/bench/http-batch.json`` (in ``make bench-engine``).
+
+For each runtime layout (``--lanes``: 1 = one session with all threads, 2 = two one-thread
+lanes, ``S2S_RUNTIME_LANES``) a server runs the package in ``dynamic`` mode and this
+process loads the same layout offline (``service.runtime.lanes.load_lanes``). Each round
+times, in alternating order, the offline ``generate_outputs`` of the first N WMT14
+single sentences and one ``POST /translate`` carrying the same N texts (greedy, 32 forced
+new tokens, so both sides generate N x 32 tokens). The ratio HTTP / offline is taken
+within each round; the issue's target is >= 0.9 (the service within 10 % of its engine).
+While one side runs the other is idle: the server's threads sleep between requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from bench.load import SOURCE_LANG, TARGET_LANG, free_port, serve, single_sentences
+from bench.rounds import round_order
+
+MAX_NEW = 32
+TARGET_RATIO = 0.9
+
+
+def server_command(package: Path, lanes: int, threads: int, port: int) -> list[str]:
+    """The service on ``package`` with ``lanes`` lanes sharing ``threads`` threads."""
+    return [
+        sys.executable, "-m", "service",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--models-dir", str(package.parent), "--models", package.name,
+        "--device", "cpu", "--precision", "int8",
+        "--batch-mode", "dynamic", "--max-batch-size", "64",
+        "--runtime-lanes", str(lanes),
+        "--log-format", "json",
+    ]  # fmt: skip
+
+
+def request_body(texts: Sequence[str]) -> dict[str, object]:
+    """One ``/translate`` body with every text, 32 forced greedy tokens each."""
+    return {
+        "text": list(texts),
+        "source_lang": SOURCE_LANG,
+        "target_lang": TARGET_LANG,
+        "options": {"max_new_tokens": MAX_NEW, "min_new_tokens": MAX_NEW, "num_beams": 1},
+    }
+
+
+def spread(values: Sequence[float], digits: int = 0) -> str:
+    """``median [min-max]``."""
+    return (
+        f"{statistics.median(values):,.{digits}f} "
+        f"[{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
+    )
+
+
+def measure_layout(
+    package: Path, lanes: int, threads: int, batch_sizes: Sequence[int], rounds: int
+) -> list[dict[str, object]]:
+    """Every batch size of one runtime layout, offline and over HTTP, in rounds."""
+    from service.runtime import GenerationOptions
+    from service.runtime.lanes import load_lanes
+
+    per_lane = max(1, threads // lanes)
+    runtime = load_lanes(package, lanes, "cpu", "int8", per_lane)
+    texts = single_sentences(max(batch_sizes))
+    ids = runtime.encode_texts(texts, source_lang=SOURCE_LANG, target_lang=TARGET_LANG)
+    options = runtime.resolve(
+        GenerationOptions(max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, num_beams=1),
+        target_lang=TARGET_LANG,
+    )
+    seconds: dict[tuple[str, int], list[float]] = {}
+    port = free_port()
+    command = server_command(package, lanes, per_lane, port)
+    with (
+        serve(command, port, per_lane, 300.0) as base,
+        httpx.Client(base_url=base, timeout=600.0) as client,
+    ):
+
+        def offline(size: int) -> float:
+            started = time.perf_counter()
+            runtime.generate_outputs(ids[:size], options)
+            return time.perf_counter() - started
+
+        def http(size: int) -> float:
+            started = time.perf_counter()
+            response = client.post("/translate", json=request_body(texts[:size]))
+            response.raise_for_status()
+            return time.perf_counter() - started
+
+        sides = {"offline": offline, "http": http}
+        for size in batch_sizes:  # warm-up: first calls pay for lazy initialisation
+            offline(size), http(size)
+        for round_index in range(rounds):
+            for size in batch_sizes:
+                for side in round_order(list(sides), round_index):
+                    seconds.setdefault((side, size), []).append(sides[side](size))
+    rows = []
+    for size in batch_sizes:
+        tokens = size * MAX_NEW
+        offline_tps = [tokens / s for s in seconds[("offline", size)]]
+        http_tps = [tokens / s for s in seconds[("http", size)]]
+        ratios = [h / o for h, o in zip(http_tps, offline_tps, strict=True)]
+        rows.append(
+            {
+                "lanes": lanes,
+                "threads_per_lane": per_lane,
+                "batch": size,
+                "offline_tokens_per_s": offline_tps,
+                "http_tokens_per_s": http_tps,
+                "ratios": ratios,
+            }
+        )
+        print(
+            f"  lanes {lanes} batch {size:>3}: offline {spread(offline_tps)} tok/s, "
+            f"http {spread(http_tps)} tok/s, http/offline {spread(ratios, 2)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def markdown(document: dict[str, object]) -> str:
+    """The docs/benchmarks.md section: one row per layout and batch size."""
+    rows = document["rows"]
+    assert isinstance(rows, list)
+    lines = [
+        f"`{document['command']}` ({document['started']}, {document['rounds']} rounds)\n",
+        "| layout | batch | offline tok/s | HTTP tok/s | HTTP / offline | target >= 0.9 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratios = row["ratios"]
+        met = "met" if min(ratios) >= TARGET_RATIO else f"missed (worst {min(ratios):.2f})"
+        layout = "one session" if row["lanes"] == 1 else f"{row['lanes']} lanes"
+        lines.append(
+            f"| {layout}, {row['threads_per_lane']} thread(s) each | {row['batch']} | "
+            f"{spread(row['offline_tokens_per_s'])} | {spread(row['http_tokens_per_s'])} | "
+            f"{spread(ratios, 2)} | {met} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure every layout; write the document and print the table."""
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--package", type=Path, help="translation package (default: full Marian)")
+    p.add_argument("--size", default="full", choices=["tiny", "full"])
+    p.add_argument("--lanes", default="1,2", help="runtime layouts to measure")
+    p.add_argument("--threads", type=int, default=2, help="threads shared by a layout's lanes")
+    p.add_argument("--batch-sizes", default="32,64")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    package = args.package
+    if package is None:
+        from bench.engine import resolve_model
+
+        package = resolve_model("marian", args.size, "translation")[1]
+    started = time.time()
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    rows = []
+    for lanes in (int(n) for n in args.lanes.split(",")):
+        rows += measure_layout(Path(package), lanes, args.threads, sizes, args.rounds)
+    document: dict[str, object] = {
+        "kind": "http_batch",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "command": " ".join(["python -m bench.http_batch", *(argv or sys.argv[1:])]),
+        "package": str(package),
+        "rounds": args.rounds,
+        "rows": rows,
+    }
+    print(markdown(document))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
