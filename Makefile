@@ -96,8 +96,9 @@ bench: venv
 
 # Engine speed against CTranslate2 (issue 17): our runtime (one session; the service's
 # runtime lanes) beside CTranslate2 int8 at both thread settings, in interleaved rounds
-# (bench/rounds.py): greedy fixed and natural at batch 1-64, beam 4 at batch 1-32; then the
-# service over HTTP against its own engine offline (one request of 32 / 64 texts).
+# (bench/rounds.py): greedy fixed and natural at batch 1-64, beam 4 at batch 1-32; the int8
+# work bound beside them (bench.ceiling); then the service over HTTP against its own engine
+# offline (one request of 32 / 64 texts).
 BENCH_ENGINE_ROUNDS ?= 5
 BENCH_ENGINE_BACKENDS ?= ours-lanes:int8:2,ours:int8:2,ct2:int8:2,ours:int8:1,ct2:int8:1
 BENCH_ENGINE = HF_HUB_OFFLINE=1 $(BIN)/python -m bench.engine --family marian --size full \
@@ -107,10 +108,14 @@ bench-engine: venv
 	  --json .cache/bench/engine-rounds.json
 	$(BENCH_ENGINE) --searches beam4 --stops fixed --batch-sizes 1,8,32 \
 	  --json .cache/bench/engine-rounds-beam.json
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ceiling --engine .cache/bench/engine-rounds.json \
+	  --labels "ours-lanes int8 t2,ours int8 t2,ct2 int8 t2,ours int8 t1,ct2 int8 t1" \
+	  --json .cache/bench/ceiling-rounds.json
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.http_batch --rounds $(BENCH_ENGINE_ROUNDS) \
 	  --json .cache/bench/http-batch.json
 	$(BIN)/python -m bench.report --engine .cache/bench/engine-rounds.json \
-	  .cache/bench/engine-rounds-beam.json --section engine-rounds --http-batch .cache/bench/http-batch.json
+	  .cache/bench/engine-rounds-beam.json --section engine-rounds \
+	  --ceiling .cache/bench/ceiling-rounds.json --http-batch .cache/bench/http-batch.json
 
 # Default chat model (issue 14): MarianMT-architecture chat model trained on DailyDialog
 # train (context of up to 3 turns -> next turn) on 2 CPU cores in two phases (62 + 38 min
