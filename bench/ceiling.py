@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.documents import command_line, write_document
 from export.int8_per_row import quantize_per_row
 
 THREADS = (1, 2)
@@ -291,12 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "engine": str(args.engine),
             "engine_started": document.get("started"),
             "package": document.get("package"),
-            "command": " ".join(["python -m bench.ceiling", *(argv or sys.argv[1:])]),
+            "command": command_line("bench.ceiling", argv),
             "labels": labels,
             "rows": rows,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_document(args.json, result)
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import backends
 from bench.backends import Decode, Generate, ModelIds, Spec
+from bench.documents import command_line, write_document
 from bench.rounds import fold_rounds, round_order
 from bench.rss import peak_rss_mb, reset_peak
 
@@ -542,12 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeats": plan.repeats,
         "rounds": args.rounds,
         "round_states": states,
-        "command": " ".join(["python -m bench.engine", *(argv or sys.argv[1:])]),
+        "command": command_line("bench.engine", argv),
         "rows": rows,
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=1) + "\n")
+    write_document(args.json, document)
     return 0
 
 

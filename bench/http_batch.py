@@ -15,7 +15,6 @@ While one side runs the other is idle: the server's threads sleep between reques
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.documents import command_line, write_document
 from bench.load import SOURCE_LANG, TARGET_LANG, free_port, serve, single_sentences
 from bench.rounds import round_order
 
@@ -173,15 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     document: dict[str, object] = {
         "kind": "http_batch",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "command": " ".join(["python -m bench.http_batch", *(argv or sys.argv[1:])]),
+        "command": command_line("bench.http_batch", argv),
         "package": str(package),
         "rounds": args.rounds,
         "rows": rows,
     }
     print(markdown(document))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=1) + "\n")
+    write_document(args.json, document)
     return 0
 
 

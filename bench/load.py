@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import socket
@@ -36,6 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from bench.documents import command_line, write_document
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -526,12 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threads": args.threads,
         "offline": offline,
         "http_overhead": paired,
-        "command": " ".join(["python -m bench.load", *(argv or sys.argv[1:])]),
+        "command": command_line("bench.load", argv),
         "rows": rows,
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=1) + "\n")
+    write_document(args.json, document)
     return 0
 
 

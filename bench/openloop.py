@@ -48,6 +48,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.documents import command_line, write_document
 from bench.load import check_loopback, free_port, percentile, serve
 from bench.rounds import round_order
 
@@ -595,14 +596,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "json"
         },
-        "command": " ".join(
-            ["python -m bench.openloop", *(argv if argv is not None else sys.argv[1:])]
-        ),
+        "command": command_line("bench.openloop", argv),
         "rows": rows,
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(document, indent=1) + "\n")
+    write_document(args.json, document)
     return 0
 
 

@@ -23,41 +23,21 @@ from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
 from service.runtime.detokenize import IncrementalDetokenizer
+from service.runtime.generator import DecodeBatch
 from service.runtime.manifest import Manifest
 from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
+from service.runtime.positioned import PositionedDecodeBatch
 from service.runtime.search import StepEvent
 from service.runtime.sessions import RuntimeInfo, default_intra_op_threads
 
 log = logging.getLogger(__name__)
 
 
-class LaneBatch(Protocol):
-    """A step-API batch of one lane (``DecodeBatch`` or ``PositionedDecodeBatch``)."""
-
-    def add(self, key: Hashable, input_ids: Sequence[int], options: ResolvedOptions) -> None:
-        """Queue a request for the next step."""
-        ...
-
-    def step(self) -> list[StepEvent]:
-        """One decode step of every request of the lane."""
-        ...
-
-    def remove(self, key: Hashable) -> bool:
-        """Cancel a request; False if the lane does not hold it."""
-        ...
-
-    def __len__(self) -> int:
-        """Requests in the lane."""
-        ...
-
-    @property
-    def rows(self) -> int:
-        """Decoder rows in use."""
-        ...
+# A lane's own step-API batch: cohorts (new_batch) or positioned (new_positioned_batch).
+LaneBatch = DecodeBatch | PositionedDecodeBatch
 
 
 def deal(lengths: Sequence[int], lanes: int) -> list[list[int]]:
@@ -128,6 +108,11 @@ class LaneRuntime:
         self._first = self._lanes[0]
         self._pool = ThreadPoolExecutor(len(self._lanes), thread_name_prefix="lane")
         self._info = replace(self._first.info, lanes=len(self._lanes))
+
+    @property
+    def runtimes(self) -> tuple[Seq2SeqRuntime, ...]:
+        """The lanes' runtimes."""
+        return tuple(self._lanes)
 
     @property
     def manifest(self) -> Manifest:
