@@ -39,9 +39,9 @@ class ChatPair:
     reply: str
 
 
-def conventions() -> ChatConventions:
+def conventions(max_history_turns: int = MAX_HISTORY_TURNS) -> ChatConventions:
     """How this recipe renders a history (and how the exported package must render it)."""
-    return ChatConventions(turn_separator=TURN_SEPARATOR, max_history_turns=MAX_HISTORY_TURNS)
+    return ChatConventions(turn_separator=TURN_SEPARATOR, max_history_turns=max_history_turns)
 
 
 def detokenize(turn: str) -> str:
@@ -77,15 +77,18 @@ def history(turns: list[str]) -> list[Message]:
 
 
 def context_pairs(
-    dialogues: list[list[str]], max_context_chars: int = 300, max_reply_chars: int = 200
+    dialogues: list[list[str]],
+    max_context_chars: int = 300,
+    max_reply_chars: int = 200,
+    max_history_turns: int = MAX_HISTORY_TURNS,
 ) -> list[ChatPair]:
     """Every (rendered context -> next turn) pair, with the oldest turns dropped to fit.
 
     Replies over ``max_reply_chars`` are left out (a small model learns little from them),
-    and the context keeps the most recent turns that fit ``max_context_chars`` (the last
-    turn always stays).
+    and the context keeps the most recent turns (at most ``max_history_turns``) that fit
+    ``max_context_chars`` (the last turn always stays).
     """
-    style = conventions()
+    style = conventions(max_history_turns)
     pairs: list[ChatPair] = []
     for turns in dialogues:
         for end in range(1, len(turns)):

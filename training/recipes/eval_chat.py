@@ -22,8 +22,9 @@ import sacrebleu
 
 from export.evaluate import package_translator
 from service.runtime.manifest import Manifest
-from service.text.chat import render
+from service.text.chat import ChatConventions, render
 from training.recipes.dailydialog import (
+    MAX_HISTORY_TURNS,
     TEST_FILE,
     context_pairs,
     conventions,
@@ -58,17 +59,24 @@ class ChatScores:
     samples: list[tuple[str, str]]
 
 
-def dailydialog_test(data_dir: Path, limit: int | None) -> ChatTestSet:
-    """Every (context -> next turn) pair of DailyDialog test, one reference each."""
-    pairs = context_pairs(read_dialogues(data_dir / "dailydialog" / TEST_FILE))[:limit]
+def dailydialog_test(
+    data_dir: Path, limit: int | None, max_history_turns: int = MAX_HISTORY_TURNS
+) -> ChatTestSet:
+    """Every (context -> next turn) pair of DailyDialog test, one reference each (the
+    contexts keep at most ``max_history_turns`` turns, as the package renders them)."""
+    dialogues = read_dialogues(data_dir / "dailydialog" / TEST_FILE)
+    pairs = context_pairs(dialogues, max_history_turns=max_history_turns)[:limit]
     return ChatTestSet("DailyDialog test", [p.context for p in pairs], [[p.reply] for p in pairs])
 
 
-def dailydialog_pp_test(data_dir: Path, limit: int | None) -> ChatTestSet:
-    """DailyDialog++ test contexts with their five human-written good responses."""
+def dailydialog_pp_test(
+    data_dir: Path, limit: int | None, style: ChatConventions | None = None
+) -> ChatTestSet:
+    """DailyDialog++ test contexts (rendered with ``style``, the package's conventions)
+    with their five human-written good responses."""
     contexts: list[str] = []
     references: list[list[str]] = []
-    style = conventions()
+    style = style or conventions()
     with (data_dir / "dailydialog_pp" / "test.json").open(encoding="utf-8") as handle:
         for line in handle:
             if not line.strip():
@@ -159,9 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     manifest = Manifest.load(args.package)
     precisions = args.precisions.split(",") if args.precisions else list(manifest.variants)
+    if manifest.chat is None:
+        p.error(f"{args.package} is not a chat package")
+    style = ChatConventions.for_package(
+        manifest.family, manifest.chat.turn_separator, manifest.chat.max_history_turns
+    )
     tests = [
-        dailydialog_test(args.data_dir, args.limit),
-        dailydialog_pp_test(args.data_dir, args.limit),
+        dailydialog_test(args.data_dir, args.limit, style.max_history_turns),
+        dailydialog_pp_test(args.data_dir, args.limit, style),
     ]
     results: list[ChatScores] = []
     for precision in precisions:

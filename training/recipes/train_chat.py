@@ -53,13 +53,19 @@ CHAT_DEFAULTS = {
 }
 
 
-def load_corpus(data_dir: Path, val_dialogues: int, limit: int | None) -> Corpus:
-    """Context/reply pairs of DailyDialog train, the last ``val_dialogues`` held out."""
+def load_corpus(
+    data_dir: Path,
+    val_dialogues: int,
+    limit: int | None,
+    max_history_turns: int = MAX_HISTORY_TURNS,
+) -> Corpus:
+    """Context/reply pairs of DailyDialog train (contexts of at most ``max_history_turns``
+    turns), the last ``val_dialogues`` held out."""
     dialogues = read_dialogues(data_dir / TRAIN_FILE, limit)
     if len(dialogues) <= val_dialogues:
         raise ValueError(f"{data_dir / TRAIN_FILE}: only {len(dialogues)} dialogues")
-    train = context_pairs(dialogues[:-val_dialogues])
-    val = context_pairs(dialogues[-val_dialogues:])
+    train = context_pairs(dialogues[:-val_dialogues], max_history_turns=max_history_turns)
+    val = context_pairs(dialogues[-val_dialogues:], max_history_turns=max_history_turns)
     return Corpus(
         train_src=[p.context for p in train],
         train_tgt=[p.reply for p in train],
@@ -72,21 +78,30 @@ def load_corpus(data_dir: Path, val_dialogues: int, limit: int | None) -> Corpus
     )
 
 
-def record_chat_rendering(checkpoint: Path) -> None:
+def record_chat_rendering(checkpoint: Path, max_history_turns: int = MAX_HISTORY_TURNS) -> None:
     """Write the turn separator and history length into the checkpoint's config.json."""
     path = checkpoint / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     params = config.get("task_specific_params") or {}
     params["conversational"] = {
         "turn_separator": TURN_SEPARATOR,
-        "max_history_turns": MAX_HISTORY_TURNS,
+        "max_history_turns": max_history_turns,
     }
     config["task_specific_params"] = params
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
-    """Flags mapped onto a TrainConfig with the chat defaults, plus the held-out count."""
+@dataclasses.dataclass(frozen=True)
+class ChatRun:
+    """A chat training run: the recipe's config, the held-out dialogues, the history length."""
+
+    config: TrainConfig
+    val_dialogues: int
+    max_history_turns: int
+
+
+def parse_args(argv: list[str] | None = None) -> ChatRun:
+    """Flags mapped onto a TrainConfig with the chat defaults, plus the chat settings."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -106,7 +121,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
     parser.add_argument("--max-tokens", type=int, default=CHAT_DEFAULTS["max_tokens"])
     parser.add_argument("--lr", type=float, default=CHAT_DEFAULTS["lr"])
     parser.add_argument("--warmup-steps", type=int, default=CHAT_DEFAULTS["warmup_steps"])
-    parser.add_argument("--decoder-input-dropout", type=float, default=0.0)
+    parser.add_argument(
+        "--decoder-input-dropout",
+        type=float,
+        default=0.0,
+        help="share of the reply's input tokens replaced by <unk> (the decoder must lean on "
+        "the context instead of only its own prefix)",
+    )
+    parser.add_argument(
+        "--max-history-turns",
+        type=int,
+        default=MAX_HISTORY_TURNS,
+        help="turns of context per example (recorded in the checkpoint: /chat renders as many)",
+    )
     parser.add_argument(
         "--pair-warmup-steps",
         type=int,
@@ -143,19 +170,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, int]:
         "pair_warmup_steps": args.pair_warmup_steps,
         "seed": args.seed,
     }
-    return TrainConfig(**settings), args.val_dialogues  # type: ignore[arg-type]
+    config = TrainConfig(**settings)  # type: ignore[arg-type]
+    return ChatRun(config, args.val_dialogues, args.max_history_turns)
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    config, val_dialogues = parse_args(argv)
+    chat = parse_args(argv)
+    config = chat.config
     config.work_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         handlers=[logging.StreamHandler(), logging.FileHandler(config.work_dir / "log.txt")],
     )
-    corpus = load_corpus(config.data_dir, val_dialogues, config.limit_train)
+    corpus = load_corpus(
+        config.data_dir, chat.val_dialogues, config.limit_train, chat.max_history_turns
+    )
     if config.limit_val is not None:
         corpus = dataclasses.replace(
             corpus,
@@ -166,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "DailyDialog: %d train pairs, %d val pairs", len(corpus.train_src), len(corpus.val_src)
     )
     run(config, corpus)
-    record_chat_rendering(config.out)
+    record_chat_rendering(config.out, chat.max_history_turns)
     return 0
 
 

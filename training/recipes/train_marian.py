@@ -69,8 +69,7 @@ class TrainConfig:
     # Decoding defaults written into generation_config.json (chat models repeat themselves
     # without an n-gram block; translation needs none).
     no_repeat_ngram_size: int = 0
-    # Continue from a checkpoint of an earlier run on the same corpus (its vocabulary must be
-    # the one this run builds, which a deterministic tokenizer training guarantees).
+    # Continue from a checkpoint of an earlier run (its weights and its vocabulary).
     init_from: Path | None = None
     # Share of decoder input tokens replaced by <unk> while training: a decoder that cannot
     # lean on its own history has to read the encoder (a chat model otherwise collapses
@@ -308,14 +307,19 @@ def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
     corpus = corpus or read_corpus(config)
     train_src, train_tgt = corpus.train_src, corpus.train_tgt
     val_src, val_tgt = corpus.val_src, corpus.val_tgt
-    tokenizer = build_tokenizer(
-        train_src + train_tgt,
-        config.vocab_size,
-        work / "tokenizer",
-        config.src_lang,
-        config.tgt_lang,
-        user_symbols=corpus.user_symbols,
-    )
+    if config.init_from is not None:
+        # A continuing run keeps the earlier run's vocabulary: its weights are tied to it,
+        # and its corpus may differ (another chat history length, more data).
+        tokenizer = MarianTokenizer.from_pretrained(str(config.init_from))
+    else:
+        tokenizer = build_tokenizer(
+            train_src + train_tgt,
+            config.vocab_size,
+            work / "tokenizer",
+            config.src_lang,
+            config.tgt_lang,
+            user_symbols=corpus.user_symbols,
+        )
     examples = tokenize_pairs(tokenizer, train_src, train_tgt, config.max_len)
     log.info(
         "data: %d train pairs, %d val pairs, vocab %d (%.0fs)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 from service.text.chat import ChatConventions, Message, render  # noqa: E402
 from training.recipes import dailydialog  # noqa: E402
+from training.recipes.context_gain import context_gain  # noqa: E402
 from training.recipes.eval_chat import distinct, multi_reference_bleu  # noqa: E402
 from training.recipes.train_chat import main as train_chat_main  # noqa: E402
 from training.recipes.train_marian import (  # noqa: E402
@@ -89,6 +91,10 @@ def test_tiny_chat_run_records_its_rendering(tmp_path: Path) -> None:
     pieces = tokenizer.convert_ids_to_tokens(tokenizer("a <sep> b")["input_ids"])
     assert "<sep>" in pieces
     assert transformers.GenerationConfig.from_pretrained(str(out)).no_repeat_ngram_size == 3
+    # The context-gain probe scores the held-out turns with true, shuffled, empty contexts.
+    scores = context_gain(out, data, val_dialogues=4, limit=20)
+    assert scores["pairs"] > 0 and all(math.isfinite(v) for v in scores.values())
+    assert math.isclose(scores["gain"], scores["shuffled"] - scores["true"])
 
     # A second phase continues from the first one's weights (same corpus, same vocabulary).
     again = tmp_path / "again"
@@ -103,9 +109,15 @@ def test_tiny_chat_run_records_its_rendering(tmp_path: Path) -> None:
     other.mkdir()
     with gzip.open(other / dailydialog.TRAIN_FILE, "wt", encoding="utf-8") as handle:
         handle.write("\n".join(["Zebra quilt ? __eou__ Yes , vortex . __eou__"] * 24) + "\n")
-    mismatched = ["--data-dir", str(other), "--out", str(tmp_path / "x"), *args[4:]]
-    with pytest.raises(ValueError, match="another vocabulary"):
-        train_chat_main([*mismatched, "--init-from", str(out)])
+    # A continuation on another corpus and a shorter history keeps the first vocabulary.
+    shorter = tmp_path / "shorter"
+    elsewhere = ["--data-dir", str(other), "--out", str(shorter), *args[4:]]
+    elsewhere += ["--work-dir", str(tmp_path / "w3"), "--max-history-turns", "1"]
+    assert train_chat_main([*elsewhere, "--init-from", str(out)]) == 0
+    kept = transformers.MarianTokenizer.from_pretrained(str(shorter))
+    assert kept.get_vocab() == tokenizer.get_vocab()
+    rendering = json.loads((shorter / "config.json").read_text())["task_specific_params"]
+    assert rendering["conversational"]["max_history_turns"] == 1
 
 
 def test_distinct_and_multi_reference_bleu() -> None:
@@ -184,9 +196,12 @@ def test_encoder_spread_tells_a_reading_encoder_from_a_collapsed_one() -> None:
 
 def test_run_warms_up_on_copy_pairs_and_stops_on_a_collapsed_encoder(tmp_path: Path) -> None:
     summary = run(_tiny_config(tmp_path, pair_warmup_steps=3, probe_every=1), _toy_corpus())
-    steps = [step for step, _ in summary["encoder_spread"]]  # type: ignore[union-attr]
+    spreads = summary["encoder_spread"]
+    assert isinstance(spreads, list)
+    steps = [step for step, _ in spreads]
     assert steps[:3] == [1, 2, 3]  # probed through the warm-up and the main pairs
-    assert summary["steps"] > 3
+    total = summary["steps"]
+    assert isinstance(total, int) and total > 3
     # A spread below the floor after the warm-up ends the run with a typed error.
     impossible = _tiny_config(
         tmp_path / "b", pair_warmup_steps=2, probe_every=1, min_encoder_spread=1e9
