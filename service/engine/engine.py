@@ -248,6 +248,8 @@ class Engine:
         timeout = None
         if job.request.deadline is not None:
             timeout = max(0.0, job.request.deadline - time.monotonic())
+        if not job.events.empty() and (timeout is None or timeout > 0):
+            return job.events.get_nowait()  # already there: no wait_for task per event
         try:
             # asyncio.TimeoutError, not the builtin: they are one class only from 3.11 on.
             return await asyncio.wait_for(job.events.get(), timeout)
@@ -298,10 +300,22 @@ class Engine:
         """
         job, own = self._accept(request, stream=True)
         try:
+            held: _Tokens | _Done | _Failed | None = None
             while True:
-                event = await self._next_event(job)
+                event = held if held is not None else await self._next_event(job)
+                held = None
                 if isinstance(event, _Tokens):
-                    yield StreamChunk(event.ids, None, event.text)
+                    ids, text = list(event.ids), event.text
+                    # A consumer that fell behind takes every piece already queued as one
+                    # chunk (fewer, larger SSE writes under load; the same text in order).
+                    while not job.events.empty():
+                        more = job.events.get_nowait()
+                        if not isinstance(more, _Tokens):
+                            held = more
+                            break
+                        ids += more.ids
+                        text += more.text
+                    yield StreamChunk(ids, None, text)
                 elif isinstance(event, _Done):
                     yield StreamChunk([], event.result)
                     return

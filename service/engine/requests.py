@@ -4,6 +4,9 @@ A :class:`Job` is created on the event loop thread by ``Engine.submit``/``Engine
 and handed to the worker thread. The worker only ever *reads* the request, checks the
 cancellation flag and deadline between steps, and posts events back to the job's
 ``asyncio.Queue`` with ``loop.call_soon_threadsafe``; it never touches the loop otherwise.
+Inside :func:`batched_posts` (the scheduler wraps each step's deliveries in it) the posts of
+a step reach each loop in one call: one wake-up of the event loop per decode step, not one
+per streamed token of every running request.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from service.engine.admission import WorkGroup, cost_of, rows_of
@@ -21,6 +24,36 @@ from service.engine.ports import Detokenizer
 from service.runtime import FinishReason, ResolvedOptions
 
 _keys = itertools.count(1)
+# Posts held back by batched_posts() on this thread (None: post at once).
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def batched_posts() -> Iterator[None]:
+    """Hold the events jobs post on this thread until the block ends, then hand them to
+    each event loop in one ``call_soon_threadsafe`` (in order: a job's events stay in
+    the order they were posted). Nested blocks join the outer one."""
+    if getattr(_held, "posts", None) is not None:
+        yield
+        return
+    _held.posts = []
+    try:
+        yield
+    finally:
+        posts: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event], Event]] = _held.posts
+        _held.posts = None
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[Event], Event]]] = {}
+        for loop, queue, event in posts:
+            by_loop.setdefault(loop, []).append((queue, event))
+        for loop, pairs in by_loop.items():
+            # A closed event loop (process shutting down) means nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_put_all, pairs)
+
+
+def _put_all(pairs: list[tuple[asyncio.Queue[Event], Event]]) -> None:
+    for queue, event in pairs:
+        queue.put_nowait(event)
 
 
 @dataclass
@@ -198,6 +231,10 @@ class Job:
             self._post(_Failed(error))
 
     def _post(self, event: Event) -> None:
+        held = getattr(_held, "posts", None)
+        if held is not None:
+            held.append((self.loop, self.events, event))
+            return
         # A closed event loop (process shutting down) means nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)

@@ -60,7 +60,7 @@ from service.engine.errors import (
 )
 from service.engine.observer import BatchMode, EngineObserver
 from service.engine.ports import DecodeBatch, Runtime
-from service.engine.requests import Job
+from service.engine.requests import Job, batched_posts
 from service.runtime import RuntimeInputError, StepEvent
 
 log = logging.getLogger("service.engine")
@@ -413,12 +413,13 @@ class Scheduler:
                 jobs[0].fail(error_for(exc))
             return
         self.observer.on_step(time.monotonic() - started)
-        for job, output in zip(jobs, outputs, strict=True):
-            if job.expired():
-                job.fail(DeadlineExceededError("deadline exceeded while running"))
-                continue
-            event = StepEvent(job.key, [], True, output.sequences, output.finish_reasons)
-            self._finish(job, event, output.sequences)
+        with batched_posts():
+            for job, output in zip(jobs, outputs, strict=True):
+                if job.expired():
+                    job.fail(DeadlineExceededError("deadline exceeded while running"))
+                    continue
+                event = StepEvent(job.key, [], True, output.sequences, output.finish_reasons)
+                self._finish(job, event, output.sequences)
 
     # ---- continuous ------------------------------------------------------------------
     def _admit(self) -> list[Job]:
@@ -475,8 +476,9 @@ class Scheduler:
             state.batch = None
             return True
         self.observer.on_step(time.monotonic() - started)
-        self._deliver(events)
-        self._reap(batch)
+        with batched_posts():  # one event-loop wake-up for the whole step
+            self._deliver(events)
+            self._reap(batch)
         return True
 
     def _join(self, batch: DecodeBatch, joiners: list[Job]) -> None:

@@ -177,9 +177,31 @@ async def test_stream_yields_tokens_then_result(mode: str, beams: int) -> None:
     want = expected(ids, opts)
     assert [t for c in chunks for t in c.token_ids] == want[0]
     assert chunks[-1].result is not None and chunks[-1].result.sequences == want
-    # Greedy streams a token per step; beam search sends the sequence when it ends.
-    per_step = mode == "continuous" and beams == 1
-    assert len([c for c in chunks if c.token_ids]) == (len(want[0]) if per_step else 1)
+    # Beam search (and dynamic/off) sends the sequence when it ends; greedy in continuous
+    # mode streams as it goes (a consumer that keeps up gets a token per step, one that
+    # falls behind the queued tokens as one chunk: test_slow_consumer_gets_merged_chunks).
+    if not (mode == "continuous" and beams == 1):
+        assert len([c for c in chunks if c.token_ids]) == 1
+
+
+async def test_slow_consumer_gets_merged_chunks_in_order() -> None:
+    engine = Engine(FakeRuntime(step_delay_s=0.02), EngineConfig(mode="continuous"))
+    await engine.start()
+    ids, opts = [LONG, 44], FakeOptions(max_new_tokens=16)
+    prompt: list[list[int]] = []
+    slow: list[list[int]] = []
+    try:
+        async for chunk in engine.stream(GenerationRequest(ids, opts)):
+            prompt.append(chunk.token_ids)
+        async for chunk in engine.stream(GenerationRequest(ids, opts)):
+            slow.append(chunk.token_ids)
+            await asyncio.sleep(0.1)  # about five steps pass before it reads again
+    finally:
+        await engine.stop(1)
+    want = expected(ids, opts)[0]
+    assert [t for c in prompt for t in c] == [t for c in slow for t in c] == want
+    assert max(len(c) for c in prompt) == 1  # kept up: one token a step
+    assert max(len(c) for c in slow) > 1  # fell behind: the queued tokens came together
 
 
 async def test_queue_full_raises_with_retry_after() -> None:

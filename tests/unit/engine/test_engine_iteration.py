@@ -214,7 +214,8 @@ async def test_streams_a_token_per_step_and_cancels_and_expires_running_requests
     finally:
         await engine.stop(1)
     want = expected(ids, opts)
-    assert [len(c.token_ids) for c in chunks if c.token_ids] == [1] * len(want[0])
+    assert [t for c in chunks for t in c.token_ids] == want[0]
+    assert len([c for c in chunks if c.token_ids]) > 1  # streamed as it went
     assert chunks[-1].result is not None and chunks[-1].result.sequences == want
     assert len(runtime.removed) == 2  # both left the running batch
 
