@@ -226,11 +226,34 @@ class CpuBackend:
 
         ``self_only``: only the self-attention K/V change (beam reordering inside
         requests, whose cross-attention rows are identical)."""
-        cache.self_kv = [a[rows] for a in cache.self_kv]
+        cache.self_kv = [select_rows(a, rows) for a in cache.self_kv]
         if not self_only:
-            cache.cross_kv = [a[rows] for a in cache.cross_kv]
-            cache.hidden = cache.hidden[rows]
+            cache.cross_kv = [select_rows(a, rows) for a in cache.cross_kv]
+            cache.hidden = select_rows(cache.hidden, rows)
             cache.encoder_mask = cache.encoder_mask[rows]
+
+
+def select_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]``; when ``rows`` only drops rows (strictly increasing), in place: the
+    kept rows move down and a leading view is returned. Finished rows leaving a cohort
+    otherwise cost a fresh copy of every cache array: for 32 rows with a 179-token source,
+    254 ms of page faults for the cross-attention K/V alone, against ~10 ms moving rows in
+    place (measured, full Marian int8)."""
+    count = rows.size
+    if (
+        count == 0
+        or not array.flags.c_contiguous
+        or not array.flags.writeable
+        or count > array.shape[0]
+        or int(rows[0]) < 0
+        or (count > 1 and not bool(np.all(rows[1:] > rows[:-1])))
+        or int(rows[-1]) >= array.shape[0]
+    ):
+        return array[rows]
+    moved = np.flatnonzero(rows != np.arange(count))
+    for target in range(int(moved[0]) if moved.size else count, count):
+        array[target] = array[rows[target]]
+    return array[:count]
 
 
 def _last_logits(logits: np.ndarray) -> np.ndarray:
