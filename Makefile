@@ -118,7 +118,7 @@ bench-engine: venv
 	  --ceiling .cache/bench/ceiling-rounds.json --http-batch .cache/bench/http-batch.json
 
 # Default chat model (issue 14): MarianMT-architecture chat model trained on DailyDialog
-# train (dialogue context -> next turn) on 2 CPU cores in three phases (62 + 38 + 55 min of
+# train (dialogue context -> next turn) on 2 CPU cores in three phases (62 + 38 + 50 min of
 # wall-clock budget; the budgets, not step counts, bound each phase, so a busier machine
 # trains fewer steps). Phase 1: 300 steps repeating the context's last turn, then replies
 # to contexts of up to 3 turns (the encoder-spread probe stops a run whose encoder
@@ -136,7 +136,7 @@ train-chat: venv
 	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase1/checkpoint --work-dir $(CHAT_DIR)/phase1 --time-budget-min 62
 	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase2/checkpoint --work-dir $(CHAT_DIR)/phase2 --time-budget-min 38 \
 	  --init-from $(CHAT_DIR)/phase1/checkpoint --seed 4321 --pair-warmup-steps 0 --lr 7e-4 --warmup-steps 200
-	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR)/phase3 --time-budget-min 55 \
+	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR)/phase3 --time-budget-min 50 \
 	  --init-from $(CHAT_DIR)/phase2/checkpoint --seed 99 --pair-warmup-steps 0 --lr 5e-4 --warmup-steps 300 \
 	  --max-history-turns 1 --decoder-input-dropout 0.15
 
