@@ -49,6 +49,8 @@ CHAT_DEFAULTS = {
     "time_budget_min": 60.0,
     "eval_batch_size": 100,
     "no_repeat_ngram_size": 3,
+    # Greedy replies are on topic more often than beam 4's (docs/quality.md#chat).
+    "serve_num_beams": 1,
     "average_last": [2, 3],
 }
 

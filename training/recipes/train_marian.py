@@ -69,6 +69,9 @@ class TrainConfig:
     # Decoding defaults written into generation_config.json (chat models repeat themselves
     # without an n-gram block; translation needs none).
     no_repeat_ngram_size: int = 0
+    # Beams of the checkpoint's serving default (generation_config): 4 for translation;
+    # the chat recipe serves greedy (beam search picks the generic replies).
+    serve_num_beams: int = 4
     # Continue from a checkpoint of an earlier run (its weights and its vocabulary).
     init_from: Path | None = None
     # Share of decoder input tokens replaced by <unk> while training: a decoder that cannot
@@ -153,12 +156,12 @@ def build_model(config: TrainConfig, tokenizer: MarianTokenizer) -> MarianMTMode
 
 
 def generation_config(
-    model: MarianMTModel, max_length: int, no_repeat_ngram_size: int = 0
+    model: MarianMTModel, max_length: int, no_repeat_ngram_size: int = 0, num_beams: int = 4
 ) -> GenerationConfig:
-    """Serving defaults: beam 4, never emit <pad> (it is the decoder start token)."""
+    """Serving defaults: ``num_beams`` beams, never emit <pad> (the decoder start token)."""
     c = model.config
     return GenerationConfig(
-        num_beams=4,
+        num_beams=num_beams,
         no_repeat_ngram_size=no_repeat_ngram_size or None,
         max_length=max_length,
         bad_words_ids=[[c.pad_token_id]],
@@ -461,7 +464,7 @@ def run(config: TrainConfig, corpus: Corpus | None = None) -> dict[str, object]:
 
     config.out.mkdir(parents=True, exist_ok=True)
     trainer.model.generation_config = generation_config(
-        trainer.model, config.max_len, config.no_repeat_ngram_size
+        trainer.model, config.max_len, config.no_repeat_ngram_size, config.serve_num_beams
     )
     trainer.model.save_pretrained(str(config.out))
     tokenizer.save_pretrained(str(config.out))
