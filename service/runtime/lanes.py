@@ -53,9 +53,6 @@ class LaneDecodeBatch:
         self._lanes = list(lanes)
         self._pool = pool
         self._owner: dict[Hashable, LaneBatch] = {}
-        # Rows a lane will hold once its queued requests start (its ``rows`` counts only
-        # started ones): new requests go to the lane with the fewest.
-        self._queued_rows = [0] * len(self._lanes)
 
     def __len__(self) -> int:
         return sum(len(lane) for lane in self._lanes)
@@ -66,14 +63,11 @@ class LaneDecodeBatch:
         return sum(lane.rows for lane in self._lanes)
 
     def add(self, key: Hashable, input_ids: Sequence[int], options: ResolvedOptions) -> None:
-        """Queue a request in the least loaded lane."""
-        loads = [
-            lane.rows + queued for lane, queued in zip(self._lanes, self._queued_rows, strict=True)
-        ]
-        index = loads.index(min(loads))
-        self._lanes[index].add(key, input_ids, options)
-        self._queued_rows[index] += options.num_beams * options.num_return_sequences
-        self._owner[key] = self._lanes[index]
+        """Queue a request in the lane with the fewest rows (a lane's ``rows`` counts its
+        queued requests too)."""
+        lane = min(self._lanes, key=lambda candidate: candidate.rows)
+        lane.add(key, input_ids, options)
+        self._owner[key] = lane
 
     def remove(self, key: Hashable) -> bool:
         """Cancel a request wherever it runs."""
@@ -82,7 +76,6 @@ class LaneDecodeBatch:
 
     def step(self) -> list[StepEvent]:
         """One step of every non-empty lane, the lanes at once."""
-        self._queued_rows = [0] * len(self._lanes)
         busy = [lane for lane in self._lanes if len(lane)]
         if len(busy) == 1:
             events = busy[0].step()
@@ -185,10 +178,6 @@ class LaneRuntime:
     def new_detokenizer(self) -> IncrementalDetokenizer:
         """A streaming detokenizer for one sequence."""
         return self._first.new_detokenizer()
-
-    def close(self) -> None:
-        """Stop the lane threads (the sessions go with the runtimes)."""
-        self._pool.shutdown(wait=False)
 
 
 def load_lanes(
