@@ -19,6 +19,7 @@ import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.recipes.dailydialog import (
     MAX_HISTORY_TURNS,
@@ -26,6 +27,9 @@ from training.recipes.dailydialog import (
     context_pairs,
     read_dialogues,
 )
+
+if TYPE_CHECKING:
+    from transformers import MarianMTModel, MarianTokenizer
 
 
 def history_turns(checkpoint: Path) -> int:
@@ -36,14 +40,15 @@ def history_turns(checkpoint: Path) -> int:
 
 
 def mean_nll(
-    checkpoint: Path, contexts: Sequence[str], replies: Sequence[str], batch: int = 50
+    model: MarianMTModel,
+    tokenizer: MarianTokenizer,
+    contexts: Sequence[str],
+    replies: Sequence[str],
+    batch: int = 50,
 ) -> float:
-    """Per-token NLL of ``replies`` given ``contexts`` under the checkpoint."""
+    """Per-token NLL of ``replies`` given ``contexts`` under ``model``."""
     import torch
-    from transformers import MarianMTModel, MarianTokenizer
 
-    tokenizer = MarianTokenizer.from_pretrained(str(checkpoint))
-    model = MarianMTModel.from_pretrained(str(checkpoint)).eval()
     total = tokens = 0.0
     for start in range(0, len(contexts), batch):
         encoded = tokenizer(
@@ -72,6 +77,10 @@ def context_gain(
     checkpoint: Path, data_dir: Path, val_dialogues: int, limit: int
 ) -> dict[str, float]:
     """NLL with the true, shuffled and empty contexts, and the gap shuffled - true."""
+    from transformers import MarianMTModel, MarianTokenizer
+
+    tokenizer = MarianTokenizer.from_pretrained(str(checkpoint))
+    model = MarianMTModel.from_pretrained(str(checkpoint)).eval()
     dialogues = read_dialogues(data_dir / TRAIN_FILE)[-val_dialogues:]
     pairs = context_pairs(dialogues, max_history_turns=history_turns(checkpoint))[:limit]
     contexts = [p.context for p in pairs]
@@ -79,9 +88,12 @@ def context_gain(
     shuffled = contexts[:]
     random.Random(0).shuffle(shuffled)
     scores = {
-        "true": mean_nll(checkpoint, contexts, replies),
-        "shuffled": mean_nll(checkpoint, shuffled, replies),
-        "empty": mean_nll(checkpoint, [""] * len(replies), replies),
+        name: mean_nll(model, tokenizer, given, replies)
+        for name, given in (
+            ("true", contexts),
+            ("shuffled", shuffled),
+            ("empty", [""] * len(replies)),
+        )
     }
     return {**scores, "gain": scores["shuffled"] - scores["true"], "pairs": float(len(pairs))}
 
