@@ -24,24 +24,18 @@ from pathlib import Path
 import httpx
 
 from bench.documents import command_line, write_document
-from bench.load import SOURCE_LANG, TARGET_LANG, free_port, serve, single_sentences
+from bench.load import (
+    SOURCE_LANG,
+    TARGET_LANG,
+    free_port,
+    serve,
+    service_command,
+    single_sentences,
+)
 from bench.rounds import round_order
 
 MAX_NEW = 32
 TARGET_RATIO = 0.9
-
-
-def server_command(package: Path, lanes: int, threads: int, port: int) -> list[str]:
-    """The service on ``package`` with ``lanes`` lanes sharing ``threads`` threads."""
-    return [
-        sys.executable, "-m", "service",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--models-dir", str(package.parent), "--models", package.name,
-        "--device", "cpu", "--precision", "int8",
-        "--batch-mode", "dynamic", "--max-batch-size", "64",
-        "--runtime-lanes", str(lanes),
-        "--log-format", "json",
-    ]  # fmt: skip
 
 
 def request_body(texts: Sequence[str]) -> dict[str, object]:
@@ -79,7 +73,9 @@ def measure_layout(
     )
     seconds: dict[tuple[str, int], list[float]] = {}
     port = free_port()
-    command = server_command(package, lanes, per_lane, port)
+    command = service_command(
+        port, package.parent, [package.name], "dynamic", extra=("--runtime-lanes", str(lanes))
+    )
     with (
         serve(command, port, per_lane, 300.0) as base,
         httpx.Client(base_url=base, timeout=600.0) as client,

@@ -174,33 +174,33 @@ def server_command(target: str, args: argparse.Namespace, port: int) -> list[str
     variant = JOIN_VARIANT.fullmatch(target)
     if variant:
         mode, join = "continuous", variant.group(1)
+    extra = ("--join-every-steps", join, "--max-queue", str(args.max_queue))
+    return service_command(
+        port, package.parent, [package.name], mode, args.precision, args.max_batch_size, extra
+    )
+
+
+def service_command(
+    port: int,
+    models_dir: Path,
+    names: Sequence[str],
+    batch_mode: str,
+    precision: str = "int8",
+    max_batch_size: int = 64,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """Our service on loopback ``port``, CPU, serving ``names`` from ``models_dir`` with
+    ``batch_mode`` batching (``extra``: more flags); JSON logs. Every service benchmark
+    starts its servers with this."""
     return [
-        sys.executable,
-        "-m",
-        "service",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--models-dir",
-        str(package.parent),
-        "--models",
-        package.name,
-        "--device",
-        "cpu",
-        "--precision",
-        args.precision,
-        "--batch-mode",
-        mode,
-        "--join-every-steps",
-        join,
-        "--max-batch-size",
-        str(args.max_batch_size),
-        "--max-queue",
-        str(args.max_queue),
-        "--log-format",
-        "json",
-    ]
+        sys.executable, "-m", "service",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--models-dir", str(models_dir), "--models", ",".join(names),
+        "--device", "cpu", "--precision", precision,
+        "--batch-mode", batch_mode, "--max-batch-size", str(max_batch_size),
+        *extra,
+        "--log-format", "json",
+    ]  # fmt: skip
 
 
 @contextmanager

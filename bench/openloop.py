@@ -41,7 +41,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,7 @@ from pathlib import Path
 import httpx
 
 from bench.documents import command_line, write_document
-from bench.load import check_loopback, free_port, percentile, serve
+from bench.load import check_loopback, free_port, percentile, serve, service_command
 from bench.rounds import round_order
 
 TARGETS = ("iteration", "continuous", "dynamic", "off")
@@ -238,6 +238,50 @@ async def run_open_loop(
     return outcomes, len(pending), span
 
 
+async def send_plain(client: httpx.AsyncClient, base: str, request: MixRequest) -> Outcome:
+    """Send one request without streaming (``"stream": false``) and time its answer."""
+    started = time.perf_counter()
+    outcome = Outcome(request.kind, 0, started)
+    try:
+        response = await client.post(base + request.route, json={**request.body, "stream": False})
+    except httpx.HTTPError as exc:
+        outcome.error = type(exc).__name__
+        return outcome
+    outcome.status = response.status_code
+    if response.status_code == 200:
+        outcome.latency_s = time.perf_counter() - started
+    else:
+        outcome.error = _error_type(response)
+    return outcome
+
+
+Send = Callable[[httpx.AsyncClient, str, MixRequest], Awaitable[Outcome]]
+
+
+async def closed_loop(
+    client: httpx.AsyncClient,
+    base: str,
+    requests: Sequence[MixRequest],
+    concurrency: int,
+    duration_s: float,
+    send: Send = send_streaming,
+) -> tuple[list[Outcome], float]:
+    """``concurrency`` closed-loop clients sending ``requests`` in turn with ``send`` for
+    ``duration_s``: every outcome, and the seconds they took."""
+    outcomes: list[Outcome] = []
+    stop_at = time.perf_counter() + duration_s
+
+    async def worker(index: int) -> None:
+        i = index
+        while time.perf_counter() < stop_at:
+            outcomes.append(await send(client, base, requests[i % len(requests)]))
+            i += concurrency
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return outcomes, time.perf_counter() - start
+
+
 async def closed_loop_capacity(
     client: httpx.AsyncClient,
     base: str,
@@ -246,20 +290,8 @@ async def closed_loop_capacity(
     duration_s: float,
 ) -> float:
     """Requests/s completed by ``concurrency`` closed-loop clients on the mix."""
-    completed = 0
-    stop_at = time.perf_counter() + duration_s
-
-    async def worker(index: int) -> None:
-        nonlocal completed
-        i = index
-        while time.perf_counter() < stop_at:
-            outcome = await send_streaming(client, base, requests[i % len(requests)])
-            i += concurrency
-            completed += outcome.ok
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(w) for w in range(concurrency)))
-    return completed / (time.perf_counter() - start)
+    outcomes, elapsed = await closed_loop(client, base, requests, concurrency, duration_s)
+    return sum(o.ok for o in outcomes) / elapsed
 
 
 @dataclass(frozen=True)
@@ -455,22 +487,6 @@ async def run_target(
     return rows
 
 
-def server_command(
-    target: str, models_dir: Path, names: Sequence[str], args: argparse.Namespace, port: int
-) -> list[str]:
-    """The service serving every package of the mix with ``target``'s batching."""
-    return [
-        sys.executable, "-m", "service",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--models-dir", str(models_dir), "--models", ",".join(names),
-        "--device", "cpu", "--precision", args.precision,
-        "--batch-mode", target,
-        "--max-batch-size", str(args.max_batch_size),
-        "--max-queue", str(args.max_queue),
-        "--log-format", "json",
-    ]  # fmt: skip
-
-
 def mix_packages(args: argparse.Namespace, dialogues: bool) -> tuple[Path, list[str]]:
     """A folder of links to the translation (and summarization) packages, built with the
     positioned decoder when not given."""
@@ -560,7 +576,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def running(target: str) -> AbstractContextManager[str]:
         port = free_port()
         return serve(
-            server_command(target, models_dir, names, args, port),
+            service_command(
+                port,
+                models_dir,
+                names,
+                target,
+                args.precision,
+                args.max_batch_size,
+                ("--max-queue", str(args.max_queue)),
+            ),
             port,
             args.threads,
             args.ready_timeout_s,

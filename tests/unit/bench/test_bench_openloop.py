@@ -22,12 +22,14 @@ from bench.openloop import (
     HistogramSnapshot,
     MixRequest,
     build_mix,
+    closed_loop,
     level_row,
     paragraphs,
     parse_histogram,
     parse_mix,
     poisson_arrivals,
     run_open_loop,
+    send_plain,
     send_streaming,
     summarize_body,
     translate_body,
@@ -144,6 +146,22 @@ async def test_open_loop_keeps_sending_and_counts_what_did_not_finish() -> None:
     async with _client(delay_s=1.0) as client:
         outcomes, unfinished, _ = await run_open_loop(client, BASE, requests[:1], [0.0], 0.2)
     assert (outcomes, unfinished) == ([], 1)
+
+
+async def test_closed_loop_sends_in_turn_until_the_deadline_plain_or_streamed() -> None:
+    requests = [
+        MixRequest("sentence", "/translate", translate_body("A man.")),
+        MixRequest("sentence", "/translate", translate_body("busy")),
+    ]
+    async with _client(delay_s=0.005) as client:
+        plain, elapsed = await closed_loop(client, BASE, requests, 2, 0.2, send_plain)
+        streamed, _ = await closed_loop(client, BASE, requests, 2, 0.2)
+    for outcomes in (plain, streamed):
+        assert {o.status for o in outcomes} == {200, 429}
+        assert all(o.ok == (o.status == 200) for o in outcomes)
+    assert elapsed >= 0.2
+    assert all(o.first_piece_s is None for o in plain)  # no stream was read
+    assert any(o.first_piece_s is not None for o in streamed)
 
 
 def test_queue_histogram_quantiles_follow_the_buckets() -> None:
