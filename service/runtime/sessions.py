@@ -234,25 +234,36 @@ class CpuBackend:
 
 
 def select_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]``; when ``rows`` only drops rows (strictly increasing), in place: the
-    kept rows move down and a leading view is returned. Finished rows leaving a cohort
-    otherwise cost a fresh copy of every cache array: for 32 rows with a 179-token source,
-    254 ms of page faults for the cross-attention K/V alone, against ~10 ms moving rows in
-    place (measured, full Marian int8)."""
+    """``array[rows]``, in place when it can be: row ``t`` of the returned leading view
+    holds the old row ``rows[t]``, and only the rows that change are written.
+
+    Finished rows leaving a cohort otherwise cost a fresh copy of every cache array: for
+    32 rows with a 179-token source, 254 ms of page faults for the cross-attention K/V
+    alone, against ~10 ms moving rows in place (measured, full Marian int8). Beam
+    reordering moves about a third of the rows a step: 5 ms instead of 9 ms for the
+    self-attention K/V of 32 x 4 beams at 20 positions (measured here with numpy alone).
+    Arrays that cannot be written, are not contiguous, or have fewer
+    rows than asked for (beam expansion) are copied."""
     count = rows.size
     if (
         count == 0
         or not array.flags.c_contiguous
         or not array.flags.writeable
         or count > array.shape[0]
-        or int(rows[0]) < 0
-        or (count > 1 and not bool(np.all(rows[1:] > rows[:-1])))
-        or int(rows[-1]) >= array.shape[0]
+        or int(rows.min()) < 0
+        or int(rows.max()) >= array.shape[0]
     ):
         return array[rows]
     moved = np.flatnonzero(rows != np.arange(count))
-    for target in range(int(moved[0]) if moved.size else count, count):
-        array[target] = array[rows[target]]
+    if moved.size and bool(np.all(rows[moved] > moved)):
+        # Only rows from further down move up (dropping rows): in increasing order every
+        # source is read before anything overwrites it, so no temporary is needed.
+        for target in moved.tolist():
+            array[target] = array[rows[target]]
+    elif moved.size:
+        # A general permutation: the right-hand side gathers the moved rows' sources
+        # into a temporary before any of them is overwritten.
+        array[moved] = array[rows[moved]]
     return array[:count]
 
 
