@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     max_batch_tokens: int = Field(
         8192, ge=1, description="Padded input tokens per batch (longest input x rows)."
     )
+    max_batch_cache_tokens: int = Field(
+        65_536,
+        ge=1,
+        description="Key/value cache positions per batch: rows x (longest input + longest "
+        "max_new_tokens), the memory bound of a running batch.",
+    )
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batch collection wait.")
     join_every_steps: int = Field(
         1,

@@ -33,6 +33,7 @@ def load_config(settings: Settings) -> LoadConfig:
             mode=settings.batch_mode,
             max_batch_size=settings.max_batch_size,
             max_batch_tokens=settings.max_batch_tokens,
+            max_batch_cache_tokens=settings.max_batch_cache_tokens,
             max_wait_ms=settings.max_wait_ms,
             join_every_steps=settings.join_every_steps,
             max_queue=settings.max_queue,

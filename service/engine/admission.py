@@ -1,9 +1,13 @@
-"""What a request costs a batch: decoder rows and padded encoder tokens.
+"""What a request costs a batch: decoder rows, padded encoder tokens, cache positions.
 
 A beam-search request occupies ``num_beams`` decoder rows, a sampled one
 ``num_return_sequences``; the encoder output and the cross-attention caches are as long
-as the batch's longest input for every row. ``max_batch_size`` counts rows and
-``max_batch_tokens`` padded tokens (longest input x rows), so a 16-beam request costs 16.
+as the batch's longest input for every row. ``max_batch_size`` counts rows,
+``max_batch_tokens`` padded tokens (longest input x rows), so a 16-beam request costs 16,
+and ``max_batch_cache_tokens`` the key/value cache positions the batch may come to hold
+(rows x (longest input + longest max_new_tokens): every row keeps cross-attention
+entries for the padded source and up to max_new_tokens self-attention entries), the
+budget that bounds a step batch's memory (TGI's ``max_batch_total_tokens``).
 
 Admission is per client request (:class:`WorkGroup`, every sentence of it): a request is
 accepted or refused as a whole, its cost is :func:`cost_of` work units, the queue holds
@@ -34,6 +38,17 @@ def padded_tokens(costs: Iterable[tuple[int, int]]) -> int:
     if not items:
         return 0
     return max(length for length, _ in items) * sum(rows for _, rows in items)
+
+
+def cache_tokens(costs: Iterable[tuple[int, int, int]]) -> int:
+    """Key/value cache positions a batch of (input length, rows, max_new_tokens) requests
+    may reach: rows x (longest input + longest max_new_tokens)."""
+    items = list(costs)
+    if not items:
+        return 0
+    longest_input = max(length for length, _, _ in items)
+    longest_output = max(new for _, _, new in items)
+    return sum(rows for _, rows, _ in items) * (longest_input + longest_output)
 
 
 # ---- requests as admission units --------------------------------------------------------

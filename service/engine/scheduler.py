@@ -21,8 +21,8 @@ Policies
   ``generate`` call.
 - ``off``: one request per ``generate`` call, in arrival order.
 
-Admission counts decoder rows (a beam-16 request costs 16) and padded tokens
-(service/engine/admission.py). The queue is taken in fair order, not arrival order:
+Admission counts decoder rows (a beam-16 request costs 16), padded tokens and key/value
+cache positions (service/engine/admission.py). The queue is taken in fair order, not arrival order:
 API keys take turns, and so do the client requests of a key (each request's sentences
 are its jobs, first in first out), least recently served first; a batch starts with the
 job whose turn it is. So a request waits for at most one turn of every other request
@@ -47,7 +47,7 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from service.engine.admission import Turns, WorkGroup, padded_tokens
+from service.engine.admission import Turns, WorkGroup, cache_tokens, padded_tokens
 from service.engine.errors import (
     DeadlineExceededError,
     DrainingError,
@@ -75,6 +75,8 @@ class EngineConfig:
     max_batch_size: int = 16
     # Padded encoder tokens per batch: longest input x rows.
     max_batch_tokens: int = 8192
+    # Key/value cache positions per batch: rows x (longest input + longest max_new_tokens).
+    max_batch_cache_tokens: int = 65_536
     max_wait_ms: float = 5.0
     # Client requests (all their sentences together) queued or running, and their work
     # units (service/engine/admission.py cost_of); a request over max_request_cost units
@@ -95,8 +97,12 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("continuous", "iteration", "dynamic", "off"):
             raise ValueError(f"unknown batching mode {self.mode!r}")
-        if self.max_batch_size < 1 or self.max_batch_tokens < 1 or self.max_queue < 1:
-            raise ValueError("max_batch_size, max_batch_tokens and max_queue must be >= 1")
+        if min(self.max_batch_size, self.max_batch_tokens, self.max_batch_cache_tokens) < 1:
+            raise ValueError(
+                "max_batch_size, max_batch_tokens and max_batch_cache_tokens must be >= 1"
+            )
+        if self.max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
         if self.max_request_cost < 1 or self.max_request_cost > self.max_queue_cost:
             raise ValueError("max_request_cost must be between 1 and max_queue_cost")
         if self.max_wait_ms < 0:
@@ -336,10 +342,20 @@ class Scheduler:
         self._ema_job_s = 0.8 * self._ema_job_s + 0.2 * elapsed
 
     def _fits(self, chosen: list[Job], job: Job) -> bool:
-        """True when ``job`` fits next to ``chosen`` in rows and padded tokens."""
-        rows = sum(j.rows for j in chosen) + job.rows
-        tokens = padded_tokens([(j.input_len, j.rows) for j in [*chosen, job]])
-        return rows <= self.config.max_batch_size and tokens <= self.config.max_batch_tokens
+        """True when ``job`` fits next to ``chosen`` in rows, padded tokens and cache
+        positions."""
+        batch = [*chosen, job]
+        config = self.config
+        rows = sum(j.rows for j in batch)
+        tokens = padded_tokens([(j.input_len, j.rows) for j in batch])
+        cache = cache_tokens(
+            [(j.input_len, j.rows, j.request.options.max_new_tokens) for j in batch]
+        )
+        return (
+            rows <= config.max_batch_size
+            and tokens <= config.max_batch_tokens
+            and cache <= config.max_batch_cache_tokens
+        )
 
     # ---- dynamic / off ---------------------------------------------------------------
     def _select(self) -> list[Job]:

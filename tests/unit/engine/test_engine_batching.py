@@ -86,6 +86,22 @@ async def test_dynamic_respects_max_batch_tokens() -> None:
     assert max(runtime.generate_sizes) == 2
 
 
+async def test_dynamic_respects_max_batch_cache_tokens() -> None:
+    runtime = FakeRuntime()
+    config = EngineConfig(
+        mode="dynamic", max_batch_size=8, max_batch_cache_tokens=30, max_wait_ms=50
+    )
+    engine = Engine(runtime, config)
+    await engine.start()
+    options = FakeOptions(max_new_tokens=5)
+    inputs = [[30] * 10 for _ in range(4)]  # 10 + 5 = 15 cache positions each: two fit
+    try:
+        await asyncio.gather(*(_run(engine, ids, options) for ids in inputs))
+    finally:
+        await engine.stop(1)
+    assert max(runtime.generate_sizes) == 2
+
+
 @pytest.mark.parametrize(
     ("mode", "poison_at"),
     [("dynamic", "generate"), ("off", "generate"), ("continuous", "add"), ("continuous", "step")],

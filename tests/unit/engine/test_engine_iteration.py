@@ -123,6 +123,27 @@ async def test_padded_token_budget_holds_back_a_long_joiner() -> None:
     assert max(runtime.step_sizes) == 2
 
 
+async def test_cache_token_budget_holds_back_long_generations() -> None:
+    runtime = FakeRuntime(step_delay_s=0.002, positioned=True)
+    config = EngineConfig(mode="iteration", max_batch_cache_tokens=50, max_wait_ms=5)
+    engine = Engine(runtime, config)
+    await engine.start()
+    short, long = FakeOptions(max_new_tokens=3), FakeOptions(max_new_tokens=20)
+    # 5 + 20 = 25 cache positions a long request: two fit in 50; the short ones alone
+    # (5 + 3 = 8 each) would have fitted six at a time.
+    inputs = [[30 + i] * 5 for i in range(4)]
+    try:
+        out = await asyncio.gather(*(_run(engine, ids, long) for ids in inputs))
+        sizes_long = list(runtime.step_sizes)
+        runtime.step_sizes.clear()
+        out_short = await asyncio.gather(*(_run(engine, ids, short) for ids in inputs))
+    finally:
+        await engine.stop(1)
+    assert out == [expected(ids, long) for ids in inputs]
+    assert out_short == [expected(ids, short) for ids in inputs]
+    assert max(sizes_long) == 2 and max(runtime.step_sizes) == 4
+
+
 async def test_falls_back_to_continuous_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     runtime = FakeRuntime()  # no positioned graphs
     with caplog.at_level(logging.WARNING, logger="service.engine"):
