@@ -32,7 +32,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 # Only the serving package: export, models and bench are not needed to serve.
 COPY service/ service/
 # The ONNX Runtime wheel to serve with: onnxruntime-gpu (CUDA) or onnxruntime (CPU).
