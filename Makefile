@@ -136,9 +136,12 @@ train-chat: venv
 	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase1/checkpoint --work-dir $(CHAT_DIR)/phase1 --time-budget-min 62
 	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase2/checkpoint --work-dir $(CHAT_DIR)/phase2 --time-budget-min 38 \
 	  --init-from $(CHAT_DIR)/phase1/checkpoint --seed 4321 --pair-warmup-steps 0 --lr 7e-4 --warmup-steps 200
-	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR)/phase3 --time-budget-min 50 \
+	$(TRAIN_CHAT) --out $(CHAT_DIR)/phase3/checkpoint --work-dir $(CHAT_DIR)/phase3 --time-budget-min 50 \
 	  --init-from $(CHAT_DIR)/phase2/checkpoint --seed 99 --pair-warmup-steps 0 --lr 5e-4 --warmup-steps 300 \
 	  --max-history-turns 1 --decoder-input-dropout 0.15
+	$(TRAIN_CHAT) --out $(CHAT_DIR)/checkpoint --work-dir $(CHAT_DIR)/phase4 --time-budget-min 75 \
+	  --init-from $(CHAT_DIR)/phase3/checkpoint --seed 7 --pair-warmup-steps 0 --lr 4e-4 --warmup-steps 200 \
+	  --max-history-turns 1 --decoder-input-dropout 0.25
 
 EXPORT_CHAT = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(CHAT_DIR)/checkpoint --task chat \
 	  --name dailydialog-chat --out-dir $(CHAT_DIR)/package --precision fp32,int8 --overwrite
