@@ -52,7 +52,10 @@ from bench.documents import command_line, write_document
 from bench.load import check_loopback, free_port, percentile, serve, service_command
 from bench.rounds import round_order
 
-TARGETS = ("iteration", "continuous", "dynamic", "off")
+# A ``-shared`` target runs that batching mode with one ORT thread pool for every session
+# of the server (``--shared-thread-pool``, service/runtime/thread_pool.py).
+TARGETS = ("iteration", "continuous", "dynamic", "off", "iteration-shared", "dynamic-shared")
+SHARED_SUFFIX = "-shared"
 REFERENCE_TARGET = "dynamic"
 LOAD_SHARES = (0.25, 0.5, 0.75, 0.9, 1.1)
 DEFAULT_MIX = "sentence=0.6,paragraph=0.3,dialogue=0.1"
@@ -575,15 +578,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def running(target: str) -> AbstractContextManager[str]:
         port = free_port()
+        shared = ("--shared-thread-pool",) if target.endswith(SHARED_SUFFIX) else ()
         return serve(
             service_command(
                 port,
                 models_dir,
                 names,
-                target,
+                target.removesuffix(SHARED_SUFFIX),
                 args.precision,
                 args.max_batch_size,
-                ("--max-queue", str(args.max_queue)),
+                ("--max-queue", str(args.max_queue), *shared),
             ),
             port,
             args.threads,

@@ -139,7 +139,7 @@ def header(document: dict[str, Any]) -> str:
     )
 
 
-def plot(document: dict[str, Any], out_dir: Path) -> Path:
+def plot(document: dict[str, Any], out_dir: Path, name: str = "openloop") -> Path:
     """p99 latency, TTFT p99 and throughput against load, one line per target."""
     import matplotlib
 
@@ -174,21 +174,25 @@ def plot(document: dict[str, Any], out_dir: Path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "openloop.png"
+    path = out_dir / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def section(document: dict[str, Any], doc_dir: Path, plots_dir: Path) -> str:
-    """The whole docs/benchmarks.md ``openloop`` section."""
-    image = plot(document, plots_dir)
+def section(
+    document: dict[str, Any], doc_dir: Path, plots_dir: Path, name: str = "openloop"
+) -> str:
+    """The whole docs/benchmarks.md ``name`` section (its plot is ``name``.png)."""
+    image = plot(document, plots_dir, name)
     goals = targets(document) + targets(document, candidate="continuous")
+    if any(r["target"] == "iteration-shared" for r in document["rows"]):
+        goals += targets(document, candidate="iteration-shared")
     return (
         header(document)
         + "\n"
         + tables(document)
         + "\nTargets (issue 19):\n\n"
         + "\n".join(f"- {line}" for line in goals)
-        + f"\n\n![openloop]({image.relative_to(doc_dir).as_posix()})\n"
+        + f"\n\n![{name}]({image.relative_to(doc_dir).as_posix()})\n"
     )

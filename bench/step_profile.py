@@ -170,9 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=160)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--no-spin",
+        action="store_true",
+        help="ORT threads sleep between calls (each session has its own spinning pool)",
+    )
     args = parser.parse_args(argv)
     runtime = load_runtime(
-        args.package, precision=args.precision, intra_op_threads=args.threads, positioned=True
+        args.package,
+        precision=args.precision,
+        intra_op_threads=args.threads,
+        positioned=True,
+        spin=not args.no_spin,
     )
     texts = translation_texts(args.requests, args.data_dir).texts
     inputs = runtime.encode_texts(texts)

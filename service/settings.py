@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         "and split every batch across them (faster batches, N x model memory; a batch of "
         "one request runs on one lane's threads).",
     )
+    shared_thread_pool: bool = Field(
+        False,
+        description="CPU: every model's ONNX Runtime sessions share one pool of "
+        "intra_op_threads threads instead of one spinning pool per session (faster when "
+        "calls alternate between sessions: iteration batching, several models; not with "
+        "runtime_lanes > 1).",
+    )
     warmup: bool = Field(True, description="Run one generation per model before ready.")
     verify_packages: bool = Field(
         True,
@@ -167,6 +174,11 @@ class Settings(BaseSettings):
             raise ValueError(f"models_dir {str(self.models_dir)!r} is not a directory")
         if self.max_request_cost > self.max_queue_cost:
             raise ValueError("max_request_cost must not exceed max_queue_cost")
+        if self.shared_thread_pool and self.runtime_lanes > 1:
+            raise ValueError(
+                "shared_thread_pool and runtime_lanes > 1 exclude each other (lanes need "
+                "a pool each)"
+            )
         if any(len(key) < 8 for key in self.api_keys):
             raise ValueError("every API key must be at least 8 characters")
         return self

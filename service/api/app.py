@@ -26,6 +26,7 @@ def load_config(settings: Settings) -> LoadConfig:
         precision=settings.precision,
         intra_op_threads=settings.intra_op_threads,
         lanes=settings.runtime_lanes,
+        shared_thread_pool=settings.shared_thread_pool,
         warmup=settings.warmup,
         verify=settings.verify_packages,
         ready_policy=settings.ready_policy,

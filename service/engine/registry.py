@@ -29,8 +29,9 @@ from service.engine.observer import EngineObserver
 from service.engine.ports import Runtime
 from service.engine.scheduler import EngineConfig
 from service.engine.service import ModelService
-from service.runtime import ChecksumMismatchError, Manifest, PackageError
+from service.runtime import ChecksumMismatchError, Manifest, PackageError, share_thread_pool
 from service.runtime.lanes import load_lanes
+from service.runtime.sessions import default_intra_op_threads
 
 log = logging.getLogger("service.models")
 
@@ -49,6 +50,8 @@ class LoadConfig:
     intra_op_threads: int | None = None
     # Loads per model sharing each batch (service.runtime.lanes); 1: one runtime.
     lanes: int = 1
+    # Every session of the process on one ORT thread pool (service.runtime.thread_pool).
+    shared_thread_pool: bool = False
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Check every loaded file's size and sha256 against the manifest (refuse on mismatch).
@@ -133,6 +136,8 @@ def default_loader(config: LoadConfig) -> Loader:
     """Load a package with the runtime (device, precision and threads from ``config``)."""
 
     def load(path: Path) -> Runtime:
+        if config.shared_thread_pool and config.device != "cuda":
+            share_thread_pool(config.intra_op_threads or default_intra_op_threads())
         return load_lanes(
             path,
             config.lanes,

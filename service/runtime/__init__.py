@@ -19,6 +19,7 @@ from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
 from service.runtime.search import FinishReason, StepEvent
 from service.runtime.sessions import RuntimeInfo
+from service.runtime.thread_pool import share_thread_pool
 
 __all__ = [
     "ChecksumMismatchError",
@@ -39,4 +40,5 @@ __all__ = [
     "StepEvent",
     "UnknownLanguageError",
     "load_runtime",
+    "share_thread_pool",
 ]

@@ -26,6 +26,7 @@ from service.runtime.sessions import (
     default_intra_op_threads,
     make_session,
 )
+from service.runtime.thread_pool import shared_pool_size
 from service.runtime.tokenizer import PackageTokenizer
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def load_runtime(
     device, precision = _choose(manifest, device, precision)
     if verify:
         verify_package(manifest, root, [precision])
-    threads = intra_op_threads or default_intra_op_threads()
+    threads = shared_pool_size() or intra_op_threads or default_intra_op_threads()
     encoder_path, decoder_path = manifest.variant_paths(root, precision)
     tokenizer = PackageTokenizer(manifest.tokenizer_dir(root), manifest)
     encoder = make_session(encoder_path, device, threads, spin)

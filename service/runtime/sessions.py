@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from service.runtime.encoder_groups import encode_grouped
 from service.runtime.errors import PackageError
+from service.runtime.thread_pool import shared_pool_size
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,18 @@ def make_session(
     """Create one inference session; PackageError if the file is missing or not loadable.
 
     ``spin=False``: ORT's worker threads sleep between calls instead of spinning (they
-    otherwise hold a core while the Python loop prepares the next step)."""
+    otherwise hold a core while the Python loop prepares the next step). After
+    ``thread_pool.share_thread_pool`` the session runs on the process's shared pool
+    instead, and ``intra_op_threads`` and ``spin`` do not apply."""
     if not path.is_file():
         raise PackageError(f"{path}: missing model file")
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = intra_op_threads
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if shared_pool_size() is not None:
+        opts.use_per_session_threads = False
+    else:
+        opts.intra_op_num_threads = intra_op_threads
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -96,3 +96,12 @@ def test_default_batch_mode_is_the_one_that_holds_mixed_load(tmp_path: Path) -> 
 
     assert Settings(models_dir=tmp_path).batch_mode == "dynamic"
     assert EngineConfig().mode == "dynamic"
+
+
+def test_shared_thread_pool_excludes_runtime_lanes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("S2S_SHARED_THREAD_POOL", "true")
+    assert Settings(models_dir=tmp_path).shared_thread_pool is True
+    with pytest.raises(ValueError, match="runtime_lanes"):
+        Settings(models_dir=tmp_path, runtime_lanes=2)
