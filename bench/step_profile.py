@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.inputs import translation_texts
+from service.runtime import share_thread_pool
 from service.runtime.model import Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
 
@@ -175,7 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ORT threads sleep between calls (each session has its own spinning pool)",
     )
+    parser.add_argument(
+        "--shared-pool",
+        action="store_true",
+        help="every session on one ORT thread pool (service.runtime.share_thread_pool)",
+    )
     args = parser.parse_args(argv)
+    if args.shared_pool:
+        share_thread_pool(args.threads)
     runtime = load_runtime(
         args.package,
         precision=args.precision,
