@@ -78,12 +78,12 @@ def make_session(
         raise PackageError(f"{path}: missing model file")
     opts = ort.SessionOptions()
     if shared_pool_size() is not None:
-        opts.use_per_session_threads = False
+        opts.use_per_session_threads = False  # and no pool sizes: ORT warns they are ignored
     else:
         opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
         if not spin:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
