@@ -33,9 +33,12 @@ system-deps:
 defaults: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m training.defaults --models-dir $(MODELS_DIR)
 
-# Serves the committed packages: no training, no data, no torch at start-up.
+# Serves the committed packages: no training, no data, no torch at start-up. All models'
+# ONNX Runtime sessions share one thread pool (S2S_SHARED_THREAD_POOL; docs/benchmarks.md:
+# lower latency for dynamic and iteration batching on CPU, in two open-loop runs).
 serve: venv
-	HF_HUB_OFFLINE=1 $(BIN)/python -m service --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m service --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR) \
+	  --shared-thread-pool
 
 lint: venv
 	$(BIN)/ruff check .
