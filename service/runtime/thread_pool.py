@@ -6,9 +6,9 @@ pair) and a server holds one runtime per model, so when calls alternate between 
 (the iteration batch runs the encoder, the cross-attention projection and the decoder in
 every step that admits a request) the pools that just finished keep spinning on the cores
 the next session needs. Measured on 2 cores, full Marian int8, 16 requests kept in flight
-(``python -m bench.step_profile``): the iteration batch went from 9.3 to 13.8 requests/s
-with one shared pool, batched generate stayed at 16.1-16.3; turning spinning off instead
-gave 12.3 and 13.6 (docs/benchmarks.md).
+(``python -m bench.step_profile``): the iteration batch went from 9.3 to 14.6 requests/s
+with one shared pool (``--shared-pool``), batched generate stayed at 16.3-16.4; turning
+spinning off instead gave 12.3 and 13.6 (docs/benchmarks.md).
 
 ORT allows global pools only as a process-wide mode: they must be sized before the first
 session that uses them, and once they exist a session may no longer have its own pool.
