@@ -34,11 +34,12 @@ defaults: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m training.defaults --models-dir $(MODELS_DIR)
 
 # Serves the committed packages: no training, no data, no torch at start-up. All models'
-# ONNX Runtime sessions share one thread pool (S2S_SHARED_THREAD_POOL; docs/benchmarks.md:
-# lower latency for dynamic and iteration batching on CPU, in two open-loop runs).
+# ONNX Runtime sessions share one thread pool unless S2S_SHARED_THREAD_POOL says otherwise
+# (docs/benchmarks.md: lower latency for dynamic and iteration batching on CPU, in two
+# open-loop runs; set it to false for S2S_RUNTIME_LANES > 1).
 serve: venv
-	HF_HUB_OFFLINE=1 $(BIN)/python -m service --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR) \
-	  --shared-thread-pool
+	HF_HUB_OFFLINE=1 S2S_SHARED_THREAD_POOL=$${S2S_SHARED_THREAD_POOL:-true} \
+	  $(BIN)/python -m service --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -123,9 +124,10 @@ bench-engine: venv
 # Default chat model (issue 14): MarianMT-architecture chat model trained on DailyDialog
 # train (dialogue context -> next turn) on 2 CPU cores in four phases (62 + 38 + 50 + 75 min
 # of wall-clock budget, about 3 h used: phases 3 and 4 stop after the one epoch that fits;
-# the budgets, not step counts, bound each phase, so a busier machine trains fewer steps). Phase 1: 300 steps repeating the context's last turn, then replies
-# to contexts of up to 3 turns (the encoder-spread probe stops a run whose encoder
-# collapses); phase 2: another batch order, a lower learning rate; phase 3: the last turn
+# the budgets, not step counts, bound each phase, so a busier machine trains fewer steps).
+# Phase 1: 300 steps repeating the context's last turn, then replies to contexts of up to
+# 3 turns (the encoder-spread probe stops a run whose encoder collapses); phase 2: another
+# batch order, a lower learning rate; phase 3: the last turn
 # alone as context, 15 % of the reply's input tokens hidden, so the decoder has to read the
 # context (after phase 2 it was worth only 0.19 nats a token: training.recipes.context_gain);
 # phase 4: one more epoch of phase 3 with 25 % hidden (val BLEU 0.38 -> 0.77).
