@@ -64,6 +64,8 @@ REJECTED_STATUSES = frozenset({429, 503})
 PARAGRAPH_LINES = (3, 6)
 SOURCE_LANG, TARGET_LANG = "en", "de"
 QUEUE_METRIC = "s2s_queue_wait_seconds"
+# The load share recorded for the one-request-at-a-time run (``--alone-requests``).
+ALONE_SHARE = 0.0
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,20 @@ async def run_open_loop(
     ends = [o.sent_at + o.latency_s for o in outcomes if o.latency_s is not None]
     span = (max(ends) if ends else time.perf_counter()) - start
     return outcomes, len(pending), span
+
+
+async def run_alone(
+    client: httpx.AsyncClient, base: str, requests: Sequence[MixRequest], count: int
+) -> tuple[list[Outcome], float]:
+    """Send ``requests[:count]`` one after another (the next only after the last answered):
+    each latency is that request's own, with the server to itself. Returns the outcomes and
+    the seconds they took."""
+    check_loopback(base)
+    start = time.perf_counter()
+    outcomes = [
+        await send_streaming(client, base, requests[i % len(requests)]) for i in range(count)
+    ]
+    return outcomes, time.perf_counter() - start
 
 
 async def send_plain(client: httpx.AsyncClient, base: str, request: MixRequest) -> Outcome:
@@ -459,6 +475,15 @@ async def run_target(
         limits=_limits(connections), timeout=args.request_timeout_s
     ) as client:
         await warm_up(client, base, plan.requests)
+        if args.alone_requests > 0:
+            before = await queue_histogram(client, base)
+            outcomes, span = await run_alone(client, base, plan.requests, args.alone_requests)
+            queue = (await queue_histogram(client, base)).minus(before)
+            rows.append(
+                level_row(
+                    target, round_index, ALONE_SHARE, 0.0, len(outcomes), outcomes, 0, span, queue
+                )
+            )
         for share in plan.shares:
             arrivals = plan.arrivals(share, round_index)
             before = await queue_histogram(client, base)
@@ -550,6 +575,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--drain-s", type=float, default=60.0, help="wait for answers after the last arrival")
     add("--pause-s", type=float, default=2.0, help="idle time between levels")
     add("--rounds", type=int, default=1)
+    add(
+        "--alone-requests",
+        type=int,
+        default=0,
+        help="first send this many requests of the mix one at a time, per target (the "
+        "latency floor: each request with the server to itself; 0: skip)",
+    )
     add("--precision", default="int8")
     add("--threads", type=int, default=2, help="ORT threads of the server")
     add("--max-batch-size", type=int, default=64)

@@ -17,6 +17,8 @@ from typing import Any
 Row = dict[str, Any]
 CANDIDATE, BASELINE = "iteration", "dynamic"
 TARGET_SHARE = 0.75
+# Rows of the one-request-at-a-time run (bench.openloop --alone-requests) have this share.
+ALONE_SHARE = 0.0
 
 
 def _cells(rows: Sequence[Row], target: str, share: float) -> list[Row]:
@@ -65,10 +67,17 @@ def tables(document: dict[str, Any]) -> str:
     for share in shares:
         rate = next(r["rate_per_s"] for r in rows if math.isclose(r["load_share"], share))
         offered = [r["offered"] for r in rows if math.isclose(r["load_share"], share)]
-        parts.append(
-            f"**{share:.0%} of capacity** ({rate:.2f} arrivals/s, "
-            f"{min(offered)}-{max(offered)} requests per round)\n\n{header}\n{rule}"
-        )
+        if math.isclose(share, ALONE_SHARE):
+            title = (
+                f"**One request at a time** ({min(offered)}-{max(offered)} requests per round, "
+                "each sent when the last answered: the latency floor)"
+            )
+        else:
+            title = (
+                f"**{share:.0%} of capacity** ({rate:.2f} arrivals/s, "
+                f"{min(offered)}-{max(offered)} requests per round)"
+            )
+        parts.append(f"{title}\n\n{header}\n{rule}")
         for target in targets:
             cells = _cells(rows, target, share)
             if cells:
@@ -112,11 +121,32 @@ def targets(
     p99 = _ratios(rows, TARGET_SHARE, "p99_ms", candidate, baseline)
     ttft = _ratios(rows, TARGET_SHARE, "ttft_p99_ms", candidate, baseline)
     throughput = _ratios(rows, top, "throughput_per_s", candidate, baseline)
-    return [
+    lines = [
         f"{candidate} p99 latency at {TARGET_SHARE:.0%} / {baseline}'s: "
         + _verdict(p99, 0.5, True),
         f"{candidate} TTFT p99 at {TARGET_SHARE:.0%} / {baseline}'s: " + _verdict(ttft, 0.3, True),
         f"{candidate} throughput at {top:.0%} / {baseline}'s: " + _verdict(throughput, 1.0, False),
+    ]
+    return lines + floor(rows, candidate, baseline)
+
+
+def floor(rows: Sequence[Row], candidate: str, baseline: str) -> list[str]:
+    """How the p99 target compares with the latency floor: ``candidate``'s p99 with one
+    request at a time, over ``baseline``'s p99 at the target load, per round. Above 0.5x,
+    the p99 target asks for requests faster than they run with the server to themselves."""
+    ratios = []
+    for cell in _cells(rows, candidate, ALONE_SHARE):
+        paired = [b for b in _cells(rows, baseline, TARGET_SHARE) if b["round"] == cell["round"]]
+        if paired and paired[0]["p99_ms"] and not math.isnan(paired[0]["p99_ms"]):
+            ratios.append((cell["p99_ms"], cell["p99_ms"] / paired[0]["p99_ms"]))
+    if not ratios:
+        return []
+    best = min(r for _, r in ratios)
+    reach = "below" if best > 0.5 else "above"
+    rounds = ", ".join(f"{ms:,.0f} ms = {r:.2f}x" for ms, r in ratios)
+    return [
+        f"floor: {candidate} one request at a time, p99 / {baseline}'s p99 at "
+        f"{TARGET_SHARE:.0%}: {rounds} (the 0.5x target is {reach} the floor)"
     ]
 
 
@@ -154,7 +184,9 @@ def plot(document: dict[str, Any], out_dir: Path, name: str = "openloop") -> Pat
     )
     fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.2))
     for target in dict.fromkeys(r["target"] for r in rows):
-        shares = sorted({r["load_share"] for r in rows if r["target"] == target})
+        shares = sorted(
+            {r["load_share"] for r in rows if r["target"] == target and r["load_share"] > 0}
+        )
         for ax, (metric, label, log) in zip(axes, panels, strict=True):
             values = []
             for share in shares:

@@ -28,6 +28,7 @@ from bench.openloop import (
     parse_histogram,
     parse_mix,
     poisson_arrivals,
+    run_alone,
     run_open_loop,
     send_plain,
     send_streaming,
@@ -255,6 +256,34 @@ def test_targets_are_judged_on_the_worst_round(tmp_path: Path) -> None:
     text = section(_document(rows), tmp_path, tmp_path / "plots")
     assert (tmp_path / "plots" / "openloop.png").is_file() and "continuous p99" in text
     assert "not measured" in text  # no continuous rows
+
+
+def test_the_floor_compares_requests_alone_with_the_baselines_p99(tmp_path: Path) -> None:
+    rows = [
+        _row("dynamic", 0.75, 0, 1000.0, 1000.0, 3.0),
+        _row("iteration", 0.75, 0, 900.0, 200.0, 3.0),
+        _row("iteration", 0.0, 0, 700.0, 100.0, 1.5),
+        _row("dynamic", 1.1, 0, 1000.0, 1000.0, 4.0),
+        _row("iteration", 1.1, 0, 900.0, 200.0, 4.0),
+    ]
+    lines = targets(_document(rows))
+    assert lines[-1].startswith("floor: iteration one request at a time")
+    assert "700 ms = 0.70x" in lines[-1] and "below the floor" in lines[-1]
+    rows[2]["p99_ms"] = 400.0
+    assert "0.40x (the 0.5x target is above the floor)" in targets(_document(rows))[-1]
+    assert "**One request at a time** (100-100 requests" in tables(_document(rows))
+    section(_document(rows), tmp_path, tmp_path / "plots")  # the plot leaves the floor out
+
+
+async def test_run_alone_sends_one_request_after_the_other() -> None:
+    requests = [MixRequest("sentence", "/translate", translate_body(f"A man {i}.")) for i in (1, 2)]
+    async with _client(0.005) as client:
+        outcomes, span = await run_alone(client, BASE, requests, 3)
+    assert len(outcomes) == 3 and all(o.ok for o in outcomes)
+    for earlier, later in itertools.pairwise(outcomes):
+        assert earlier.latency_s is not None
+        assert later.sent_at >= earlier.sent_at + earlier.latency_s  # never two at once
+    assert span >= sum(o.latency_s or 0.0 for o in outcomes)
 
 
 def test_summarize_body_streams_greedy_without_forced_length() -> None:
