@@ -43,6 +43,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGETS = ("iteration", "continuous", "dynamic", "off", "naive")
 # "continuous-joinN": continuous batching whose queue joins the running batch every N steps.
 JOIN_VARIANT = re.compile(r"continuous-join([1-9][0-9]?)")
+# "<mode>-shared": that mode with one ORT thread pool for every session of the server
+# (--shared-thread-pool, service/runtime/thread_pool.py), as in bench.openloop.
+SHARED_SUFFIX = "-shared"
 # Every request translates WMT14 English sources into German.
 SOURCE_LANG, TARGET_LANG = "en", "de"
 
@@ -170,11 +173,12 @@ def server_command(target: str, args: argparse.Namespace, port: int) -> list[str
             str(args.threads),
         ]
     package = Path(args.package)
-    mode, join = target, "1"
-    variant = JOIN_VARIANT.fullmatch(target)
+    shared = ("--shared-thread-pool",) if target.endswith(SHARED_SUFFIX) else ()
+    mode, join = target.removesuffix(SHARED_SUFFIX), "1"
+    variant = JOIN_VARIANT.fullmatch(mode)
     if variant:
         mode, join = "continuous", variant.group(1)
-    extra = ("--join-every-steps", join, "--max-queue", str(args.max_queue))
+    extra = ("--join-every-steps", join, "--max-queue", str(args.max_queue), *shared)
     return service_command(
         port, package.parent, [package.name], mode, args.precision, args.max_batch_size, extra
     )
@@ -454,7 +458,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--size", default="full", choices=["tiny", "full"])
     add("--package", type=Path, help="model package dir (our service; default: built)")
     add("--checkpoint", type=Path, help="its checkpoint dir (the naive baseline)")
-    add("--targets", default=",".join(TARGETS), help="also continuous-joinN (join every N steps)")
+    add(
+        "--targets",
+        default=",".join(TARGETS),
+        help="also continuous-joinN (join every N steps) and <mode>-shared (one thread pool)",
+    )
     add("--precision", default="int8")
     add("--threads", type=int, default=1, help="ORT/PyTorch threads of the server")
     add("--concurrency", default="1,4,16,32,64,128")
@@ -479,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for target in targets:
-        if target not in TARGETS and not JOIN_VARIANT.fullmatch(target):
+        mode = target.removesuffix(SHARED_SUFFIX)
+        if (mode not in TARGETS and not JOIN_VARIANT.fullmatch(mode)) or target == "naive-shared":
             raise SystemExit(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if args.package is None or ("naive" in targets and args.checkpoint is None):
         from bench.engine import resolve_model
@@ -490,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "translation",
             args.checkpoint,
             args.package,
-            positioned="iteration" in targets,
+            positioned=any(t.startswith("iteration") for t in targets),
         )
     texts = single_sentences(args.texts)
     started = time.time()

@@ -11,10 +11,12 @@ from fastapi.responses import JSONResponse
 
 from bench.load import (
     LevelResult,
+    _parser,
     check_loopback,
     paired_overhead,
     percentile,
     run_level,
+    server_command,
     single_sentences,
 )
 
@@ -134,3 +136,22 @@ async def test_paired_overhead_refuses_failed_requests() -> None:
             await paired_overhead(
                 client, "http://127.0.0.1/translate", [{"text": "a"}], lambda i: 0.0, 1, 1
             )
+
+
+@pytest.mark.parametrize(
+    ("target", "mode", "join", "shared"),
+    [
+        ("iteration", "iteration", "1", False),
+        ("iteration-shared", "iteration", "1", True),
+        ("continuous-join4-shared", "continuous", "4", True),
+        ("dynamic", "dynamic", "1", False),
+    ],
+)
+def test_server_command_maps_targets_to_service_flags(
+    target: str, mode: str, join: str, shared: bool
+) -> None:
+    args = _parser().parse_args(["--package", "/models/full-marian"])
+    command = server_command(target, args, 8123)
+    assert command[command.index("--batch-mode") + 1] == mode
+    assert command[command.index("--join-every-steps") + 1] == join
+    assert ("--shared-thread-pool" in command) is shared
