@@ -38,6 +38,7 @@ import asyncio
 import json
 import math
 import random
+import re
 import sys
 import tempfile
 import time
@@ -56,6 +57,20 @@ from bench.rounds import round_order
 # of the server (``--shared-thread-pool``, service/runtime/thread_pool.py).
 TARGETS = ("iteration", "continuous", "dynamic", "off", "iteration-shared", "dynamic-shared")
 SHARED_SUFFIX = "-shared"
+# Any target may also be "<mode>-joinN[-shared]": the queue joins every N steps.
+TARGET_NAME = re.compile(r"(iteration|continuous|dynamic|off)(?:-join([1-9][0-9]?))?(-shared)?")
+
+
+def server_flags(target: str) -> tuple[str, tuple[str, ...]]:
+    """The batch mode and the extra service flags a target name stands for."""
+    match = TARGET_NAME.fullmatch(target)
+    if match is None:
+        raise ValueError(f"unknown target {target!r}: <mode>[-joinN][-shared], e.g. {TARGETS}")
+    mode, join, shared = match.groups()
+    flags = ("--join-every-steps", join) if join else ()
+    return mode, flags + (("--shared-thread-pool",) if shared else ())
+
+
 REFERENCE_TARGET = "dynamic"
 LOAD_SHARES = (0.25, 0.5, 0.75, 0.9, 1.1)
 DEFAULT_MIX = "sentence=0.6,paragraph=0.3,dialogue=0.1"
@@ -598,10 +613,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Measure capacity, then every target at every load level; write the document."""
     args = _parser().parse_args(argv)
     targets = [t for t in (s.strip() for s in args.targets.split(",")) if t]
-    if set(targets) - set(TARGETS):
-        raise SystemExit(
-            f"unknown targets {sorted(set(targets) - set(TARGETS))}; choose from {TARGETS}"
-        )
+    for target in targets:
+        try:
+            server_flags(target)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from exc
     shares = parse_mix(args.mix)
     started = time.time()
     requests, sources = load_mix(args, shares)
@@ -610,16 +626,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def running(target: str) -> AbstractContextManager[str]:
         port = free_port()
-        shared = ("--shared-thread-pool",) if target.endswith(SHARED_SUFFIX) else ()
+        mode, flags = server_flags(target)
         return serve(
             service_command(
                 port,
                 models_dir,
                 names,
-                target.removesuffix(SHARED_SUFFIX),
+                mode,
                 args.precision,
                 args.max_batch_size,
-                ("--max-queue", str(args.max_queue), *shared),
+                ("--max-queue", str(args.max_queue), *flags),
             ),
             port,
             args.threads,

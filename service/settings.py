@@ -88,7 +88,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="Continuous batching: queued requests join a running batch every N steps.",
+        description="Continuous and iteration batching: queued requests join a running batch "
+        "every N steps.",
     )
     max_queue: int = Field(
         256, ge=1, description="Client requests admitted per model (queued or running) before 429."

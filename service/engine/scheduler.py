@@ -9,9 +9,9 @@ Policies
 - ``continuous``: one running decode batch from the runtime's step API; queued requests
   join between steps, finished ones leave at once, cancelled/expired ones are removed.
 - ``iteration``: the continuous loop over the runtime's *positioned* batch
-  (``new_positioned_batch``): queued requests are admitted at every step (within the
-  same row / padded-token budgets and fair turns; ``join_every_steps`` does not apply) and
-  all running requests share one decoder call per step whatever their positions. A
+  (``new_positioned_batch``): queued requests are admitted at every step, or every
+  ``join_every_steps`` steps (within the same row / padded-token budgets and fair turns),
+  and all running requests share one decoder call per step whatever their positions. A
   runtime without the positioned graphs (``supports_positioned`` False: a package
   exported without ``--positioned``, or not on CPU) falls back to ``continuous`` with a
   logged warning; :attr:`Scheduler.mode` (and the engine's status) says which runs.
@@ -465,8 +465,7 @@ class Scheduler:
         with self._cond:
             if self._stop:
                 return False
-            every = 1 if self.mode == "iteration" else self.config.join_every_steps
-            if idle or state.steps_since_join + 1 >= every:
+            if idle or state.steps_since_join + 1 >= self.config.join_every_steps:
                 joiners = self._admit()
         if joiners:
             state.steps_since_join = 0

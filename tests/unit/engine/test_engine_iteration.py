@@ -71,11 +71,12 @@ async def test_concurrent_requests_equal_single_results_on_the_positioned_batch(
     assert 1 < max(runtime.step_sizes) <= 16 // beams * beams
 
 
-async def test_admits_at_every_step_whatever_join_every_steps() -> None:
-    """Requests arriving while a batch runs join at the very next step (continuous with
-    join_every_steps=4 would hold them back)."""
+@pytest.mark.parametrize("every", [1, 4])
+async def test_admits_at_every_step_or_every_n_steps(every: int) -> None:
+    """With join_every_steps=1 requests arriving while a batch runs join at the very next
+    step; with 4, the queue joins only every 4th step (joiners then share one encoder call)."""
     runtime = FakeRuntime(step_delay_s=0.01, positioned=True)
-    config = EngineConfig(mode="iteration", max_wait_ms=0, join_every_steps=4)
+    config = EngineConfig(mode="iteration", max_wait_ms=0, join_every_steps=every)
     engine = Engine(runtime, config)
     await engine.start()
     long = FakeOptions(max_new_tokens=40)
@@ -85,13 +86,18 @@ async def test_admits_at_every_step_whatever_join_every_steps() -> None:
         for i in range(6):
             await asyncio.sleep(0.025)
             tasks.append(asyncio.ensure_future(_run(engine, [40 + i, 50], long)))
-        await asyncio.gather(first, *tasks)
+        results = await asyncio.gather(first, *tasks)
     finally:
         await engine.stop(1)
+    assert results[1:] == [expected([40 + i, 50], long) for i in range(6)]
     joins = runtime.join_steps
     assert len(joins) == 7
-    assert len(set(joins)) >= 5  # joined at many different steps, one by one
-    assert any(b - a not in (0, 4, 8) for a, b in itertools.pairwise(joins))
+    gaps = [b - a for a, b in itertools.pairwise(sorted(set(joins)))]
+    if every == 1:
+        assert len(set(joins)) >= 5  # joined at many different steps, one by one
+        assert any(gap not in (0, 4, 8) for gap in gaps)
+    else:
+        assert all(gap >= every for gap in gaps), joins
 
 
 async def test_budgets_hold_in_iteration_mode() -> None:
