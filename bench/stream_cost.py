@@ -2,9 +2,11 @@
 
 ``python -m bench.stream_cost --package PKG`` (docs/benchmarks.md, open-loop section).
 
-For each batch mode a server runs the package; ``--clients`` closed-loop clients send single
-WMT14 sentences (greedy, natural stopping) for ``--seconds``, first as plain JSON requests,
-then streamed (SSE, read to ``[DONE]``). Completed requests/s and p50 latency per cell tell
+For each batch mode (or ``bench.openloop`` target name: ``iteration-shared``,
+``iteration-join4``, ...) a server runs the package; ``--clients`` closed-loop clients send
+single WMT14 sentences, or with ``--kind paragraph`` paragraphs of 3-6 consecutive lines
+(greedy, natural stopping) for ``--seconds``, first as plain JSON requests, then streamed
+(SSE, read to ``[DONE]``). Completed requests/s and p50 latency per cell tell
 a mode's own cost (plain) from the cost of delivering tokens one by one (streamed).
 """
 
@@ -19,15 +21,24 @@ from pathlib import Path
 import httpx
 
 from bench.documents import command_line, write_document
+from bench.inputs import read_lines, translation_texts
 from bench.load import free_port, serve, service_command, single_sentences
-from bench.openloop import MixRequest, closed_loop, send_plain, send_streaming, translate_body
+from bench.openloop import (
+    MixRequest,
+    closed_loop,
+    paragraphs,
+    send_plain,
+    send_streaming,
+    server_flags,
+    translate_body,
+)
 
 
 async def measure(
     base: str, texts: Sequence[str], stream: bool, clients: int, seconds: float
 ) -> tuple[float, float]:
     """(completed requests/s, p50 latency s) of ``clients`` closed-loop clients."""
-    requests = [MixRequest("sentence", "/translate", translate_body(text)) for text in texts]
+    requests = [MixRequest("text", "/translate", translate_body(text)) for text in texts]
     limits = httpx.Limits(max_connections=clients + 8)
     async with httpx.AsyncClient(timeout=300.0, limits=limits) as client:
         send = send_streaming if stream else send_plain
@@ -46,14 +57,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--modes", default="dynamic,iteration")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--kind", choices=["sentence", "paragraph"], default="sentence")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     texts = single_sentences(64)
+    if args.kind == "paragraph":
+        wmt = translation_texts(512)
+        lines = read_lines(Path(wmt.source)) if wmt.source != "built-in" else wmt.texts
+        texts = paragraphs(lines, 32, seed=18)
     rows = []
     for mode in args.modes.split(","):
         port = free_port()
         package = args.package.resolve()
-        command = service_command(port, package.parent, [package.name], mode)
+        batch_mode, flags = server_flags(mode)
+        command = service_command(port, package.parent, [package.name], batch_mode, extra=flags)
         with serve(command, port, 2, 300.0) as base:
             asyncio.run(measure(base, texts, False, 4, 3.0))  # warm-up
             for stream in (False, True):
