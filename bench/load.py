@@ -41,11 +41,10 @@ from bench.documents import command_line, write_document
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGETS = ("iteration", "continuous", "dynamic", "off", "naive")
-# "continuous-joinN": continuous batching whose queue joins the running batch every N steps.
-JOIN_VARIANT = re.compile(r"continuous-join([1-9][0-9]?)")
-# "<mode>-shared": that mode with one ORT thread pool for every session of the server
-# (--shared-thread-pool, service/runtime/thread_pool.py), as in bench.openloop.
-SHARED_SUFFIX = "-shared"
+# A service target is "<mode>[-joinN][-shared]": "-joinN" makes the queue join the running
+# batch every N steps, "-shared" puts every ORT session of the server on one thread pool
+# (--shared-thread-pool, service/runtime/thread_pool.py). bench.openloop uses the same names.
+TARGET_NAME = re.compile(r"(iteration|continuous|dynamic|off)(?:-join([1-9][0-9]?))?(-shared)?")
 # Every request translates WMT14 English sources into German.
 SOURCE_LANG, TARGET_LANG = "en", "de"
 
@@ -158,6 +157,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_flags(target: str, default_join: int | None = None) -> tuple[str, tuple[str, ...]]:
+    """The batch mode and the extra service flags a service target name stands for;
+    ``default_join``: the join interval passed when the name has no "-joinN"."""
+    match = TARGET_NAME.fullmatch(target)
+    if match is None:
+        raise ValueError(
+            f"unknown target {target!r}: <mode>[-joinN][-shared] with a mode of "
+            "iteration, continuous, dynamic or off (e.g. iteration-join4-shared)"
+        )
+    mode, join, shared = match.groups()
+    join = join or (str(default_join) if default_join is not None else None)
+    flags = ("--join-every-steps", join) if join else ()
+    return mode, flags + (("--shared-thread-pool",) if shared else ())
+
+
 def server_command(target: str, args: argparse.Namespace, port: int) -> list[str]:
     """The command line that serves ``target`` on ``port``."""
     if target == "naive":
@@ -173,12 +187,8 @@ def server_command(target: str, args: argparse.Namespace, port: int) -> list[str
             str(args.threads),
         ]
     package = Path(args.package)
-    shared = ("--shared-thread-pool",) if target.endswith(SHARED_SUFFIX) else ()
-    mode, join = target.removesuffix(SHARED_SUFFIX), "1"
-    variant = JOIN_VARIANT.fullmatch(mode)
-    if variant:
-        mode, join = "continuous", variant.group(1)
-    extra = ("--join-every-steps", join, "--max-queue", str(args.max_queue), *shared)
+    mode, flags = server_flags(target, default_join=1)
+    extra = (*flags, "--max-queue", str(args.max_queue))
     return service_command(
         port, package.parent, [package.name], mode, args.precision, args.max_batch_size, extra
     )
@@ -461,7 +471,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--targets",
         default=",".join(TARGETS),
-        help="also continuous-joinN (join every N steps) and <mode>-shared (one thread pool)",
+        help="service targets also as <mode>-joinN (join every N steps) and <mode>-shared "
+        "(one thread pool)",
     )
     add("--precision", default="int8")
     add("--threads", type=int, default=1, help="ORT/PyTorch threads of the server")
@@ -487,9 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for target in targets:
-        mode = target.removesuffix(SHARED_SUFFIX)
-        if (mode not in TARGETS and not JOIN_VARIANT.fullmatch(mode)) or target == "naive-shared":
-            raise SystemExit(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+        if target != "naive":
+            try:
+                server_flags(target)
+            except ValueError as exc:
+                raise SystemExit(str(exc)) from exc
     if args.package is None or ("naive" in targets and args.checkpoint is None):
         from bench.engine import resolve_model
 

@@ -38,7 +38,6 @@ import asyncio
 import json
 import math
 import random
-import re
 import sys
 import tempfile
 import time
@@ -50,27 +49,20 @@ from pathlib import Path
 import httpx
 
 from bench.documents import command_line, write_document
-from bench.load import check_loopback, free_port, percentile, serve, service_command
+from bench.load import (
+    check_loopback,
+    free_port,
+    percentile,
+    serve,
+    server_flags,
+    service_command,
+)
 from bench.rounds import round_order
 
 # A ``-shared`` target runs that batching mode with one ORT thread pool for every session
 # of the server (``--shared-thread-pool``, service/runtime/thread_pool.py).
 TARGETS = ("iteration", "continuous", "dynamic", "off", "iteration-shared", "dynamic-shared")
-SHARED_SUFFIX = "-shared"
-# Any target may also be "<mode>-joinN[-shared]": the queue joins every N steps.
-TARGET_NAME = re.compile(r"(iteration|continuous|dynamic|off)(?:-join([1-9][0-9]?))?(-shared)?")
-
-
-def server_flags(target: str) -> tuple[str, tuple[str, ...]]:
-    """The batch mode and the extra service flags a target name stands for."""
-    match = TARGET_NAME.fullmatch(target)
-    if match is None:
-        raise ValueError(f"unknown target {target!r}: <mode>[-joinN][-shared], e.g. {TARGETS}")
-    mode, join, shared = match.groups()
-    flags = ("--join-every-steps", join) if join else ()
-    return mode, flags + (("--shared-thread-pool",) if shared else ())
-
-
+# Any target may also be "<mode>-joinN[-shared]" (bench.load.server_flags).
 REFERENCE_TARGET = "dynamic"
 LOAD_SHARES = (0.25, 0.5, 0.75, 0.9, 1.1)
 DEFAULT_MIX = "sentence=0.6,paragraph=0.3,dialogue=0.1"
@@ -557,16 +549,26 @@ def load_mix(
     args: argparse.Namespace, shares: dict[str, float]
 ) -> tuple[list[MixRequest], dict[str, str]]:
     """The request sequence and where its texts came from."""
-    from bench.inputs import read_lines, summarization_texts, translation_texts
+    from bench.inputs import summarization_texts
     from bench.load import single_sentences
 
-    wmt = translation_texts(args.texts)
-    lines = read_lines(Path(wmt.source)) if wmt.source != "built-in" else wmt.texts
+    lines, wmt_source = wmt_lines(args.texts)
     dialogues = summarization_texts(args.texts)
     requests = build_mix(
         shares, args.texts, single_sentences(args.texts), lines, dialogues.texts, args.seed
     )
-    return requests, {"wmt14": wmt.source, "samsum": dialogues.source}
+    return requests, {"wmt14": wmt_source, "samsum": dialogues.source}
+
+
+def wmt_lines(count: int) -> tuple[list[str], str]:
+    """WMT14 source lines in file order (consecutive lines belong to one article, what
+    :func:`paragraphs` needs), and where they came from (the built-in sentences without
+    the data)."""
+    from bench.inputs import read_lines, translation_texts
+
+    wmt = translation_texts(count)
+    lines = read_lines(Path(wmt.source)) if wmt.source != "built-in" else wmt.texts
+    return lines, wmt.source
 
 
 def _parser() -> argparse.ArgumentParser:

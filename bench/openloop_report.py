@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.openloop import ALONE_SHARE
+
 Row = dict[str, Any]
 CANDIDATE, BASELINE = "iteration", "dynamic"
 TARGET_SHARE = 0.75
-# Rows of the one-request-at-a-time run (bench.openloop --alone-requests) have this share.
-ALONE_SHARE = 0.0
 
 
 def _cells(rows: Sequence[Row], target: str, share: float) -> list[Row]:
@@ -185,7 +185,11 @@ def plot(document: dict[str, Any], out_dir: Path, name: str = "openloop") -> Pat
     fig, axes = plt.subplots(1, len(panels), figsize=(14, 4.2))
     for target in dict.fromkeys(r["target"] for r in rows):
         shares = sorted(
-            {r["load_share"] for r in rows if r["target"] == target and r["load_share"] > 0}
+            {
+                r["load_share"]
+                for r in rows
+                if r["target"] == target and not math.isclose(r["load_share"], ALONE_SHARE)
+            }
         )
         for ax, (metric, label, log) in zip(axes, panels, strict=True):
             values = []

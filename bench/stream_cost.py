@@ -21,16 +21,15 @@ from pathlib import Path
 import httpx
 
 from bench.documents import command_line, write_document
-from bench.inputs import read_lines, translation_texts
-from bench.load import free_port, serve, service_command, single_sentences
+from bench.load import free_port, serve, server_flags, service_command, single_sentences
 from bench.openloop import (
     MixRequest,
     closed_loop,
     paragraphs,
     send_plain,
     send_streaming,
-    server_flags,
     translate_body,
+    wmt_lines,
 )
 
 
@@ -60,11 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kind", choices=["sentence", "paragraph"], default="sentence")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    texts = single_sentences(64)
     if args.kind == "paragraph":
-        wmt = translation_texts(512)
-        lines = read_lines(Path(wmt.source)) if wmt.source != "built-in" else wmt.texts
-        texts = paragraphs(lines, 32, seed=18)
+        texts = paragraphs(wmt_lines(512)[0], 32, seed=18)
+    else:
+        texts = single_sentences(64)
     rows = []
     for mode in args.modes.split(","):
         port = free_port()

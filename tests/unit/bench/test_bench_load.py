@@ -17,6 +17,7 @@ from bench.load import (
     percentile,
     run_level,
     server_command,
+    server_flags,
     single_sentences,
 )
 
@@ -155,3 +156,15 @@ def test_server_command_maps_targets_to_service_flags(
     assert command[command.index("--batch-mode") + 1] == mode
     assert command[command.index("--join-every-steps") + 1] == join
     assert ("--shared-thread-pool" in command) is shared
+
+
+def test_target_names_map_to_batch_modes_and_flags() -> None:
+    assert server_flags("dynamic") == ("dynamic", ())
+    assert server_flags("dynamic", default_join=1) == ("dynamic", ("--join-every-steps", "1"))
+    assert server_flags("iteration-shared") == ("iteration", ("--shared-thread-pool",))
+    assert server_flags("iteration-join4-shared") == (
+        "iteration",
+        ("--join-every-steps", "4", "--shared-thread-pool"),
+    )
+    with pytest.raises(ValueError, match="unknown target"):
+        server_flags("naive-shared")

@@ -32,7 +32,6 @@ from bench.openloop import (
     run_open_loop,
     send_plain,
     send_streaming,
-    server_flags,
     summarize_body,
     translate_body,
 )
@@ -294,14 +293,3 @@ def test_summarize_body_streams_greedy_without_forced_length() -> None:
         "stream": True,
         "options": {"num_beams": 1},
     }
-
-
-def test_target_names_map_to_batch_modes_and_flags() -> None:
-    assert server_flags("dynamic") == ("dynamic", ())
-    assert server_flags("iteration-shared") == ("iteration", ("--shared-thread-pool",))
-    assert server_flags("iteration-join4-shared") == (
-        "iteration",
-        ("--join-every-steps", "4", "--shared-thread-pool"),
-    )
-    with pytest.raises(ValueError, match="unknown target"):
-        server_flags("naive-shared")
