@@ -28,6 +28,8 @@ BACKENDS = (
     "ours-mallopt",
     "ours-nospin",
     "ours-lanes",
+    "ours-u8",
+    "ours-lanes-u8",
     "ct2",
 )
 # Variants of our runtime measured side by side (docs/benchmarks.md, engine speed):
@@ -35,7 +37,9 @@ BACKENDS = (
 # lets ORT's threads sleep between calls, ours-lanes is the service's S2S_RUNTIME_LANES
 # (service.runtime.lanes): one one-thread load per thread, each batch dealt across them,
 # the lanes at once (ORT releases the GIL while it runs). Until 2026-12-02 02:00 the same
-# idea ran here as a hand-written "ours-split" (contiguous halves).
+# idea ran here as a hand-written "ours-split" (contiguous halves). The "-u8" variants load
+# per-row int8 weights as exported (unsigned) where the others re-encode them as signed on
+# VNNI CPUs (service.runtime.int8_weights, the service's default S2S_INT8_WEIGHTS=auto).
 
 
 @dataclass(frozen=True)
@@ -135,15 +139,22 @@ def ours(
     ``group_by_length=False`` (backend ``ours-onecall``) encodes each batch in one padded
     encoder call, as before ``service.runtime.encoder_groups``, for side-by-side runs."""
     from service.runtime import GenerationOptions, Seq2SeqRuntime, load_runtime
+    from service.runtime.int8_weights import Int8Weights
     from service.runtime.lanes import LaneRuntime, load_lanes
     from service.runtime.memory import keep_freed_memory
 
     if spec.name == "ours-mallopt":
         keep_freed_memory()
-    if spec.name == "ours-lanes":
+    weights: Int8Weights = "as_exported" if spec.name.endswith("-u8") else "auto"
+    if spec.name.startswith("ours-lanes"):
         # The service's S2S_RUNTIME_LANES: one one-thread lane per thread of the spec.
         rt: Seq2SeqRuntime | LaneRuntime = load_lanes(
-            package, spec.threads, device=device, precision=spec.precision, intra_op_threads=1
+            package,
+            spec.threads,
+            device=device,
+            precision=spec.precision,
+            intra_op_threads=1,
+            int8_weights=weights,
         )
         lanes = rt.runtimes if isinstance(rt, LaneRuntime) else (rt,)
         backends = [lane.backend for lane in lanes]
@@ -154,6 +165,7 @@ def ours(
             precision=spec.precision,
             intra_op_threads=spec.threads,
             spin=spec.name != "ours-nospin",
+            int8_weights=weights,
         )
         backends = [rt.backend]
     for backend in backends:

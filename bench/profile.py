@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.inputs import translation_texts
     from service.runtime import GenerationOptions, load_runtime
     from service.runtime import model as runtime_model
+    from service.runtime.int8_weights import Int8Weights, load_bytes
 
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--package", type=Path, required=True)
@@ -58,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     original = runtime_model.make_session
 
     def make_session(
-        path: Path, device: str, intra_op_threads: int, spin: bool = True
+        path: Path,
+        device: str,
+        intra_op_threads: int,
+        spin: bool = True,
+        int8_weights: Int8Weights = "as_exported",
     ) -> ort.InferenceSession:
         # Same options as the runtime, plus ORT's profiler (a bench-only wrapper).
         opts = ort.SessionOptions()
@@ -69,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.log_severity_level = 3
         opts.enable_profiling = True
         opts.profile_file_prefix = f"/tmp/ort-profile-{path.stem}"
+        model = load_bytes(path, int8_weights, device)
         session = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            str(path) if model is None else model,
+            sess_options=opts,
+            providers=["CPUExecutionProvider"],
         )
         profiled.append(session)
         return session

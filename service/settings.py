@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         "calls alternate between sessions: iteration batching, several models; not with "
         "runtime_lanes > 1).",
     )
+    int8_weights: Literal["auto", "as_exported"] = Field(
+        "auto",
+        description="CPU int8: auto loads per-row int8 weights re-encoded as signed where the "
+        "CPU has VNNI (AVX-512 VNNI / AVX-VNNI: exact there, and faster); as_exported keeps "
+        "the stored unsigned encoding everywhere.",
+    )
     warmup: bool = Field(True, description="Run one generation per model before ready.")
     verify_packages: bool = Field(
         True,

@@ -27,6 +27,7 @@ def load_config(settings: Settings) -> LoadConfig:
         intra_op_threads=settings.intra_op_threads,
         lanes=settings.runtime_lanes,
         shared_thread_pool=settings.shared_thread_pool,
+        int8_weights=settings.int8_weights,
         warmup=settings.warmup,
         verify=settings.verify_packages,
         ready_policy=settings.ready_policy,

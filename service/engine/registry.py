@@ -30,6 +30,7 @@ from service.engine.ports import Runtime
 from service.engine.scheduler import EngineConfig
 from service.engine.service import ModelService
 from service.runtime import ChecksumMismatchError, Manifest, PackageError, share_thread_pool
+from service.runtime.int8_weights import Int8Weights
 from service.runtime.lanes import load_lanes
 from service.runtime.sessions import default_intra_op_threads
 
@@ -52,6 +53,8 @@ class LoadConfig:
     lanes: int = 1
     # Every session of the process on one ORT thread pool (service.runtime.thread_pool).
     shared_thread_pool: bool = False
+    # CPU int8: "auto" re-encodes per-row weights as signed on VNNI CPUs (exact, faster).
+    int8_weights: Int8Weights = "auto"
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Check every loaded file's size and sha256 against the manifest (refuse on mismatch).
@@ -146,6 +149,7 @@ def default_loader(config: LoadConfig) -> Loader:
             intra_op_threads=config.intra_op_threads,
             verify=config.verify,
             positioned=config.engine.mode == "iteration",
+            int8_weights=config.int8_weights,
         )
 
     return load

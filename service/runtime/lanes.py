@@ -26,6 +26,7 @@ from pathlib import Path
 
 from service.runtime.detokenize import IncrementalDetokenizer
 from service.runtime.generator import DecodeBatch
+from service.runtime.int8_weights import Int8Weights
 from service.runtime.manifest import Manifest
 from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
@@ -188,6 +189,7 @@ def load_lanes(
     intra_op_threads: int | None = None,
     verify: bool = False,
     positioned: bool = False,
+    int8_weights: Int8Weights = "auto",
 ) -> Seq2SeqRuntime | LaneRuntime:
     """Load a package ``lanes`` times (``intra_op_threads`` each, default the usable cores
     divided by ``lanes``) behind one :class:`LaneRuntime`; with ``lanes`` 1, or when the
@@ -197,10 +199,24 @@ def load_lanes(
         raise ValueError(f"lanes must be >= 1, got {lanes}")
     if lanes == 1:
         return load_runtime(
-            package_dir, device, precision, intra_op_threads, verify, positioned=positioned
+            package_dir,
+            device,
+            precision,
+            intra_op_threads,
+            verify,
+            positioned=positioned,
+            int8_weights=int8_weights,
         )
     threads = intra_op_threads or max(1, default_intra_op_threads() // lanes)
-    first = load_runtime(package_dir, device, precision, threads, verify, positioned=positioned)
+    first = load_runtime(
+        package_dir,
+        device,
+        precision,
+        threads,
+        verify,
+        positioned=positioned,
+        int8_weights=int8_weights,
+    )
     if first.info.device != "cpu":
         log.warning(
             "%s runs on %s: lanes are for CPU; one runtime", first.manifest.name, first.info.device
@@ -208,7 +224,9 @@ def load_lanes(
         return first
     chosen = first.info.precision
     rest = [
-        load_runtime(package_dir, "cpu", chosen, threads, positioned=positioned)
+        load_runtime(
+            package_dir, "cpu", chosen, threads, positioned=positioned, int8_weights=int8_weights
+        )
         for _ in range(lanes - 1)
     ]
     log.info("%s: %d lanes of %d thread(s)", first.manifest.name, lanes, threads)

@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from service.runtime.encoder_groups import encode_grouped
 from service.runtime.errors import PackageError
+from service.runtime.int8_weights import Int8Weights, load_bytes
 from service.runtime.thread_pool import shared_pool_size
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,16 @@ def cuda_available() -> bool:
 
 
 def make_session(
-    path: Path, device: str, intra_op_threads: int, spin: bool = True
+    path: Path,
+    device: str,
+    intra_op_threads: int,
+    spin: bool = True,
+    int8_weights: Int8Weights = "as_exported",
 ) -> ort.InferenceSession:
     """Create one inference session; PackageError if the file is missing or not loadable.
+
+    ``int8_weights="auto"``: per-row int8 weights load re-encoded as signed where the CPU
+    has VNNI (``int8_weights.load_bytes``; exact, and faster there).
 
     ``spin=False``: ORT's worker threads sleep between calls instead of spinning (they
     otherwise hold a core while the Python loop prepares the next step). After
@@ -91,8 +99,10 @@ def make_session(
     if device == "cuda":
         providers = [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # ORT raises its own exception types for bad files
+        model = load_bytes(path, int8_weights, device)
+        source: str | bytes = str(path) if model is None else model
+        return ort.InferenceSession(source, sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT and onnx raise their own exception types for bad files
         raise PackageError(f"{path}: cannot load ONNX model: {exc}") from exc
 
 
