@@ -43,7 +43,7 @@ def rewrite(model: Any) -> int:
     done: dict[str, tuple[str, str, str]] = {}
     replaced = 0
     for graph in iter_graphs(model.graph):
-        for index, node in enumerate(list(graph.node)):  # type: ignore[attr-defined]
+        for index, node in enumerate(list(graph.node)):
             if node.op_type != "MatMul" or not node.name.startswith("/lm_head/"):
                 continue
             weight_name = node.input[1]
@@ -69,8 +69,8 @@ def rewrite(model: Any) -> int:
                 name=node.name + "_int8",
                 domain="com.microsoft",
             )
-            graph.node.remove(node)  # type: ignore[attr-defined]
-            graph.node.insert(index, new)  # type: ignore[attr-defined]
+            graph.node.remove(node)
+            graph.node.insert(index, new)
             replaced += 1
     for weight_name in done:
         model.graph.initializer.remove(inits[weight_name])

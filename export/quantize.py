@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ from typing import Literal
 from export.errors import ConversionError
 from export.int8_per_row import quantize_per_row
 from export.onnx_export import OnnxPair, UnmergedDecoders, merge_into
+from service.runtime.int8_weights import iter_graphs
 from service.runtime.manifest import DECODER_FILE, ENCODER_FILE
 
 Int8Method = Literal["dynamic", "weight_only", "per_row"]
@@ -58,21 +58,6 @@ class Int8Options:
         return f"dynamic int8 MatMul weights ({scales}{head})"
 
 
-def iter_graphs(graph: object) -> Iterator[object]:
-    """The graph and, recursively, every subgraph of its nodes (If branches ...)."""
-    import onnx
-
-    assert isinstance(graph, onnx.GraphProto)
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from iter_graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for sub in attr.graphs:
-                    yield from iter_graphs(sub)
-
-
 def lm_head_nodes(model_path: Path) -> list[str]:
     """Names of the MatMul nodes that produce the logits (one per decoder branch)."""
     import onnx
@@ -80,9 +65,9 @@ def lm_head_nodes(model_path: Path) -> list[str]:
     model = onnx.load(str(model_path), load_external_data=False)
     names: list[str] = []
     for graph in iter_graphs(model.graph):
-        producers = {out: node for node in graph.node for out in node.output}  # type: ignore[attr-defined]
-        initializers = {init.name for init in graph.initializer}  # type: ignore[attr-defined]
-        for output in graph.output:  # type: ignore[attr-defined]
+        producers = {out: node for node in graph.node for out in node.output}
+        initializers = {init.name for init in graph.initializer}
+        for output in graph.output:
             if not output.name.startswith("logits"):
                 continue
             node = producers.get(output.name)

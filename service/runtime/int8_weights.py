@@ -48,17 +48,18 @@ def cpu_has_vnni(flags: frozenset[str] | None = None) -> bool:
     return bool(VNNI_FLAGS & (cpu_flags() if flags is None else flags))
 
 
-def _graphs(graph: Any) -> Iterator[Any]:
+def iter_graphs(graph: Any) -> Iterator[Any]:
+    """The graph and, recursively, every subgraph of its nodes (If branches ...)."""
     import onnx
 
     yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
+                yield from iter_graphs(attr.g)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for sub in attr.graphs:
-                    yield from _graphs(sub)
+                    yield from iter_graphs(sub)
 
 
 def signed_weights_model(path: Path) -> bytes | None:
@@ -69,7 +70,7 @@ def signed_weights_model(path: Path) -> bytes | None:
     from onnx import TensorProto, numpy_helper
 
     model = onnx.load(str(path))
-    graphs = list(_graphs(model.graph))
+    graphs = list(iter_graphs(model.graph))
     initializers = {init.name: init for graph in graphs for init in graph.initializer}
 
     def is_exported_zero_point(name: str) -> bool:
