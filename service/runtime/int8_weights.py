@@ -105,8 +105,13 @@ def signed_weights_model(path: Path) -> bytes | None:
         initializers[name].CopyFrom(signed)
         for node in per_row_uses[name]:
             node.input[_WEIGHT_ZERO_POINT_INPUT] = ""  # int8 weights: zero point 0
+    try:
+        serialized = bytes(model.SerializeToString())
+    except ValueError:  # protobuf refuses messages over 2 GB: load the file as it is
+        log.warning("%s is too large to re-encode in memory; unsigned weights", path.name)
+        return None
     log.info("%s: %d per-row int8 weights re-encoded as signed", path.name, len(convertible))
-    return bytes(model.SerializeToString())
+    return serialized
 
 
 def load_bytes(path: Path, int8_weights: Int8Weights, device: str) -> bytes | None:
