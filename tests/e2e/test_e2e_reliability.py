@@ -86,7 +86,9 @@ async def test_work_past_the_grace_period_gets_json_503_and_exit_3(
         "options": {"num_beams": 16, "min_new_tokens": 200, "max_new_tokens": 256},
     }
     async with httpx.AsyncClient(base_url=srv.url, timeout=120) as client:
-        tasks = [asyncio.ensure_future(client.post("/summarize", json=slow)) for _ in range(6)]
+        # Enough serial work to outlast the grace period several times over on a fast CPU
+        # (six requests once finished inside it when int8 weights became signed).
+        tasks = [asyncio.ensure_future(client.post("/summarize", json=slow)) for _ in range(24)]
         await asyncio.sleep(1.5)
         started = time.monotonic()
         srv.process.send_signal(signal.SIGTERM)
