@@ -20,9 +20,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# Node-name fragments of the decoder's parts across the exported families (BART/Marian/
+# Pegasus/M2M100 name them like the first, T5 like the second); first match wins.
+PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("cross-attention", ("encoder_attn", "EncDecAttention")),
+    ("self-attention", ("self_attn", "SelfAttention")),
+    ("feed-forward", ("fc1", "fc2", "DenseReluDense")),
+    ("lm_head", ("lm_head",)),
+)
 
-def ort_summary(trace: list[dict[str, Any]], top: int = 12) -> tuple[Counter[str], Counter[str]]:
-    """Microseconds per op type and per node name from an ORT profile trace (node events)."""
+
+def ort_summary(
+    trace: list[dict[str, Any]], top: int = 12
+) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """Microseconds per op type, per node name (the ``top`` ones) and per model part
+    (``PARTS``; the rest is "other") from an ORT profile trace (node events)."""
     by_type: Counter[str] = Counter()
     by_node: Counter[str] = Counter()
     for event in trace:
@@ -33,7 +45,11 @@ def ort_summary(trace: list[dict[str, Any]], top: int = 12) -> tuple[Counter[str
             continue
         by_type[op] += int(event.get("dur", 0))
         by_node[str(event["name"]).removesuffix("_kernel_time")] += int(event.get("dur", 0))
-    return by_type, Counter(dict(by_node.most_common(top)))
+    by_part: Counter[str] = Counter()
+    for node, us in by_node.items():
+        part = next((label for label, names in PARTS if any(n in node for n in names)), "other")
+        by_part[part] += us
+    return by_type, Counter(dict(by_node.most_common(top))), by_part
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.inputs import translation_texts
     from service.runtime import GenerationOptions, load_runtime
     from service.runtime import model as runtime_model
-    from service.runtime.int8_weights import Int8Weights, load_bytes
+    from service.runtime.int8_weights import Int8Weights, model_source
 
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--package", type=Path, required=True)
@@ -74,12 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.log_severity_level = 3
         opts.enable_profiling = True
         opts.profile_file_prefix = f"/tmp/ort-profile-{path.stem}"
-        model = load_bytes(path, int8_weights, device)
-        session = ort.InferenceSession(
-            str(path) if model is None else model,
-            sess_options=opts,
-            providers=["CPUExecutionProvider"],
-        )
+        with model_source(path, int8_weights, device) as source:
+            session = ort.InferenceSession(
+                source, sess_options=opts, providers=["CPUExecutionProvider"]
+            )
         profiled.append(session)
         return session
 
@@ -116,12 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace_path = Path(session.end_profiling())
         trace = json.loads(trace_path.read_text())
         trace_path.unlink()
-        by_type, by_node = ort_summary(trace, args.top)
+        by_type, by_node, by_part = ort_summary(trace, args.top)
         total = sum(by_type.values()) or 1
         name = trace_path.name.split("_")[0].removeprefix("ort-profile-")
         print(f"ORT {name}: {total / 1000:.0f} ms in kernels (two calls)")
         for op, us in by_type.most_common(args.top):
             print(f"  {op:<28} {us / 1000:>9.1f} ms {us / total:>6.1%}")
+        print("  by part:")
+        for part, us in by_part.most_common():
+            print(f"    {part:<26} {us / 1000:>9.1f} ms {us / total:>6.1%}")
         print("  top nodes:")
         for node, us in by_node.most_common(args.top):
             print(f"    {node:<60} {us / 1000:>9.1f} ms {us / total:>6.1%}")

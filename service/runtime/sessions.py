@@ -20,7 +20,7 @@ import onnxruntime as ort
 
 from service.runtime.encoder_groups import encode_grouped
 from service.runtime.errors import PackageError
-from service.runtime.int8_weights import Int8Weights, load_bytes
+from service.runtime.int8_weights import Int8Weights, model_source
 from service.runtime.thread_pool import shared_pool_size
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def make_session(
     """Create one inference session; PackageError if the file is missing or not loadable.
 
     ``int8_weights="auto"``: per-row int8 weights load re-encoded as signed where the CPU
-    has VNNI (``int8_weights.load_bytes``; exact, and faster there).
+    has VNNI (``int8_weights.model_source``; exact, and faster there).
 
     ``spin=False``: ORT's worker threads sleep between calls instead of spinning (they
     otherwise hold a core while the Python loop prepares the next step). After
@@ -99,9 +99,8 @@ def make_session(
     if device == "cuda":
         providers = [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]
     try:
-        model = load_bytes(path, int8_weights, device)
-        source: str | bytes = str(path) if model is None else model
-        return ort.InferenceSession(source, sess_options=opts, providers=providers)
+        with model_source(path, int8_weights, device) as source:
+            return ort.InferenceSession(source, sess_options=opts, providers=providers)
     except Exception as exc:  # ORT and onnx raise their own exception types for bad files
         raise PackageError(f"{path}: cannot load ONNX model: {exc}") from exc
 

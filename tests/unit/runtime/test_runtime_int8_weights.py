@@ -18,6 +18,7 @@ from service.runtime.int8_weights import (
     cpu_flags,
     cpu_has_vnni,
     load_bytes,
+    model_source,
     signed_weights_model,
 )
 from tests.support.positioned import SENTENCES, positioned_package
@@ -139,6 +140,27 @@ def test_signed_weights_give_the_same_numbers(tmp_path: Path) -> None:
     x[2] *= 40.0  # full-range activations: where a saturating kernel would clip
     for exported, signed in zip(_run(str(int8), x), _run(converted, x), strict=True):
         np.testing.assert_array_equal(exported, signed)
+
+
+def test_model_source_is_the_file_itself_when_nothing_is_re_encoded(tmp_path: Path) -> None:
+    int8 = _per_row(tmp_path)
+    with model_source(int8, "as_exported", "cpu") as source:
+        assert source == str(int8)
+    assert int8.is_file()
+
+
+@needs_vnni
+def test_model_source_re_encoded_is_a_temporary_file_removed_after_loading(
+    tmp_path: Path,
+) -> None:
+    int8 = _per_row(tmp_path)
+    with model_source(int8, "auto", "cpu") as source:
+        copy = Path(source)
+        assert copy != int8 and copy.read_bytes() == load_bytes(int8, "auto", "cpu")
+        x = np.random.default_rng(5).standard_normal((2, 3, K), dtype=np.float32)
+        for exported, signed in zip(_run(str(int8), x), _run(source, x), strict=True):
+            np.testing.assert_array_equal(exported, signed)
+    assert not copy.exists()
 
 
 @needs_vnni
