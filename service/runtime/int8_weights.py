@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -129,20 +129,30 @@ def load_bytes(path: Path, int8_weights: Int8Weights, device: str) -> bytes | No
 
 
 @contextmanager
-def model_source(path: Path, int8_weights: Int8Weights, device: str) -> Iterator[str]:
-    """The file ORT should load for ``path`` on this host, valid inside the ``with``: the
+def model_source(path: Path, int8_weights: Int8Weights, device: str) -> Iterator[str | bytes]:
+    """What ORT should load for ``path`` on this host, valid inside the ``with``: the
     package's own file, or a temporary file holding the re-encoded model (``load_bytes``).
 
     A temporary file rather than the bytes themselves: a session made from bytes keeps
     about the model's size more resident memory than one made from a file (measured on
     full Marian's 176 MB decoder: +386 against +218 MiB), and lanes load every graph
-    twice."""
+    twice. Where no temporary file can be written, the bytes themselves."""
     model = load_bytes(path, int8_weights, device)
     if model is None:
         yield str(path)
         return
-    with tempfile.NamedTemporaryFile(prefix=f"s2s-{path.stem}-", suffix=".onnx") as copy:
-        copy.write(model)
-        copy.flush()
-        del model
-        yield copy.name
+    with ExitStack() as stack:
+        source: str | bytes
+        try:
+            copy = stack.enter_context(
+                tempfile.NamedTemporaryFile(prefix=f"s2s-{path.stem}-", suffix=".onnx")
+            )
+            copy.write(model)
+            copy.flush()
+        except OSError as exc:  # a read-only or full temporary dir: load the bytes themselves
+            log.warning("%s: no temporary file (%s); loading the re-encoded bytes", path.name, exc)
+            source = model
+        else:
+            source = copy.name
+            del model  # the file holds it now
+        yield source

@@ -3,6 +3,7 @@ give the same numbers and the same tokens, and nothing else is touched."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +156,23 @@ def test_model_source_re_encoded_is_a_temporary_file_removed_after_loading(
 ) -> None:
     int8 = _per_row(tmp_path)
     with model_source(int8, "auto", "cpu") as source:
+        assert isinstance(source, str)
         copy = Path(source)
         assert copy != int8 and copy.read_bytes() == load_bytes(int8, "auto", "cpu")
         x = np.random.default_rng(5).standard_normal((2, 3, K), dtype=np.float32)
         for exported, signed in zip(_run(str(int8), x), _run(source, x), strict=True):
             np.testing.assert_array_equal(exported, signed)
     assert not copy.exists()
+
+
+@needs_vnni
+def test_model_source_without_a_writable_temporary_dir_is_the_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    int8 = _per_row(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with model_source(int8, "auto", "cpu") as source:
+        assert source == load_bytes(int8, "auto", "cpu")
 
 
 @needs_vnni
