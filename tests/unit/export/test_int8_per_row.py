@@ -7,39 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 from export.int8_per_row import quantize_per_row
-
-K, N = 64, 96
-
-
-def _model(path: Path, opset: int) -> None:
-    """x -> MatMul(w1) -> Relu -> MatMul(w2) (``head``), plus MatMul(w1) on x again (shared
-    activation) and a non-constant MatMul that must stay as it is."""
-    rng = np.random.default_rng(0)
-    w1 = rng.standard_normal((K, N), dtype=np.float32) * 0.1
-    w2 = rng.standard_normal((N, K), dtype=np.float32) * 0.1
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h"], name="up"),
-        helper.make_node("MatMul", ["x", "w1"], ["h2"], name="up_again"),
-        helper.make_node("Relu", ["h"], ["r"]),
-        helper.make_node("MatMul", ["r", "w2"], ["y"], name="head"),
-        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
-        helper.make_node("MatMul", ["x", "xt"], ["gram"], name="dynamic_weight"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", K])],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", K]),
-            helper.make_tensor_value_info("h2", TensorProto.FLOAT, ["b", "s", N]),
-            helper.make_tensor_value_info("gram", TensorProto.FLOAT, ["b", "s", "s"]),
-        ],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
+from tests.support.matmul_graph import K, save_matmul_model
 
 
 def _run(path: Path, x: np.ndarray) -> list[np.ndarray]:
@@ -50,7 +20,7 @@ def _run(path: Path, x: np.ndarray) -> list[np.ndarray]:
 def test_rows_are_quantized_independently_and_stay_close(tmp_path: Path) -> None:
     for opset in (17, 18):  # ReduceMax takes its axes as attribute / as input
         fp32, int8 = tmp_path / f"fp32-{opset}.onnx", tmp_path / f"int8-{opset}.onnx"
-        _model(fp32, opset)
+        save_matmul_model(fp32, opset, dynamic_weight=True)
         assert quantize_per_row(fp32, int8) == 3  # the constant-weight MatMuls only
 
         ops = [node.op_type for node in onnx.load(str(int8)).graph.node]
@@ -75,7 +45,7 @@ def test_rows_are_quantized_independently_and_stay_close(tmp_path: Path) -> None
 
 def test_excluded_nodes_stay_fp32(tmp_path: Path) -> None:
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
-    _model(fp32, 18)
+    save_matmul_model(fp32, 18, dynamic_weight=True)
     assert quantize_per_row(fp32, int8, exclude={"head"}) == 2
     model = onnx.load(str(int8))
     assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == [

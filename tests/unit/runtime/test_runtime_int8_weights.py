@@ -22,42 +22,18 @@ from service.runtime.int8_weights import (
     model_source,
     signed_weights_model,
 )
+from tests.support.matmul_graph import K, save_matmul_model
 from tests.support.positioned import SENTENCES, positioned_package
 
-K, N = 64, 96
 needs_vnni = pytest.mark.skipif(
     not cpu_has_vnni(),
     reason="this CPU has no VNNI: its u8 x s8 kernel saturates, so signed weights stay off",
 )
 
 
-def _fp32_model(path: Path) -> None:
-    """x -> MatMul(w1) -> Relu -> MatMul(w2), with w1 read by two MatMuls."""
-    rng = np.random.default_rng(0)
-    w1 = rng.standard_normal((K, N), dtype=np.float32) * 0.1
-    w2 = rng.standard_normal((N, K), dtype=np.float32) * 0.1
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h"], name="up"),
-        helper.make_node("MatMul", ["x", "w1"], ["h2"], name="up_again"),
-        helper.make_node("Relu", ["h"], ["r"]),
-        helper.make_node("MatMul", ["r", "w2"], ["y"], name="down"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", K])],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", K]),
-            helper.make_tensor_value_info("h2", TensorProto.FLOAT, ["b", "s", N]),
-        ],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
-
-
 def _per_row(tmp_path: Path) -> Path:
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
-    _fp32_model(fp32)
+    save_matmul_model(fp32)
     assert quantize_per_row(fp32, int8) == 3
     return int8
 
@@ -124,7 +100,7 @@ def test_models_without_per_row_weights_and_other_devices_load_as_they_are(
     tmp_path: Path,
 ) -> None:
     fp32 = tmp_path / "plain.onnx"
-    _fp32_model(fp32)
+    save_matmul_model(fp32)
     assert signed_weights_model(fp32) is None
     int8 = _per_row(tmp_path)
     assert load_bytes(int8, "as_exported", "cpu") is None
