@@ -62,7 +62,7 @@ from bench.rounds import round_order
 # A ``-shared`` target runs that batching mode with one ORT thread pool for every session
 # of the server (``--shared-thread-pool``, service/runtime/thread_pool.py).
 TARGETS = ("iteration", "continuous", "dynamic", "off", "iteration-shared", "dynamic-shared")
-# Any target may also be "<mode>-joinN[-shared]" (bench.load.server_flags).
+# Any target may also be "<mode>[-joinN][-lanesN | -shared]" (bench.load.server_flags).
 REFERENCE_TARGET = "dynamic"
 LOAD_SHARES = (0.25, 0.5, 0.75, 0.9, 1.1)
 DEFAULT_MIX = "sentence=0.6,paragraph=0.3,dialogue=0.1"

@@ -166,5 +166,12 @@ def test_target_names_map_to_batch_modes_and_flags() -> None:
         "iteration",
         ("--join-every-steps", "4", "--shared-thread-pool"),
     )
+    assert server_flags("dynamic-lanes2") == ("dynamic", ("--runtime-lanes", "2"))
+    assert server_flags("iteration-join2-lanes2") == (
+        "iteration",
+        ("--join-every-steps", "2", "--runtime-lanes", "2"),
+    )
     with pytest.raises(ValueError, match="unknown target"):
         server_flags("naive-shared")
+    with pytest.raises(ValueError, match="exclude each other"):
+        server_flags("dynamic-lanes2-shared")
