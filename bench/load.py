@@ -41,9 +41,11 @@ from bench.documents import command_line, write_document
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGETS = ("iteration", "continuous", "dynamic", "off", "naive")
-# A service target is "<mode>[-joinN][-shared]": "-joinN" makes the queue join the running
-# batch every N steps, "-shared" puts every ORT session of the server on one thread pool
-# (--shared-thread-pool, service/runtime/thread_pool.py). bench.openloop uses the same names.
+# A service target is "<mode>[-joinN][-lanesN | -shared]": "-joinN" makes the queue join the
+# running batch every N steps, "-lanesN" loads each model N times (--runtime-lanes,
+# service/runtime/lanes.py), "-shared" puts every ORT session of the server on one thread
+# pool (--shared-thread-pool, service/runtime/thread_pool.py). bench.openloop uses the same
+# names.
 TARGET_NAME = re.compile(
     r"(iteration|continuous|dynamic|off)(?:-join([1-9][0-9]?))?(?:-lanes([2-9]))?(-shared)?"
 )
