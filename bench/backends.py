@@ -30,6 +30,7 @@ BACKENDS = (
     "ours-lanes",
     "ours-u8",
     "ours-lanes-u8",
+    "ours-lanes-copies",
     "ct2",
 )
 # Variants of our runtime measured side by side (docs/benchmarks.md, engine speed):
@@ -40,6 +41,8 @@ BACKENDS = (
 # idea ran here as a hand-written "ours-split" (contiguous halves). The "-u8" variants load
 # per-row int8 weights as exported (unsigned) where the others re-encode them as signed on
 # VNNI CPUs (service.runtime.int8_weights, the service's default S2S_INT8_WEIGHTS=auto).
+# ours-lanes-copies keeps one copy of the cross-attention K/V per beam, as exported, where
+# the others share one per source (service.runtime.shared_cross_kv, S2S_SHARED_CROSS_KV).
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ def ours(
             precision=spec.precision,
             intra_op_threads=1,
             int8_weights=weights,
+            shared_cross_kv=spec.name != "ours-lanes-copies",
         )
         lanes = rt.runtimes if isinstance(rt, LaneRuntime) else (rt,)
         backends = [lane.backend for lane in lanes]

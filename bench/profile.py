@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.inputs import translation_texts
     from service.runtime import GenerationOptions, load_runtime
     from service.runtime import model as runtime_model
-    from service.runtime.int8_weights import Int8Weights, model_source
+    from service.runtime.int8_weights import Int8Weights
+    from service.runtime.model_source import model_source
 
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--package", type=Path, required=True)
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         intra_op_threads: int,
         spin: bool = True,
         int8_weights: Int8Weights = "as_exported",
+        shared_cross_kv: bool = False,
     ) -> ort.InferenceSession:
         # Same options as the runtime, plus ORT's profiler (a bench-only wrapper).
         opts = ort.SessionOptions()
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts.log_severity_level = 3
         opts.enable_profiling = True
         opts.profile_file_prefix = f"/tmp/ort-profile-{path.stem}"
-        with model_source(path, int8_weights, device) as source:
+        with model_source(path, int8_weights, device, shared_cross_kv) as source:
             session = ort.InferenceSession(
                 source, sess_options=opts, providers=["CPUExecutionProvider"]
             )

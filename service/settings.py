@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         "CPU has VNNI (AVX-512 VNNI / AVX-VNNI: exact there, and faster); as_exported keeps "
         "the stored unsigned encoding everywhere.",
     )
+    shared_cross_kv: bool = Field(
+        True,
+        description="CPU: a request's beams share one copy of its cross-attention keys and "
+        "values (the decoder is rewritten at load; same tokens, less memory, faster beam "
+        "search); false copies them per beam, as exported.",
+    )
     warmup: bool = Field(True, description="Run one generation per model before ready.")
     verify_packages: bool = Field(
         True,

@@ -28,6 +28,7 @@ def load_config(settings: Settings) -> LoadConfig:
         lanes=settings.runtime_lanes,
         shared_thread_pool=settings.shared_thread_pool,
         int8_weights=settings.int8_weights,
+        shared_cross_kv=settings.shared_cross_kv,
         warmup=settings.warmup,
         verify=settings.verify_packages,
         ready_policy=settings.ready_policy,

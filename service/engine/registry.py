@@ -55,6 +55,8 @@ class LoadConfig:
     shared_thread_pool: bool = False
     # CPU int8: "auto" re-encodes per-row weights as signed on VNNI CPUs (exact, faster).
     int8_weights: Int8Weights = "auto"
+    # CPU: a request's beams share one copy of its cross-attention K/V.
+    shared_cross_kv: bool = True
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Check every loaded file's size and sha256 against the manifest (refuse on mismatch).
@@ -150,6 +152,7 @@ def default_loader(config: LoadConfig) -> Loader:
             verify=config.verify,
             positioned=config.engine.mode == "iteration",
             int8_weights=config.int8_weights,
+            shared_cross_kv=config.shared_cross_kv,
         )
 
     return load

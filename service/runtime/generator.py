@@ -40,6 +40,10 @@ class Backend(Protocol):
         """A cached decoder step; returns (rows, vocab) float32 logits."""
         ...
 
+    def expand(self, cache: CohortCache, widths: np.ndarray) -> None:
+        """Repeat row ``i`` of the caches ``widths[i]`` times."""
+        ...
+
     def take(self, cache: CohortCache, rows: np.ndarray, self_only: bool = False) -> None:
         """Keep/reorder rows of the caches."""
         ...
@@ -223,9 +227,8 @@ class DecodeBatch:
         # All beams / sampled sequences of a request start identical: compute once, repeat.
         widths = np.array([req.width for req, _ in ordered])
         if (widths > 1).any():
-            expand = np.repeat(np.arange(len(ordered)), widths)
-            logits = logits[expand]
-            self.backend.take(cache, expand)
+            logits = logits[np.repeat(np.arange(len(ordered)), widths)]
+            self.backend.expand(cache, widths)
         groups = [
             make_group(opts, [req for req, _ in items], self.start_token)
             for opts, items in by_key.items()

@@ -7,20 +7,16 @@ u8 x s8 products straight into int32, so there the same weights re-encoded as in
 (``w - 128``, no weight zero point) are exact and faster: ORT's u8 x s8 VNNI kernel beats
 its u8 x u8 one (docs/benchmarks.md, "s8 weights"). The re-encoding is exact integer
 arithmetic, so a package keeps one set of files and runs the fast way on each host.
+``service.runtime.model_source`` applies it when a session loads.
 """
 
 from __future__ import annotations
 
-import logging
-import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 # "auto": signed where the CPU has VNNI, as exported elsewhere; "as_exported": never touch.
 Int8Weights = Literal["auto", "as_exported"]
@@ -64,14 +60,12 @@ def iter_graphs(graph: Any) -> Iterator[Any]:
                     yield from iter_graphs(sub)
 
 
-def signed_weights_model(path: Path) -> bytes | None:
-    """``path``'s model with its per-row uint8 weights re-encoded as int8, serialized; None
-    when it has none to re-encode. A weight is re-encoded only when every use of it is the
+def signed_weights(model: Any) -> int:
+    """Re-encode ``model``'s (an ``onnx.ModelProto``, in place) per-row uint8 weights as
+    int8; returns how many were. A weight is re-encoded only when every use of it is the
     weight of a per-row MatMul with the exported zero point 128, so no other op sees it."""
-    import onnx
     from onnx import TensorProto, numpy_helper
 
-    model = onnx.load(str(path))
     graphs = list(iter_graphs(model.graph))
     initializers = {init.name: init for graph in graphs for init in graph.initializer}
 
@@ -99,60 +93,10 @@ def signed_weights_model(path: Path) -> bytes | None:
                 else:
                     other_uses.add(name)
     convertible = sorted(set(per_row_uses) - other_uses)
-    if not convertible:
-        return None
     for name in convertible:
         weight = numpy_helper.to_array(initializers[name]).astype(np.int16)
         signed = numpy_helper.from_array((weight - _EXPORTED_ZERO_POINT).astype(np.int8), name)
         initializers[name].CopyFrom(signed)
         for node in per_row_uses[name]:
             node.input[_WEIGHT_ZERO_POINT_INPUT] = ""  # int8 weights: zero point 0
-    try:
-        serialized = bytes(model.SerializeToString())
-    except ValueError:  # protobuf refuses messages over 2 GB: load the file as it is
-        log.warning("%s is too large to re-encode in memory; unsigned weights", path.name)
-        return None
-    log.info("%s: %d per-row int8 weights re-encoded as signed", path.name, len(convertible))
-    return serialized
-
-
-def load_bytes(path: Path, int8_weights: Int8Weights, device: str) -> bytes | None:
-    """The re-encoded model to load instead of ``path`` on this host, or None for the file
-    as it is (``as_exported``, not CPU, no VNNI, no per-row weights, or no ``onnx``)."""
-    if int8_weights == "as_exported" or device != "cpu" or not cpu_has_vnni():
-        return None
-    try:
-        return signed_weights_model(path)
-    except ImportError:  # onnx is a serving dependency; a trimmed install still loads
-        log.warning("onnx is not installed: %s keeps its unsigned int8 weights", path.name)
-        return None
-
-
-@contextmanager
-def model_source(path: Path, int8_weights: Int8Weights, device: str) -> Iterator[str | bytes]:
-    """What ORT should load for ``path`` on this host, valid inside the ``with``: the
-    package's own file, or a temporary file holding the re-encoded model (``load_bytes``).
-
-    A temporary file rather than the bytes themselves: a session made from bytes keeps
-    about the model's size more resident memory than one made from a file (measured on
-    full Marian's 176 MB decoder: +386 against +218 MiB), and lanes load every graph
-    twice. Where no temporary file can be written, the bytes themselves."""
-    model = load_bytes(path, int8_weights, device)
-    if model is None:
-        yield str(path)
-        return
-    with ExitStack() as stack:
-        source: str | bytes
-        try:
-            copy = stack.enter_context(
-                tempfile.NamedTemporaryFile(prefix=f"s2s-{path.stem}-", suffix=".onnx")
-            )
-            copy.write(model)
-            copy.flush()
-        except OSError as exc:  # a read-only or full temporary dir: load the bytes themselves
-            log.warning("%s: no temporary file (%s); loading the re-encoded bytes", path.name, exc)
-            source = model
-        else:
-            source = copy.name
-            del model  # the file holds it now
-        yield source
+    return len(convertible)

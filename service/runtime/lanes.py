@@ -190,6 +190,7 @@ def load_lanes(
     verify: bool = False,
     positioned: bool = False,
     int8_weights: Int8Weights = "auto",
+    shared_cross_kv: bool = True,
 ) -> Seq2SeqRuntime | LaneRuntime:
     """Load a package ``lanes`` times (``intra_op_threads`` each, default the usable cores
     divided by ``lanes``) behind one :class:`LaneRuntime`; with ``lanes`` 1, or when the
@@ -206,6 +207,7 @@ def load_lanes(
             verify,
             positioned=positioned,
             int8_weights=int8_weights,
+            shared_cross_kv=shared_cross_kv,
         )
     threads = intra_op_threads or max(1, default_intra_op_threads() // lanes)
     first = load_runtime(
@@ -216,6 +218,7 @@ def load_lanes(
         verify,
         positioned=positioned,
         int8_weights=int8_weights,
+        shared_cross_kv=shared_cross_kv,
     )
     if first.info.device != "cpu":
         log.warning(
@@ -225,7 +228,13 @@ def load_lanes(
     chosen = first.info.precision
     rest = [
         load_runtime(
-            package_dir, "cpu", chosen, threads, positioned=positioned, int8_weights=int8_weights
+            package_dir,
+            "cpu",
+            chosen,
+            threads,
+            positioned=positioned,
+            int8_weights=int8_weights,
+            shared_cross_kv=shared_cross_kv,
         )
         for _ in range(lanes - 1)
     ]

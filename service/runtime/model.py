@@ -215,13 +215,16 @@ def load_runtime(
     spin: bool = True,
     positioned: bool = False,
     int8_weights: Int8Weights = "auto",
+    shared_cross_kv: bool = True,
 ) -> Seq2SeqRuntime:
     """Load a model package. ``device``: auto/cpu/cuda; ``precision``: auto/fp32/int8/fp16;
     ``verify``: check file sizes and hashes first; ``spin``: let ORT's threads spin between
     calls (``make_session``); ``positioned``: also load the variant's positioned decoder
     pair when it has one and runs on CPU (``supports_positioned`` says whether it did);
     ``int8_weights``: "auto" loads per-row int8 weights as signed on VNNI CPUs (exact,
-    faster; ``service.runtime.int8_weights``), "as_exported" as stored.
+    faster; ``service.runtime.int8_weights``), "as_exported" as stored;
+    ``shared_cross_kv``: on CPU, a request's beams share one copy of its cross-attention
+    K/V (``service.runtime.shared_cross_kv``; False copies them per beam, as exported).
     PackageError if the package is bad."""
     root = Path(package_dir)
     manifest = Manifest.load(root)
@@ -233,7 +236,7 @@ def load_runtime(
     tokenizer = PackageTokenizer(manifest.tokenizer_dir(root), manifest)
     weights: Int8Weights = int8_weights if precision == "int8" else "as_exported"
     encoder = make_session(encoder_path, device, threads, spin, weights)
-    decoder = make_session(decoder_path, device, threads, spin, weights)
+    decoder = make_session(decoder_path, device, threads, spin, weights, shared_cross_kv)
     providers = tuple(decoder.get_providers())
     backend: Backend
     if device == "cuda" and providers[0] == CUDA_PROVIDER:

@@ -20,7 +20,9 @@ import onnxruntime as ort
 
 from service.runtime.encoder_groups import encode_grouped
 from service.runtime.errors import PackageError
-from service.runtime.int8_weights import Int8Weights, model_source
+from service.runtime.int8_weights import Int8Weights
+from service.runtime.model_source import model_source
+from service.runtime.shared_cross_kv import session_shares_cross_kv
 from service.runtime.thread_pool import shared_pool_size
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,14 @@ def make_session(
     intra_op_threads: int,
     spin: bool = True,
     int8_weights: Int8Weights = "as_exported",
+    shared_cross_kv: bool = False,
 ) -> ort.InferenceSession:
     """Create one inference session; PackageError if the file is missing or not loadable.
 
     ``int8_weights="auto"``: per-row int8 weights load re-encoded as signed where the CPU
-    has VNNI (``int8_weights.model_source``; exact, and faster there).
+    has VNNI (``service.runtime.int8_weights``; exact, and faster there).
+    ``shared_cross_kv``: a decoder loads rewritten so a source's beams share one copy of
+    its cross-attention K/V, on CPU (``service.runtime.shared_cross_kv``).
 
     ``spin=False``: ORT's worker threads sleep between calls instead of spinning (they
     otherwise hold a core while the Python loop prepares the next step). After
@@ -99,7 +104,7 @@ def make_session(
     if device == "cuda":
         providers = [(CUDA_PROVIDER, {"device_id": 0}), CPU_PROVIDER]
     try:
-        with model_source(path, int8_weights, device) as source:
+        with model_source(path, int8_weights, device, shared_cross_kv) as source:
             return ort.InferenceSession(source, sess_options=opts, providers=providers)
     except Exception as exc:  # ORT and onnx raise their own exception types for bad files
         raise PackageError(f"{path}: cannot load ONNX model: {exc}") from exc
@@ -108,12 +113,30 @@ def make_session(
 @dataclass
 class CohortCache:
     """Decoder state of one cohort: encoder output and mask, self- and cross-attention K/V
-    (numpy arrays on CPU, OrtValues on CUDA), one row per decoder row."""
+    (numpy arrays on CPU, OrtValues on CUDA).
+
+    ``self_kv`` and ``encoder_mask`` have one row per decoder row; ``hidden`` and
+    ``cross_kv`` one row per ``rows_per_source`` consecutive decoder rows (a source's
+    beams, when the decoder shares cross K/V: ``shared_cross_kv``), else one per row."""
 
     encoder_mask: Any
     hidden: Any
     self_kv: list[Any] = field(default_factory=list)
     cross_kv: list[Any] = field(default_factory=list)
+    rows_per_source: int = 1
+
+
+def source_rows(rows: np.ndarray, rows_per_source: int) -> tuple[np.ndarray, int]:
+    """For a ``take`` of decoder ``rows``: which rows of ``cross_kv`` / ``hidden`` to keep,
+    and the new ``rows_per_source``. Runs of ``rows_per_source`` taken rows that come from
+    one source keep sharing its row; any other selection gives every decoder row its own
+    (correct for any ``rows``, only no longer shared)."""
+    sources = rows // rows_per_source
+    if rows_per_source > 1 and rows.size % rows_per_source == 0:
+        runs = sources.reshape(-1, rows_per_source)
+        if bool((runs == runs[:, :1]).all()):
+            return runs[:, 0], rows_per_source
+    return sources, 1
 
 
 class _DecoderSignature:
@@ -177,6 +200,7 @@ class CpuBackend:
         self.encoder = encoder
         self.decoder = decoder
         self.sig = _DecoderSignature(decoder, encoder)
+        self.shares_cross_kv = session_shares_cross_kv(decoder)
         # Encode rows of similar length together instead of the whole padded batch at once
         # (``encoder_groups``); False runs one encoder call per cohort.
         self.group_by_length = group_by_length
@@ -236,6 +260,19 @@ class CpuBackend:
             "use_cache_branch": branch,
         }
 
+    def expand(self, cache: CohortCache, widths: np.ndarray) -> None:
+        """Repeat decoder row ``i`` ``widths[i]`` times (a request's beams or samples).
+        Where the decoder shares cross K/V and every width is the same, the cross K/V and
+        encoder output stay one row per source instead of being copied per row."""
+        rows = np.repeat(np.arange(widths.size), widths)
+        width = int(widths[0]) if widths.size else 1
+        if not (self.shares_cross_kv and width > 1 and bool((widths == width).all())):
+            self.take(cache, rows)
+            return
+        cache.self_kv = [a[rows] for a in cache.self_kv]
+        cache.encoder_mask = cache.encoder_mask[rows]
+        cache.rows_per_source = width
+
     def take(self, cache: CohortCache, rows: np.ndarray, self_only: bool = False) -> None:
         """Keep (and reorder/duplicate) the given rows of every cache array.
 
@@ -243,8 +280,9 @@ class CpuBackend:
         requests, whose cross-attention rows are identical)."""
         cache.self_kv = [select_rows(a, rows) for a in cache.self_kv]
         if not self_only:
-            cache.cross_kv = [select_rows(a, rows) for a in cache.cross_kv]
-            cache.hidden = select_rows(cache.hidden, rows)
+            sources, cache.rows_per_source = source_rows(rows, cache.rows_per_source)
+            cache.cross_kv = [select_rows(a, sources) for a in cache.cross_kv]
+            cache.hidden = select_rows(cache.hidden, sources)
             cache.encoder_mask = cache.encoder_mask[rows]
 
 
@@ -361,6 +399,11 @@ class CudaBackend:
     def decode_next(self, cache: CohortCache, input_ids: np.ndarray) -> np.ndarray:
         """One cached decoder step on the device."""
         return self._run(cache, input_ids, first=False)
+
+    def expand(self, cache: CohortCache, widths: np.ndarray) -> None:
+        """Repeat decoder row ``i`` ``widths[i]`` times; every cache keeps one row per
+        decoder row on CUDA (the cross K/V are not shared there)."""
+        self.take(cache, np.repeat(np.arange(widths.size), widths))
 
     def take(self, cache: CohortCache, rows: np.ndarray, self_only: bool = False) -> None:
         """Select rows of the device caches with a Gather graph (no host copy)."""

@@ -15,13 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.int8_per_row import quantize_per_row
 from service.runtime import GenerationOptions, load_runtime
-from service.runtime.int8_weights import (
-    cpu_flags,
-    cpu_has_vnni,
-    load_bytes,
-    model_source,
-    signed_weights_model,
-)
+from service.runtime.int8_weights import cpu_flags, cpu_has_vnni, signed_weights
+from service.runtime.model_source import load_bytes, model_source
 from tests.support.matmul_graph import K, save_matmul_model
 from tests.support.positioned import SENTENCES, positioned_package
 
@@ -43,6 +38,12 @@ def _run(model: str | bytes, x: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(out) for out in session.run(None, {"x": x})]
 
 
+def _signed(path: Path) -> Any:
+    """``path``'s model with its weights re-encoded, or None when none were."""
+    model = onnx.load(str(path))
+    return model if signed_weights(model) else None
+
+
 def _initializers(model: Any) -> dict[str, np.ndarray]:
     return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
 
@@ -61,9 +62,8 @@ def test_cpu_flags_come_from_the_flags_line(tmp_path: Path) -> None:
 def test_weights_become_int8_minus_the_zero_point(tmp_path: Path) -> None:
     int8 = _per_row(tmp_path)
     before = _initializers(onnx.load(str(int8)))
-    converted = signed_weights_model(int8)
-    assert converted is not None
-    model = onnx.load_from_string(converted)
+    model = _signed(int8)
+    assert model is not None
     after = _initializers(model)
     weights = [
         name for name, value in before.items() if value.dtype == np.uint8 and value.ndim == 2
@@ -90,9 +90,9 @@ def test_a_weight_read_by_another_op_is_left_alone(tmp_path: Path) -> None:
     model.graph.output.append(helper.make_tensor_value_info("w_float", TensorProto.FLOAT, None))
     shared = tmp_path / "shared.onnx"
     onnx.save(model, shared)
-    converted = signed_weights_model(shared)
+    converted = _signed(shared)
     assert converted is not None  # the other weight is still re-encoded
-    after = _initializers(onnx.load_from_string(converted))
+    after = _initializers(converted)
     assert after[weight].dtype == np.uint8
 
 
@@ -101,7 +101,8 @@ def test_models_without_per_row_weights_and_other_devices_load_as_they_are(
 ) -> None:
     fp32 = tmp_path / "plain.onnx"
     save_matmul_model(fp32)
-    assert signed_weights_model(fp32) is None
+    assert _signed(fp32) is None
+    assert load_bytes(fp32, "auto", "cpu") is None
     int8 = _per_row(tmp_path)
     assert load_bytes(int8, "as_exported", "cpu") is None
     assert load_bytes(int8, "auto", "cuda") is None
