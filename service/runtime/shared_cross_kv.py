@@ -18,10 +18,13 @@ becomes
 
 which is the same arithmetic: each output element is the same dot product over ``X``, but
 ORT's GEMM may sum it in another order for ``r`` query rows than for one, so logits move
-by about 1e-6 (as padding does); tokens are the same unless two logits are that close
-(beam search on all six families equals transformers' in the parity tests). With
-``r = 1`` (cross K/V with one row per decoder row, as before) it computes what it did. ``r`` is taken from the shapes at
-run time (``R / B``), so one graph serves both layouts.
+by about 1e-6 (as padding does). In fp32 tokens are the same unless two logits are that
+close (beam search on all six families equals transformers' in the parity tests); in int8
+the next layer's per-row activation quantization can amplify it (full Marian int8: logits
+up to 0.03 apart, the same beam-4 tokens for 64/64 WMT sentences with natural stopping;
+docs/benchmarks.md, ``engine-shared-kv``). With ``r = 1`` (cross K/V with one row per
+decoder row, as before) it computes what it did. ``r`` is taken from the shapes at run
+time (``R / B``), so one graph serves both layouts.
 
 The rewrite is all or nothing: it changes a model only when every layer's cross K/V feed
 nothing but batch-preserving ops (``Transpose`` keeping axis 0, a scalar ``Mul``/``Div``)

@@ -67,6 +67,19 @@ def test_step_timer_runs_the_per_row_int8_graphs(tmp_path: Path) -> None:
     assert 0 < many < one  # one call for 64 rows: its fixed cost is shared
 
 
+def test_step_timer_can_time_signed_weights(tmp_path: Path) -> None:
+    import onnx
+
+    timer = StepTimer(tmp_path, dims_of(T5_GATED), repeats=3, signed_weights=True)
+    weights = [
+        init
+        for init in onnx.load(str(timer.paths["decoder"])).graph.initializer
+        if len(init.dims) == 2
+    ]
+    assert weights and all(w.data_type == onnx.TensorProto.INT8 for w in weights)
+    assert timer.seconds_per_row("decoder", 8, threads=1) > 0
+
+
 class _FlatTimer(StepTimer):
     """1 ns per row of the decoder step, 10 ns per source token; half with 2 threads."""
 
