@@ -136,9 +136,9 @@ def test_source_rows_keep_whole_groups_shared_and_split_the_rest() -> None:
     assert (sources.tolist(), share) == ([2, 0, 1], 1)
 
 
-def _runtime(package: Path, shared: bool) -> Any:
+def _runtime(package: Path, shared: bool, precision: str = "int8") -> Any:
     return load_runtime(
-        package, device="cpu", precision="int8", intra_op_threads=1, shared_cross_kv=shared
+        package, device="cpu", precision=precision, intra_op_threads=1, shared_cross_kv=shared
     )
 
 
@@ -202,3 +202,19 @@ def test_mixed_beam_widths_in_one_cohort_copy_per_row_and_stay_exact(package: Pa
     got, shares = _decode(shared, requests, cancel=None)
     assert got == _decode(copies, requests, cancel=None)[0]
     assert shares == {1}
+
+
+def test_samples_leaving_one_by_one_split_the_shared_rows_and_stay_exact(package: Path) -> None:
+    # Sampled sequences of one request finish at different steps: the first to leave turns
+    # the cohort's cross K/V back into one row per decoder row (sessions.source_rows).
+    shared, copies = _runtime(package, True, "fp32"), _runtime(package, False, "fp32")
+    ids = shared.encode_texts(SENTENCES)
+    opts = shared.resolve(
+        GenerationOptions(
+            max_new_tokens=24, num_beams=1, do_sample=True, seed=5, num_return_sequences=3
+        )
+    )
+    requests = [(f"r{i}", row, opts) for i, row in enumerate(ids)]
+    got, shares = _decode(shared, requests, cancel=None)
+    assert got == _decode(copies, requests, cancel=None)[0]
+    assert shares == {3, 1}
