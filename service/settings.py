@@ -59,8 +59,9 @@ class Settings(BaseSettings):
     shared_cross_kv: bool = Field(
         True,
         description="CPU: a request's beams share one copy of its cross-attention keys and "
-        "values (the decoder is rewritten at load; same tokens, less memory, faster beam "
-        "search); false copies them per beam, as exported.",
+        "values (the decoder is rewritten at load: less memory, faster beam search; the same "
+        "tokens in fp32, int8 logits within its rounding); false copies them per beam, as "
+        "exported.",
     )
     warmup: bool = Field(True, description="Run one generation per model before ready.")
     verify_packages: bool = Field(
