@@ -29,6 +29,7 @@ from service.runtime.generator import DecodeBatch
 from service.runtime.int8_weights import Int8Weights
 from service.runtime.manifest import Manifest
 from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
+from service.runtime.model_source import reused_rewrites
 from service.runtime.options import GenerationOptions, ResolvedOptions
 from service.runtime.positioned import PositionedDecodeBatch
 from service.runtime.search import StepEvent
@@ -210,33 +211,36 @@ def load_lanes(
             shared_cross_kv=shared_cross_kv,
         )
     threads = intra_op_threads or max(1, default_intra_op_threads() // lanes)
-    first = load_runtime(
-        package_dir,
-        device,
-        precision,
-        threads,
-        verify,
-        positioned=positioned,
-        int8_weights=int8_weights,
-        shared_cross_kv=shared_cross_kv,
-    )
-    if first.info.device != "cpu":
-        log.warning(
-            "%s runs on %s: lanes are for CPU; one runtime", first.manifest.name, first.info.device
-        )
-        return first
-    chosen = first.info.precision
-    rest = [
-        load_runtime(
+    # Every lane loads the same files: each is rewritten once (model_source), not per lane.
+    with reused_rewrites():
+        first = load_runtime(
             package_dir,
-            "cpu",
-            chosen,
+            device,
+            precision,
             threads,
+            verify,
             positioned=positioned,
             int8_weights=int8_weights,
             shared_cross_kv=shared_cross_kv,
         )
-        for _ in range(lanes - 1)
-    ]
+        if first.info.device != "cpu":
+            log.warning(
+                "%s runs on %s: lanes are for CPU; one runtime",
+                first.manifest.name,
+                first.info.device,
+            )
+            return first
+        rest = [
+            load_runtime(
+                package_dir,
+                "cpu",
+                first.info.precision,
+                threads,
+                positioned=positioned,
+                int8_weights=int8_weights,
+                shared_cross_kv=shared_cross_kv,
+            )
+            for _ in range(lanes - 1)
+        ]
     log.info("%s: %d lanes of %d thread(s)", first.manifest.name, lanes, threads)
     return LaneRuntime([first, *rest])

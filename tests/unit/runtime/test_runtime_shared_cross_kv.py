@@ -13,59 +13,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from service.runtime import GenerationOptions, load_runtime
 from service.runtime.generator import DecodeBatch
 from service.runtime.sessions import CohortCache, CpuBackend, source_rows
 from service.runtime.shared_cross_kv import MARKER, session_shares_cross_kv, share_cross_kv
+from tests.support.attention_graph import HEAD_DIM, HEADS, KEY, SOURCE_LEN, VALUE, attention_model
 from tests.support.positioned import SENTENCES, positioned_package
-
-HEADS, HEAD_DIM, SOURCE_LEN = 2, 4, 5
-KEY, VALUE = "past_key_values.0.encoder.key", "past_key_values.0.encoder.value"
-
-
-def _attention_model(fold_heads: bool = False, read_batch: bool = False) -> Any:
-    """softmax(q @ (k^T * s) + mask) @ v, laid out as optimum's eager attention exports it.
-
-    ``fold_heads``: the key goes through a Reshape that merges batch and heads (as older
-    bmm-based exports did); ``read_batch``: a Shape of the key is gathered at axis 0."""
-    scale = numpy_helper.from_array(np.array(0.5, dtype=np.float32), "scale")
-    nodes = [
-        helper.make_node("Transpose", [KEY], ["key_t"], perm=[0, 1, 3, 2]),
-        helper.make_node("Mul", ["key_t", "scale"], ["key_scaled"]),
-        helper.make_node("MatMul", ["query", "key_scaled"], ["scores"]),
-        helper.make_node("Add", ["scores", "mask"], ["masked"]),
-        helper.make_node("Softmax", ["masked"], ["probs"], axis=-1),
-        helper.make_node("MatMul", ["probs", VALUE], ["context"]),
-        helper.make_node("Shape", [KEY], ["key_shape"]),
-        helper.make_node("Gather", ["key_shape", "axis"], ["key_dim"], axis=0),
-    ]
-    axis = numpy_helper.from_array(np.array(0 if read_batch else 2, dtype=np.int64), "axis")
-    outputs = ["context", "key_dim"]
-    if fold_heads:
-        folded = numpy_helper.from_array(np.array([-1, SOURCE_LEN, HEAD_DIM], np.int64), "fold")
-        nodes.append(helper.make_node("Reshape", [KEY, "fold"], ["key_folded"]))
-        outputs.append("key_folded")
-        initializers = [scale, axis, folded]
-    else:
-        initializers = [scale, axis]
-    floats = TensorProto.FLOAT
-    graph = helper.make_graph(
-        nodes,
-        "attention",
-        [
-            helper.make_tensor_value_info("query", floats, ["rows", HEADS, 1, HEAD_DIM]),
-            helper.make_tensor_value_info("mask", floats, ["rows", 1, 1, SOURCE_LEN]),
-            helper.make_tensor_value_info(KEY, floats, ["sources", HEADS, SOURCE_LEN, HEAD_DIM]),
-            helper.make_tensor_value_info(VALUE, floats, ["sources", HEADS, SOURCE_LEN, HEAD_DIM]),
-        ],
-        [helper.make_tensor_value_info(name, floats, None) for name in outputs[:1]]
-        + [helper.make_tensor_value_info("key_dim", TensorProto.INT64, None)]
-        + [helper.make_tensor_value_info(name, floats, None) for name in outputs[2:]],
-        initializers,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _session(model: Any) -> ort.InferenceSession:
@@ -86,8 +40,8 @@ def _inputs(sources: int, beams: int) -> dict[str, np.ndarray]:
 
 
 def test_shared_keys_give_what_per_row_copies_give() -> None:
-    original = _attention_model()
-    rewritten = _attention_model()
+    original = attention_model()
+    rewritten = attention_model()
     assert share_cross_kv(rewritten) == 2  # the score and the value MatMul
     shared = _session(rewritten)
     assert session_shares_cross_kv(shared) and not session_shares_cross_kv(_session(original))
@@ -106,7 +60,7 @@ def test_shared_keys_give_what_per_row_copies_give() -> None:
 
 
 @pytest.mark.parametrize(
-    "model", [_attention_model(fold_heads=True), _attention_model(read_batch=True)]
+    "model", [attention_model(fold_heads=True), attention_model(read_batch=True)]
 )
 def test_layouts_it_cannot_keep_correct_are_left_alone(model: Any) -> None:
     before = model.SerializeToString()
@@ -116,7 +70,7 @@ def test_layouts_it_cannot_keep_correct_are_left_alone(model: Any) -> None:
 
 
 def test_a_model_is_rewritten_once() -> None:
-    model = _attention_model()
+    model = attention_model()
     assert share_cross_kv(model) == 2
     assert share_cross_kv(model) == 0
     assert sum(node.op_type == "MatMul" for node in model.graph.node) == 2
