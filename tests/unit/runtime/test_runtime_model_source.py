@@ -26,11 +26,17 @@ def _count_rewrites(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return calls
 
 
+@pytest.fixture
+def decoder(tmp_path: Path) -> Path:
+    """A file the shared cross K/V rewrite applies to."""
+    path = tmp_path / "decoder.onnx"
+    onnx.save(attention_model(), path)
+    return path
+
+
 def test_a_rewritten_file_is_rewritten_once_per_block_and_removed_after(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    decoder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    decoder = tmp_path / "decoder.onnx"
-    onnx.save(attention_model(), decoder)
     calls = _count_rewrites(monkeypatch)
     with reused_rewrites():
         with model_source(decoder, "as_exported", "cpu", shared_cross_kv=True) as first:
@@ -45,10 +51,8 @@ def test_a_rewritten_file_is_rewritten_once_per_block_and_removed_after(
 
 
 def test_outside_a_block_each_load_rewrites_and_cleans_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    decoder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    decoder = tmp_path / "decoder.onnx"
-    onnx.save(attention_model(), decoder)
     calls = _count_rewrites(monkeypatch)
     for _ in range(2):
         with model_source(decoder, "as_exported", "cpu", shared_cross_kv=True) as source:
