@@ -7,7 +7,10 @@ as the batch's longest input for every row. ``max_batch_size`` counts rows,
 and ``max_batch_cache_tokens`` the key/value cache positions the batch may come to hold
 (rows x (longest input + longest max_new_tokens): every row keeps cross-attention
 entries for the padded source and up to max_new_tokens self-attention entries), the
-budget that bounds a step batch's memory (TGI's ``max_batch_total_tokens``).
+budget that bounds a step batch's memory (TGI's ``max_batch_total_tokens``). Where a
+request's beams share one copy of the cross-attention K/V (CPU, ``S2S_SHARED_CROSS_KV``)
+the budget overstates a beam request's memory; it stays per row because the CUDA backend
+and cohorts of mixed beam widths still hold one copy per row.
 
 Admission is per client request (:class:`WorkGroup`, every sentence of it): a request is
 accepted or refused as a whole, its cost is :func:`cost_of` work units, the queue holds
