@@ -41,6 +41,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from service.runtime.int8_weights import iter_graphs
+
 log = logging.getLogger(__name__)
 
 MARKER = "s2s.shared_cross_kv"
@@ -66,8 +68,6 @@ def share_cross_kv(model: Any) -> int:
     """Rewrite ``model`` (an ``onnx.ModelProto``, in place) so its cross-attention K/V
     inputs may hold one row per source; returns the number of MatMuls rewritten, 0 when
     the model was left as it was (no cross K/V inputs, or a layout this does not know)."""
-    from service.runtime.int8_weights import iter_graphs
-
     if any(prop.key == MARKER for prop in model.metadata_props):
         return 0
     constants = _constant_values(model)
@@ -88,11 +88,11 @@ def share_cross_kv(model: Any) -> int:
 
 
 def _constant_values(model: Any) -> dict[str, Any]:
-    """Names of the model's constant tensors (initializers, ``Constant`` outputs, in any
-    graph) -> their values as numpy arrays."""
+    """Names of the model's one-element constant tensors (initializers, ``Constant``
+    outputs, in any graph) -> their values as numpy arrays. Only those: the checks accept
+    nothing else (a scalar factor, one gathered axis), and converting every weight of a
+    decoder would copy hundreds of MB at load for nothing."""
     from onnx import numpy_helper
-
-    from service.runtime.int8_weights import iter_graphs
 
     tensors: dict[str, Any] = {}
     for scope in iter_graphs(model.graph):
@@ -102,7 +102,11 @@ def _constant_values(model: Any) -> dict[str, Any]:
                 value = next((a.t for a in node.attribute if a.name == "value"), None)
                 if value is not None:
                     tensors[node.output[0]] = value
-    return {name: numpy_helper.to_array(tensor) for name, tensor in tensors.items()}
+    return {
+        name: numpy_helper.to_array(tensor)
+        for name, tensor in tensors.items()
+        if all(dim == 1 for dim in tensor.dims)
+    }
 
 
 def _sites_in(graph: Any, constants: dict[str, Any]) -> list[_Site] | None:
@@ -118,7 +122,7 @@ def _sites_in(graph: Any, constants: dict[str, Any]) -> list[_Site] | None:
     sites: list[_Site] = []
     for source in used:
         matmuls = _trace(source, consumers, constants)
-        if matmuls is None or not matmuls:
+        if not matmuls:  # None (a use it cannot keep correct) or no MatMul at all
             return None
         sites.extend(_Site(graph, matmul, source) for matmul in matmuls)
     return sites
