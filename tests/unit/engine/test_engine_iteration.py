@@ -11,7 +11,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,11 @@ def _inputs(n: int, seed: int = 0) -> list[list[int]]:
 
 async def _run(engine: Engine, ids: list[int], opts: ResolvedOptions) -> list[list[int]]:
     return (await engine.submit(GenerationRequest(ids, opts))).sequences
+
+
+async def _drain(stream: AsyncIterator[StreamChunk]) -> int:
+    """Reads a stream to its end; returns how many chunks were left."""
+    return len([chunk async for chunk in stream])
 
 
 @pytest.mark.parametrize("beams", [1, 4])
@@ -395,12 +400,16 @@ async def test_real_package_stream_gets_its_first_token_while_others_run() -> No
     rt = load_runtime(_positioned_package(), device="cpu", precision="fp32", positioned=True)
     engine = Engine(rt, EngineConfig(mode="iteration", max_wait_ms=0))
     ids = rt.encode_texts(SENTENCES)
-    long = rt.resolve(GenerationOptions(num_beams=1, min_length=60, max_new_tokens=60))
+    # 200 forced tokens (the tiny Marian has 512 positions): ~200 steps after the
+    # stream joins, so the check below does not depend on how busy the machine is.
+    long = rt.resolve(GenerationOptions(num_beams=1, min_length=200, max_new_tokens=200))
     short = rt.resolve(GenerationOptions(num_beams=1, max_new_tokens=20))
     await engine.start()
     try:
-        running = [asyncio.ensure_future(_run(engine, ids[i], long)) for i in range(3)]
-        await asyncio.sleep(0.02)  # they are decoding
+        long_streams = [engine.stream(GenerationRequest(ids[i], long)) for i in range(3)]
+        for long_stream in long_streams:  # each has decoded its first step
+            assert (await long_stream.__anext__()).token_ids
+        running = [asyncio.ensure_future(_drain(s)) for s in long_streams]
         stream = engine.stream(GenerationRequest(ids[3], short))
         first = await stream.__anext__()
         assert first.token_ids
