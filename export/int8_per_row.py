@@ -4,12 +4,16 @@ scale per row, computed inside the graph.
 Every ``MatMul`` whose weight is a constant 2-D float initializer becomes::
 
     s   = max(|x|, over the last axis) / 127          one scale per row (token)
-    x_q = uint8(clip(round(x / s) + 128, 0, 255))     symmetric around zero point 128
+    x_q = QuantizeLinear(x / s, 1, 128)               uint8(clip(round(x / s) + 128, 0, 255))
     y   = MatMulIntegerToFloat(x_q, W_q, 1, w_scale, 128) * s
 
 ORT's u8 x s8 integer GEMM kernel does the work (the one dynamic quantization uses), but
 no scale spans more than one row, so a row's result never depends on its batch
 neighbours or on padding. MatMuls reading the same activation share its quantization.
+``QuantizeLinear`` with scale 1 does the rounding (half to even, as ``Round``), zero point
+and saturation in one node where ``Round``/``Add``/``Clip``/``Cast`` took four: the same
+bytes (tested), three fewer graph nodes per quantized activation. At batch 1 a decoder
+step runs about a thousand small nodes, and each costs ORT a couple of microseconds.
 """
 
 from __future__ import annotations
@@ -56,9 +60,6 @@ def quantize_per_row(
     scalars: dict[str, np.ndarray] = {
         "pr_inv127": np.array(1.0 / 127.0, dtype=np.float32),
         "pr_eps": np.array(1e-12, dtype=np.float32),
-        "pr_shift": np.array(float(ZERO_POINT), dtype=np.float32),
-        "pr_lo": np.array(0.0, dtype=np.float32),
-        "pr_hi": np.array(255.0, dtype=np.float32),
         "pr_one": np.array(1.0, dtype=np.float32),
         "pr_zp": np.array(ZERO_POINT, dtype=np.uint8),
         "pr_last": np.array([-1], dtype=np.int64),
@@ -84,10 +85,7 @@ def quantize_per_row(
                 helper.make_node("Max", [f"{n}_max", "pr_eps"], [f"{n}_maxe"]),
                 helper.make_node("Mul", [f"{n}_maxe", "pr_inv127"], [f"{n}_scale"]),
                 helper.make_node("Div", [x, f"{n}_scale"], [f"{n}_div"]),
-                helper.make_node("Round", [f"{n}_div"], [f"{n}_round"]),
-                helper.make_node("Add", [f"{n}_round", "pr_shift"], [f"{n}_shift"]),
-                helper.make_node("Clip", [f"{n}_shift", "pr_lo", "pr_hi"], [f"{n}_clip"]),
-                helper.make_node("Cast", [f"{n}_clip"], [f"{n}_u8"], to=TensorProto.UINT8),
+                helper.make_node("QuantizeLinear", [f"{n}_div", "pr_one", "pr_zp"], [f"{n}_u8"]),
             ]
         )
         quantized_inputs[x] = (f"{n}_u8", f"{n}_scale")

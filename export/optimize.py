@@ -10,7 +10,10 @@ Measured here (onnxruntime 1.32, optimum-onnx 0.1.0):
   already fuses Gelu/BiasGelu/MatMul+scale) is SkipLayerNormalization (residual Add +
   LayerNorm): in a 2+2-layer BART-like, 4 in the encoder and 6 per decoder. No attention
   fusion matches these graphs.
-The pipeline keeps the fused files only if the fp32 validation stays token-exact.
+After fusion every file gets constant ``Reshape`` targets where symbolic shape inference
+proves them (``export/static_reshapes.py``; the optimizer's own reshape fusion is the one
+that crashes), which removes the shape-computing chains behind them.
+The pipeline keeps the optimized files only if the fp32 validation stays token-exact.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.onnx_export import ExportedOnnx, OnnxPair, UnmergedDecoders, merge_into
+from export.static_reshapes import constant_reshape_targets_file
 
 # ORT optimizer model types by package family (BART-like graphs share one fusion set).
 FUSION_MODEL_TYPE: dict[str, str] = {
@@ -42,6 +46,8 @@ class OptimizeReport:
     decoder_fusions: dict[str, int] = field(default_factory=dict)
     encoder_optimized: bool = False
     decoder_optimized: bool = False
+    # Reshapes given a constant target, by file (encoder, decoder, decoder_with_past).
+    static_reshapes: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # The fused first-step / with-past decoders (before merging), for the int8 stage.
     fused_unmerged: UnmergedDecoders | None = None
@@ -58,6 +64,7 @@ class OptimizeReport:
             "encoder_fusions": self.encoder_fusions,
             "decoder_optimized": self.decoder_optimized,
             "decoder_fusions": self.decoder_fusions,
+            "static_reshapes": self.static_reshapes,
             "notes": self.notes,
         }
 
@@ -97,27 +104,41 @@ def _fuse(
     return {op: int(count) for op, count in stats.items() if count}
 
 
+def _static_reshapes(path: Path, label: str, report: OptimizeReport) -> int:
+    """Constant Reshape targets in ``path`` (in place); how many, 0 where shape inference
+    cannot follow the graph (noted in the report)."""
+    try:
+        rewritten, _removed = constant_reshape_targets_file(path)
+    except Exception as exc:  # shape inference is best-effort, like the optimizer
+        report.notes.append(f"{label}: Reshape targets left dynamic: {type(exc).__name__}: {exc}")
+        return 0
+    report.static_reshapes[label] = rewritten
+    return rewritten
+
+
 def _fuse_decoder(
     exported: ExportedOnnx,
     dst: Path,
     fused_dir: Path,
     model_type: str,
-    num_heads: int,
-    hidden_size: int,
-) -> tuple[dict[str, int], UnmergedDecoders]:
+    geometry: tuple[int, int],
+    report: OptimizeReport,
+) -> tuple[dict[str, int], UnmergedDecoders, int]:
+    """Fuse both unmerged decoders and merge them into ``dst``: (fusions, the fused
+    unmerged files, Reshapes given constant targets)."""
     fused_dir.mkdir(parents=True, exist_ok=True)
     fused = UnmergedDecoders(
         first=fused_dir / exported.unmerged.first.name,
         with_past=fused_dir / exported.unmerged.with_past.name,
     )
-    stats = _fuse(exported.unmerged.first, fused.first, model_type, num_heads, hidden_size)
-    stats_past = _fuse(
-        exported.unmerged.with_past, fused.with_past, model_type, num_heads, hidden_size
-    )
+    stats = _fuse(exported.unmerged.first, fused.first, model_type, *geometry)
+    stats_past = _fuse(exported.unmerged.with_past, fused.with_past, model_type, *geometry)
     if stats != stats_past:
         raise ValueError(f"decoders fused differently: {stats} vs {stats_past}")
+    reshapes = _static_reshapes(fused.first, "decoder", report)
+    reshapes += _static_reshapes(fused.with_past, "decoder_with_past", report)
     merge_into(fused, dst)
-    return stats, fused
+    return stats, fused, reshapes
 
 
 def optimize_pair(
@@ -128,8 +149,9 @@ def optimize_pair(
     decoder_geometry: tuple[int, int],
     fused_dir: Path,
 ) -> OptimizeReport:
-    """Write fused copies of encoder and merged decoder to ``dst`` (unfused copies where
-    fusion finds nothing or fails); the fused unmerged decoders stay in ``fused_dir``.
+    """Write fused copies of encoder and merged decoder to ``dst``, with constant Reshape
+    targets (unfused copies where neither finds anything or fusion fails); the fused
+    unmerged decoders stay in ``fused_dir``.
     Geometries are (num_heads, hidden_size)."""
     report = OptimizeReport()
     model_type = FUSION_MODEL_TYPE.get(family)
@@ -139,15 +161,17 @@ def optimize_pair(
     else:
         try:
             report.encoder_fusions = _fuse(raw.encoder, dst.encoder, model_type, *encoder_geometry)
-            report.encoder_optimized = bool(report.encoder_fusions)
+            reshapes = _static_reshapes(dst.encoder, "encoder", report)
+            report.encoder_optimized = bool(report.encoder_fusions) or reshapes > 0
         except Exception as exc:  # the optimizer is best-effort; the plain export stays valid
             report.notes.append(f"encoder fusion failed: {type(exc).__name__}: {exc}")
         try:
-            stats, fused = _fuse_decoder(
-                exported, dst.decoder, fused_dir, model_type, *decoder_geometry
+            stats, fused, reshapes = _fuse_decoder(
+                exported, dst.decoder, fused_dir, model_type, decoder_geometry, report
             )
-            report.decoder_fusions, report.decoder_optimized = stats, bool(stats)
-            report.fused_unmerged = fused if stats else None
+            report.decoder_fusions = stats
+            report.decoder_optimized = bool(stats) or reshapes > 0
+            report.fused_unmerged = fused if report.decoder_optimized else None
         except Exception as exc:  # as above
             report.notes.append(f"decoder fusion failed: {type(exc).__name__}: {exc}")
     if not report.encoder_optimized:

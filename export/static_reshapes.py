@@ -1,0 +1,175 @@
+"""Constant ``Reshape`` targets where symbolic shape inference proves them.
+
+optimum's exports compute most ``Reshape`` targets at run time (``view(bsz, tgt_len,
+heads, head_dim)`` becomes ``Shape -> Gather -> Unsqueeze -> Concat``), because batch and
+lengths are dynamic. ONNX Runtime cannot fold those chains, so a full Marian decoder step
+at batch 1 runs about 40 % of its ~1,100 nodes only to rebuild shapes it ran the step
+before, each costing a few microseconds. A ``Reshape`` target needs no run-time values
+when every output dimension is either a constant, or the input's dimension at the same
+position (``0``: copy it), or the one dimension left (``-1``: infer it). Symbolic shape
+inference (ONNX Runtime's tool) gives both shapes as expressions; where they prove such a
+target it becomes an initializer, and the shape chains nothing reads any more are removed.
+
+The rewrite keeps every tensor's shape and value: it is exact, whatever the inputs.
+(ORT's transformer optimizer has a fusion for this, ``fuse_reshape``, but it crashes on
+optimum's exports: ``export/optimize.py``.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Dim = int | str | None
+
+
+def _dims(value_info: Any) -> list[Dim] | None:
+    tensor_type = value_info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims: list[Dim] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(int(dim.dim_value))
+        elif dim.HasField("dim_param"):
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    return dims
+
+
+def reshape_target(data: list[Dim], out: list[Dim]) -> list[int] | None:
+    """The constant target that turns a tensor of shape ``data`` into one of shape ``out``
+    (``0`` copies a dimension, one ``-1`` is inferred), or None when the shapes do not
+    prove one: an unknown dimension, a literal zero, or more than one dimension that is
+    neither constant nor the input's at the same position."""
+    if any(d is None for d in data) or any(d is None for d in out):
+        return None
+    target: list[int] = []
+    for position, dim in enumerate(out):
+        if isinstance(dim, int):
+            if dim == 0:
+                return None  # a literal 0 would mean "copy" (allowzero=0)
+            target.append(dim)
+        elif position < len(data) and data[position] == dim:
+            target.append(0)
+        else:
+            target.append(-1)
+    return target if target.count(-1) <= 1 else None
+
+
+# Initializers above this many elements are shown to shape inference as typed inputs:
+# their shapes are all it needs, and copying the weights would double the memory.
+_SHAPE_ONLY_ELEMENTS = 4096
+
+
+def _without_weights(model: Any) -> Any:
+    """A copy of ``model`` for shape inference: its large initializers become typed graph
+    inputs."""
+    from onnx import ModelProto, helper
+
+    light = ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    graph = light.graph
+    graph.name = model.graph.name
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    listed = {value.name for value in graph.input}
+    for init in model.graph.initializer:
+        elements = int(np.prod(init.dims)) if init.dims else 1
+        if elements <= _SHAPE_ONLY_ELEMENTS:
+            graph.initializer.append(init)
+        elif init.name not in listed:
+            graph.input.append(helper.make_tensor_value_info(init.name, init.data_type, init.dims))
+    return light
+
+
+def _inferred_shapes(model: Any) -> dict[str, list[Dim]]:
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    # On failure the tool writes its partial model into the working directory.
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        inferred = SymbolicShapeInference.infer_shapes(_without_weights(model), auto_merge=False)
+    graph = inferred.graph
+    shapes: dict[str, list[Dim]] = {}
+    for value_info in [*graph.input, *graph.value_info, *graph.output]:
+        dims = _dims(value_info)
+        if dims is not None:
+            shapes[value_info.name] = dims
+    return shapes
+
+
+def _remove_dead_nodes(graph: Any) -> int:
+    """Drop nodes none of whose outputs is read (ONNX ops have no side effects)."""
+    needed = {output.name for output in graph.output}
+    kept: list[Any] = []
+    for node in reversed(list(graph.node)):
+        if any(name in needed for name in node.output):
+            kept.append(node)
+            needed.update(name for name in node.input if name)
+            for attribute in node.attribute:  # subgraphs read outer-scope values
+                if attribute.HasField("g"):
+                    needed.update(_outer_reads(attribute.g))
+    removed = len(graph.node) - len(kept)
+    if removed:
+        del graph.node[:]
+        graph.node.extend(reversed(kept))
+        unused = [init for init in graph.initializer if init.name not in needed]
+        for init in unused:
+            graph.initializer.remove(init)
+    return removed
+
+
+def _outer_reads(graph: Any) -> set[str]:
+    reads = {name for node in graph.node for name in node.input if name}
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                reads.update(_outer_reads(attribute.g))
+    return reads
+
+
+def constant_reshape_targets(model: Any) -> tuple[int, int]:
+    """Rewrite ``model`` (an ``onnx.ModelProto`` without subgraphs to rewrite: an unmerged
+    encoder or decoder) in place; returns (Reshapes given a constant target, nodes
+    removed). Raises what symbolic shape inference raises on a graph it cannot follow."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    shapes = _inferred_shapes(model)
+    constants = {init.name for init in graph.initializer}
+    rewritten = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] in constants:
+            continue
+        if any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
+            continue
+        data, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+        target = reshape_target(data, out) if data is not None and out is not None else None
+        if target is None:
+            continue
+        name = f"{node.output[0]}__static_target"
+        graph.initializer.append(numpy_helper.from_array(np.array(target, np.int64), name))
+        constants.add(name)
+        node.input[1] = name
+        rewritten += 1
+    return rewritten, _remove_dead_nodes(graph) if rewritten else 0
+
+
+def constant_reshape_targets_file(path: Path) -> tuple[int, int]:
+    """:func:`constant_reshape_targets` on the model file at ``path``, saved in place when
+    anything changed."""
+    import onnx
+
+    model = onnx.load(str(path))
+    counts = constant_reshape_targets(model)
+    if counts[0]:
+        onnx.save(model, str(path))
+    return counts
