@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.onnx_export import ExportedOnnx, OnnxPair, UnmergedDecoders, merge_into
-from export.static_reshapes import constant_reshape_targets_file
+from export.static_reshapes import try_constant_reshape_targets
 
 # ORT optimizer model types by package family (BART-like graphs share one fusion set).
 FUSION_MODEL_TYPE: dict[str, str] = {
@@ -107,12 +107,11 @@ def _fuse(
 def _static_reshapes(path: Path, label: str, report: OptimizeReport) -> int:
     """Constant Reshape targets in ``path`` (in place); how many, 0 where shape inference
     cannot follow the graph (noted in the report)."""
-    try:
-        rewritten, _removed = constant_reshape_targets_file(path)
-    except Exception as exc:  # shape inference is best-effort, like the optimizer
-        report.notes.append(f"{label}: Reshape targets left dynamic: {type(exc).__name__}: {exc}")
-        return 0
-    report.static_reshapes[label] = rewritten
+    rewritten, failure = try_constant_reshape_targets(path)
+    if failure is not None:
+        report.notes.append(f"{label}: {failure}")
+    else:
+        report.static_reshapes[label] = rewritten
     return rewritten
 
 

@@ -6,7 +6,8 @@ For each CPU variant of a package being written (``fp32``, ``int8``) this adds t
 
 - ``fp32/decoder_positioned.onnx``: the export with the pipeline's ORT fusions
   (:func:`~export.positioned_decoder.fuse_decoder`), or unfused when the fused graph is not
-  token-exact; ``fp32/cross_kv.onnx`` as exported.
+  token-exact; ``fp32/cross_kv.onnx`` as exported. Both get constant Reshape targets first
+  (``export/static_reshapes.py``; exact, so the unfused and int8 graphs have them too).
 - ``int8/decoder_positioned.onnx`` and ``int8/cross_kv.onnx``: the project's per-row int8
   of the unfused fp32 graphs, with the recipe the pipeline kept for the merged int8
   decoder (``INT8_CANDIDATES``: all MatMuls, or the output projection left in fp32), so
@@ -39,6 +40,7 @@ from export.positioned_decoder import (
     fuse_decoder,
 )
 from export.quantize import Int8Options, quantize_file
+from export.static_reshapes import try_constant_reshape_targets
 from export.validate import Reference, compare, setup_for
 from service.runtime.manifest import (
     CROSS_KV_FILE,
@@ -169,9 +171,21 @@ def add_positioned(
     exported = export_positioned(checkpoint_dir, work / "positioned")
     fused = work / "positioned-fused" / POSITIONED_DECODER_FILE
     fused.parent.mkdir(parents=True, exist_ok=True)
+    # Exact, so before fusing: the unfused fallback and the int8 graphs get it too.
+    static_reshapes: dict[str, int] = {}
+    notes: list[str] = []
+    for label, path in (("decoder", exported.decoder), ("cross_kv", exported.cross_kv)):
+        static_reshapes[label], failure = try_constant_reshape_targets(path)
+        if failure is not None:
+            notes.append(f"{label}: {failure}")
     fusions = fuse_decoder(exported, manifest.family, fused)
     reference = Reference(checkpoint_dir, manifest, setup_for(manifest)) if validate else None
-    entry: dict[str, Any] = {"schedule": SCHEDULE, "fusions": fusions}
+    entry: dict[str, Any] = {
+        "schedule": SCHEDULE,
+        "fusions": fusions,
+        "static_reshapes": static_reshapes,
+        "notes": notes,
+    }
 
     fp32_decoder = fused if fusions else exported.decoder
     manifest = _install(manifest, root, "fp32", fp32_decoder, exported.cross_kv, "none")

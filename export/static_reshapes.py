@@ -173,3 +173,14 @@ def constant_reshape_targets_file(path: Path) -> tuple[int, int]:
     if counts[0]:
         onnx.save(model, str(path))
     return counts
+
+
+def try_constant_reshape_targets(path: Path) -> tuple[int, str | None]:
+    """:func:`constant_reshape_targets_file`, best effort: (Reshapes given a constant
+    target, None), or (0, why) where shape inference cannot follow the graph (the file is
+    then left as it was)."""
+    try:
+        rewritten, _removed = constant_reshape_targets_file(path)
+    except Exception as exc:  # shape inference raises many types; the graph stays valid
+        return 0, f"Reshape targets left dynamic: {type(exc).__name__}: {exc}"
+    return rewritten, None

@@ -51,6 +51,12 @@ def test_fp32_is_token_exact_and_int8_is_measured(
     assert fp32["first_step_max_abs_logit_diff"] < 1e-3
     assert fp32["inputs_identical"] is True
     assert manifest.variants["fp32"].validated
+    # The optimized graphs were kept (they were exact), Reshape targets constant in all three.
+    optimization = validation["optimization"]
+    assert optimization["decoder_optimized"], optimization["notes"]
+    static = optimization["static_reshapes"]
+    assert set(static) == {"encoder", "decoder", "decoder_with_past"}, optimization["notes"]
+    assert min(static.values()) > 0, static
 
     int8 = validation["precisions"]["int8"]
     assert manifest.variants["int8"].validated
