@@ -8,6 +8,9 @@ For each CPU variant of a package being written (``fp32``, ``int8``) this adds t
   (:func:`~export.positioned_decoder.fuse_decoder`), or unfused when the fused graph is not
   token-exact; ``fp32/cross_kv.onnx`` as exported. Both get constant Reshape targets first
   (``export/static_reshapes.py``; exact, so the unfused and int8 graphs have them too).
+  Measured on tiny Marian: the cross K/V graph gets them; symbolic shape inference stops
+  inside the positioned decoder (incomplete from its masked softmax on), so the decoder's
+  targets stay dynamic and the validation entry's ``notes`` say so.
 - ``int8/decoder_positioned.onnx`` and ``int8/cross_kv.onnx``: the project's per-row int8
   of the unfused fp32 graphs, with the recipe the pipeline kept for the merged int8
   decoder (``INT8_CANDIDATES``: all MatMuls, or the output projection left in fp32), so
