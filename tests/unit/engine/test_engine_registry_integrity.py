@@ -9,10 +9,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import onnx
 import pytest
 
 from service.engine import EngineObserver, LoadConfig, ModelEntry, ModelRegistry
 from service.runtime import Manifest
+from service.runtime.int8_weights import iter_graphs
 from tests.support.fake_runtime import FakeRuntime
 
 pytestmark = pytest.mark.slow
@@ -40,8 +42,19 @@ def _corrupt_decoder(package: Path) -> str:
     relative = manifest.variants["fp32"].decoder.path
     path = package / relative
     data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 4096] = bytes(4096)  # same size, different bytes
+    # Inside the largest weight's bytes, so the file still parses (same size, different
+    # bytes): the middle of the file may be protobuf structure instead.
+    weights = max(
+        (
+            init.raw_data
+            for graph in iter_graphs(onnx.load(str(path)).graph)
+            for init in graph.initializer
+        ),
+        key=len,
+    )
+    start = data.find(weights) + len(weights) // 2
+    assert len(weights) > 8192 and start >= len(weights) // 2
+    data[start : start + 4096] = bytes(4096)
     path.write_bytes(bytes(data))
     return str(relative)
 
