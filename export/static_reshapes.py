@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from service.runtime.int8_weights import iter_graphs
+
 Dim = int | str | None
 
 
@@ -113,10 +115,7 @@ def _remove_dead_nodes(graph: Any) -> int:
     for node in reversed(list(graph.node)):
         if any(name in needed for name in node.output):
             kept.append(node)
-            needed.update(name for name in node.input if name)
-            for attribute in node.attribute:  # subgraphs read outer-scope values
-                if attribute.HasField("g"):
-                    needed.update(_outer_reads(attribute.g))
+            needed.update(_node_reads(node))
     removed = len(graph.node) - len(kept)
     if removed:
         del graph.node[:]
@@ -127,13 +126,13 @@ def _remove_dead_nodes(graph: Any) -> int:
     return removed
 
 
-def _outer_reads(graph: Any) -> set[str]:
-    reads = {name for node in graph.node for name in node.input if name}
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("g"):
-                reads.update(_outer_reads(attribute.g))
-    return reads
+def _node_reads(node: Any) -> set[str]:
+    """The values ``node`` reads, with those its subgraphs (If branches) read from the
+    outer scope."""
+    from onnx import helper
+
+    alone = helper.make_graph([node], "reads", [], [])
+    return {name for graph in iter_graphs(alone) for n in graph.node for name in n.input if name}
 
 
 def constant_reshape_targets(model: Any) -> tuple[int, int]:
