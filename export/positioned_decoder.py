@@ -110,6 +110,10 @@ _PRE_NORM = {"pegasus", "blenderbot", "m2m_100"}
 OPSET = 17
 DECODER_FILE = "decoder_positioned.onnx"
 CROSS_KV_FILE = "cross_kv.onnx"
+# The decoder's contract: the self-attention mask covers the past and the new step.
+PAST_AXIS = "past_len"
+MASK_AXIS = "past_len_plus_1"
+DIM_RELATIONS = {MASK_AXIS: (PAST_AXIS, 1)}
 
 
 class UnsupportedFamilyError(ValueError):
@@ -394,13 +398,13 @@ def export_positioned(checkpoint_dir: Path, out_dir: Path) -> PositionedExport:
     axes: dict[str, dict[int, str]] = {
         "input_ids": {0: "batch"},
         "position_ids": {0: "batch"},
-        "self_attention_mask": {0: "batch", 1: "past_len_plus_1"},
+        "self_attention_mask": {0: "batch", 1: MASK_AXIS},
         "encoder_attention_mask": {0: "batch", 1: "src_len"},
         "logits": {0: "batch"},
     }
-    axes.update({name: {0: "batch", 2: "past_len"} for name in past_names})
+    axes.update({name: {0: "batch", 2: PAST_AXIS} for name in past_names})
     axes.update({name: {0: "batch", 2: "src_len"} for name in cross_names})
-    axes.update({name: {0: "batch", 2: "past_len_plus_1"} for name in present_names})
+    axes.update({name: {0: "batch", 2: MASK_AXIS} for name in present_names})
     decoder_path = out_dir / DECODER_FILE
     cross_path = out_dir / CROSS_KV_FILE
     with quiet(), torch.no_grad():

@@ -8,9 +8,11 @@ For each CPU variant of a package being written (``fp32``, ``int8``) this adds t
   (:func:`~export.positioned_decoder.fuse_decoder`), or unfused when the fused graph is not
   token-exact; ``fp32/cross_kv.onnx`` as exported. Both get constant Reshape targets first
   (``export/static_reshapes.py``; exact, so the unfused and int8 graphs have them too).
-  Measured on tiny Marian: the cross K/V graph gets them; symbolic shape inference stops
-  inside the positioned decoder (incomplete from its masked softmax on), so the decoder's
-  targets stay dynamic and the validation entry's ``notes`` say so.
+  Shape inference is told the decoder's contract (``DIM_RELATIONS``: the self-attention
+  mask covers the past plus the new step); without it, it stops at the masked softmax,
+  where the mask's length meets the cache's. Tiny Marian: 12 decoder Reshapes, 297 -> 129
+  nodes before fusing. Where inference still fails, the targets stay dynamic and the
+  validation entry's ``notes`` say so.
 - ``int8/decoder_positioned.onnx`` and ``int8/cross_kv.onnx``: the project's per-row int8
   of the unfused fp32 graphs, with the recipe the pipeline kept for the merged int8
   decoder (``INT8_CANDIDATES``: all MatMuls, or the output projection left in fp32), so
@@ -37,6 +39,7 @@ from typing import Any
 
 from export.errors import UsageError, ValidationFailedError
 from export.positioned_decoder import (
+    DIM_RELATIONS,
     FAMILIES,
     PositionedExport,
     export_positioned,
@@ -178,7 +181,7 @@ def add_positioned(
     static_reshapes: dict[str, int] = {}
     notes: list[str] = []
     for label, path in (("decoder", exported.decoder), ("cross_kv", exported.cross_kv)):
-        static_reshapes[label], failure = try_constant_reshape_targets(path)
+        static_reshapes[label], failure = try_constant_reshape_targets(path, DIM_RELATIONS)
         if failure is not None:
             notes.append(f"{label}: {failure}")
     fusions = fuse_decoder(exported, manifest.family, fused)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,11 @@ import numpy as np
 from service.runtime.int8_weights import iter_graphs
 
 Dim = int | str | None
+# A graph input's dimension that the model's contract ties to another one: name ->
+# (base name, offset), meaning ``name == base + offset`` (the positioned decoder's
+# attention mask covers its past plus the new step). Shape inference cannot know it from
+# the graph, so a broadcast between the two stops it.
+DimRelations = Mapping[str, tuple[str, int]]
 
 
 def _dims(value_info: Any) -> list[Dim] | None:
@@ -69,9 +75,10 @@ def reshape_target(data: list[Dim], out: list[Dim]) -> list[int] | None:
 _SHAPE_ONLY_ELEMENTS = 4096
 
 
-def _without_weights(model: Any) -> Any:
+def _without_weights(model: Any, relations: DimRelations) -> Any:
     """A copy of ``model`` for shape inference: its large initializers become typed graph
-    inputs."""
+    inputs, and each input with a related dimension is built from a base-sized input and
+    an offset-sized one (a ``Concat``), so that its size is the base's expression."""
     from onnx import ModelProto, helper
 
     light = ModelProto()
@@ -79,11 +86,11 @@ def _without_weights(model: Any) -> Any:
     light.opset_import.extend(model.opset_import)
     graph = light.graph
     graph.name = model.graph.name
+    graph.node.extend(_related_inputs(model.graph.input, relations, graph.input))
     graph.node.extend(model.graph.node)
-    graph.input.extend(model.graph.input)
     graph.output.extend(model.graph.output)
     graph.value_info.extend(model.graph.value_info)
-    listed = {value.name for value in graph.input}
+    listed = {value.name for value in model.graph.input}
     for init in model.graph.initializer:
         elements = int(np.prod(init.dims)) if init.dims else 1
         if elements <= _SHAPE_ONLY_ELEMENTS:
@@ -93,12 +100,41 @@ def _without_weights(model: Any) -> Any:
     return light
 
 
-def _inferred_shapes(model: Any) -> dict[str, list[Dim]]:
+def _related_inputs(inputs: Any, relations: DimRelations, into: Any) -> list[Any]:
+    """Append ``inputs`` to ``into``, each one with a related dimension replaced by two
+    parts joined on that axis; returns the joining nodes."""
+    from onnx import helper
+
+    joins: list[Any] = []
+    for value in inputs:
+        dims = _dims(value)
+        axes = [i for i, d in enumerate(dims or []) if isinstance(d, str) and d in relations]
+        if dims is None or len(axes) != 1:
+            into.append(value)
+            continue
+        axis = axes[0]
+        base, offset = relations[str(dims[axis])]
+        elem_type = value.type.tensor_type.elem_type
+        parts = []
+        for suffix, size in (("base", base), ("offset", offset)):
+            part = [*dims]
+            part[axis] = size
+            parts.append(helper.make_tensor_value_info(f"{value.name}__{suffix}", elem_type, part))
+        into.extend(parts)
+        joins.append(
+            helper.make_node("Concat", [p.name for p in parts], [value.name], axis=axis)
+        )
+    return joins
+
+
+def _inferred_shapes(model: Any, relations: DimRelations) -> dict[str, list[Dim]]:
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     # On failure the tool writes its partial model into the working directory.
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
-        inferred = SymbolicShapeInference.infer_shapes(_without_weights(model), auto_merge=False)
+        inferred = SymbolicShapeInference.infer_shapes(
+            _without_weights(model, relations), auto_merge=False
+        )
     graph = inferred.graph
     shapes: dict[str, list[Dim]] = {}
     for value_info in [*graph.input, *graph.value_info, *graph.output]:
@@ -135,14 +171,16 @@ def _node_reads(node: Any) -> set[str]:
     return {name for graph in iter_graphs(alone) for n in graph.node for name in n.input if name}
 
 
-def constant_reshape_targets(model: Any) -> tuple[int, int]:
+def constant_reshape_targets(model: Any, relations: DimRelations | None = None) -> tuple[int, int]:
     """Rewrite ``model`` (an ``onnx.ModelProto`` without subgraphs to rewrite: an unmerged
     encoder or decoder) in place; returns (Reshapes given a constant target, nodes
-    removed). Raises what symbolic shape inference raises on a graph it cannot follow."""
+    removed). ``relations`` are the input dimensions the model's contract ties together
+    (:data:`DimRelations`); the targets are then exact for inputs that keep it. Raises what
+    symbolic shape inference raises on a graph it cannot follow."""
     from onnx import numpy_helper
 
     graph = model.graph
-    shapes = _inferred_shapes(model)
+    shapes = _inferred_shapes(model, relations or {})
     constants = {init.name for init in graph.initializer}
     rewritten = 0
     for node in graph.node:
@@ -162,24 +200,28 @@ def constant_reshape_targets(model: Any) -> tuple[int, int]:
     return rewritten, _remove_dead_nodes(graph) if rewritten else 0
 
 
-def constant_reshape_targets_file(path: Path) -> tuple[int, int]:
+def constant_reshape_targets_file(
+    path: Path, relations: DimRelations | None = None
+) -> tuple[int, int]:
     """:func:`constant_reshape_targets` on the model file at ``path``, saved in place when
     anything changed."""
     import onnx
 
     model = onnx.load(str(path))
-    counts = constant_reshape_targets(model)
+    counts = constant_reshape_targets(model, relations)
     if counts[0]:
         onnx.save(model, str(path))
     return counts
 
 
-def try_constant_reshape_targets(path: Path) -> tuple[int, str | None]:
+def try_constant_reshape_targets(
+    path: Path, relations: DimRelations | None = None
+) -> tuple[int, str | None]:
     """:func:`constant_reshape_targets_file`, best effort: (Reshapes given a constant
     target, None), or (0, why) where shape inference cannot follow the graph (the file is
     then left as it was)."""
     try:
-        rewritten, _removed = constant_reshape_targets_file(path)
+        rewritten, _removed = constant_reshape_targets_file(path, relations)
     except Exception as exc:  # shape inference raises many types; the graph stays valid
         return 0, f"Reshape targets left dynamic: {type(exc).__name__}: {exc}"
     return rewritten, None
