@@ -5,6 +5,9 @@ WMT14 lines, tokens compared and generation timed, the packages alternated in ro
 
 Greedy int8 on one thread per runtime: what one runtime lane runs (batch 1 is always
 one lane), so the ratio is the graphs' own cost per step, not a threading effect.
+``--mode iteration`` runs the positioned decoder pair instead (packages exported with
+``--positioned``): a closed loop that keeps ``batch`` requests on one positioned batch,
+the next request joining when one finishes (what ``S2S_BATCH_MODE=iteration`` runs).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 from bench.openloop import wmt_lines
 from service.runtime import GenerationOptions, Seq2SeqRuntime, load_runtime
+from service.runtime.options import ResolvedOptions
 
 
 def _options(stop: str, max_new_tokens: int) -> GenerationOptions:
@@ -34,6 +38,37 @@ def _timed(
     return time.perf_counter() - start, tokens
 
 
+def _timed_iteration(
+    runtime: Seq2SeqRuntime, ids: list[list[int]], options: GenerationOptions, clients: int
+) -> tuple[float, list[list[list[int]]]]:
+    resolved = runtime.resolve(options)
+    _iterate(runtime, ids[:clients], resolved, clients)  # warm-up
+    start = time.perf_counter()
+    tokens = _iterate(runtime, ids, resolved, clients)
+    return time.perf_counter() - start, tokens
+
+
+def _iterate(
+    runtime: Seq2SeqRuntime, ids: list[list[int]], resolved: ResolvedOptions, clients: int
+) -> list[list[list[int]]]:
+    """Decode ``ids`` on one positioned batch, ``clients`` at a time, each finished request
+    replaced by the next; each request's sequences, in input order."""
+    batch = runtime.new_positioned_batch()
+    waiting = list(enumerate(ids))
+    out: dict[Hashable, list[list[int]]] = {}
+    for key, row in waiting[:clients]:
+        batch.add(key, row, resolved)
+    waiting = waiting[clients:]
+    while len(out) < len(ids):
+        for event in batch.step():
+            if event.finished:
+                out[event.key] = [list(s) for s in event.sequences or []]
+                if waiting:
+                    key, row = waiting.pop(0)
+                    batch.add(key, row, resolved)
+    return [out[i] for i in range(len(ids))]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Print a table: seconds per package, a / b per round, equal outputs."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -45,10 +80,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--mode",
+        choices=["generate", "iteration"],
+        default="generate",
+        help="batched generate, or the positioned batch (batch = requests in flight)",
+    )
     args = p.parse_args(argv)
+    iteration = args.mode == "iteration"
+    timed = _timed_iteration if iteration else _timed
     texts = wmt_lines(args.texts)[0][: args.texts]
     runtimes = {
-        label: load_runtime(path, device="cpu", precision="int8", intra_op_threads=args.threads)
+        label: load_runtime(
+            path,
+            device="cpu",
+            precision="int8",
+            intra_op_threads=args.threads,
+            positioned=iteration,
+        )
         for label, path in (("a", args.a), ("b", args.b))
     }
     ids = runtimes["a"].encode_texts(texts)
@@ -64,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for stop, size in cells:
             outputs = {}
             for label in order:
-                elapsed, outputs[label] = _timed(
+                elapsed, outputs[label] = timed(
                     runtimes[label], ids, _options(stop, args.max_new_tokens), size
                 )
                 seconds.setdefault((label, stop, size), []).append(elapsed)
@@ -73,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         print(f"round {round_index + 1}/{args.rounds} done", flush=True)
     print(f"A: {args.a}\nB: {args.b}\n{len(texts)} WMT14 lines, {args.threads} thread(s)")
+    print(f"mode: {args.mode}")
     print("| stop | batch | A s | B s | A / B median [min–max] | same outputs |")
     print("|---|---|---|---|---|---|")
     for stop, size in cells:

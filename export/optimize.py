@@ -10,9 +10,11 @@ Measured here (onnxruntime 1.32, optimum-onnx 0.1.0):
   already fuses Gelu/BiasGelu/MatMul+scale) is SkipLayerNormalization (residual Add +
   LayerNorm): in a 2+2-layer BART-like, 4 in the encoder and 6 per decoder. No attention
   fusion matches these graphs.
-After fusion every file gets constant ``Reshape`` targets where symbolic shape inference
+After fusion every graph gets constant ``Reshape`` targets where symbolic shape inference
 proves them (``export/static_reshapes.py``; the optimizer's own reshape fusion is the one
-that crashes), which removes the shape-computing chains behind them.
+that crashes), which removes the shape-computing chains behind them. The pass runs on the
+optimizer's model in memory, so each file is written once and the load check sees the
+final graph.
 The pipeline keeps the optimized files only if the fp32 validation stays token-exact.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.onnx_export import ExportedOnnx, OnnxPair, UnmergedDecoders, merge_into
-from export.static_reshapes import try_constant_reshape_targets
+from export.static_reshapes import try_constant_reshape_targets_model
 
 # ORT optimizer model types by package family (BART-like graphs share one fusion set).
 FUSION_MODEL_TYPE: dict[str, str] = {
@@ -69,9 +71,32 @@ class OptimizeReport:
         }
 
 
-def _fuse(
-    src: Path, dst: Path, model_type: str, num_heads: int, hidden_size: int
-) -> dict[str, int]:
+@dataclass(frozen=True)
+class FusedGraph:
+    """One graph through the ORT optimizer and the Reshape pass."""
+
+    fusions: dict[str, int]
+    reshapes: int
+    reshape_failure: str | None
+
+    def record(self, label: str, report: OptimizeReport) -> None:
+        """Put the Reshape count (or why there is none) into ``report``."""
+        if self.reshape_failure is not None:
+            report.notes.append(f"{label}: {self.reshape_failure}")
+        else:
+            report.static_reshapes[label] = self.reshapes
+
+
+def fuse_graph(
+    src: Path,
+    dst: Path,
+    model_type: str,
+    num_heads: int,
+    hidden_size: int,
+    constant_reshapes: bool = True,
+) -> FusedGraph:
+    """ORT's fusions, then (``constant_reshapes``) constant Reshape targets on the
+    optimizer's model in memory; saved to ``dst``, which must load."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -98,21 +123,14 @@ def _fuse(
     finally:
         logging.disable(logging.NOTSET)
     optimizer.topological_sort()
+    stats = optimizer.get_fused_operator_statistics()
+    reshapes, failure = 0, None
+    if constant_reshapes:
+        reshapes, failure = try_constant_reshape_targets_model(optimizer.model)
     optimizer.save_model_to_file(str(dst))
     ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])  # must still load
-    stats = optimizer.get_fused_operator_statistics()
-    return {op: int(count) for op, count in stats.items() if count}
-
-
-def _static_reshapes(path: Path, label: str, report: OptimizeReport) -> int:
-    """Constant Reshape targets in ``path`` (in place); how many, 0 where shape inference
-    cannot follow the graph (noted in the report)."""
-    rewritten, failure = try_constant_reshape_targets(path)
-    if failure is not None:
-        report.notes.append(f"{label}: {failure}")
-    else:
-        report.static_reshapes[label] = rewritten
-    return rewritten
+    fusions = {op: int(count) for op, count in stats.items() if count}
+    return FusedGraph(fusions, reshapes, failure)
 
 
 def _fuse_decoder(
@@ -130,14 +148,14 @@ def _fuse_decoder(
         first=fused_dir / exported.unmerged.first.name,
         with_past=fused_dir / exported.unmerged.with_past.name,
     )
-    stats = _fuse(exported.unmerged.first, fused.first, model_type, *geometry)
-    stats_past = _fuse(exported.unmerged.with_past, fused.with_past, model_type, *geometry)
-    if stats != stats_past:
-        raise ValueError(f"decoders fused differently: {stats} vs {stats_past}")
-    reshapes = _static_reshapes(fused.first, "decoder", report)
-    reshapes += _static_reshapes(fused.with_past, "decoder_with_past", report)
+    first = fuse_graph(exported.unmerged.first, fused.first, model_type, *geometry)
+    with_past = fuse_graph(exported.unmerged.with_past, fused.with_past, model_type, *geometry)
+    if first.fusions != with_past.fusions:
+        raise ValueError(f"decoders fused differently: {first.fusions} vs {with_past.fusions}")
+    first.record("decoder", report)
+    with_past.record("decoder_with_past", report)
     merge_into(fused, dst)
-    return stats, fused, reshapes
+    return first.fusions, fused, first.reshapes + with_past.reshapes
 
 
 def optimize_pair(
@@ -159,9 +177,10 @@ def optimize_pair(
         report.notes.append(f"no ORT fusion set for family {family!r}")
     else:
         try:
-            report.encoder_fusions = _fuse(raw.encoder, dst.encoder, model_type, *encoder_geometry)
-            reshapes = _static_reshapes(dst.encoder, "encoder", report)
-            report.encoder_optimized = bool(report.encoder_fusions) or reshapes > 0
+            encoder = fuse_graph(raw.encoder, dst.encoder, model_type, *encoder_geometry)
+            encoder.record("encoder", report)
+            report.encoder_fusions = encoder.fusions
+            report.encoder_optimized = bool(encoder.fusions) or encoder.reshapes > 0
         except Exception as exc:  # the optimizer is best-effort; the plain export stays valid
             report.notes.append(f"encoder fusion failed: {type(exc).__name__}: {exc}")
         try:

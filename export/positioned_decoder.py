@@ -446,9 +446,13 @@ def export_positioned(checkpoint_dir: Path, out_dir: Path) -> PositionedExport:
 def fuse_decoder(exported: PositionedExport, family: str, dst: Path) -> dict[str, int]:
     """Apply the package pipeline's ONNX Runtime fusions (``export/optimize.py``: the same
     optimizer settings as for the merged decoder) to the positioned decoder, writing
-    ``dst``; returns the fused-operator counts (empty when nothing fused)."""
-    from export.optimize import FUSION_MODEL_TYPE, _fuse
+    ``dst``; returns the fused-operator counts (empty when nothing fused). The Reshape
+    pass is not repeated: the package runs it on the export before fusing."""
+    from export.optimize import FUSION_MODEL_TYPE, fuse_graph
 
     model_type = FUSION_MODEL_TYPE[family]
     hidden = exported.num_heads * exported.head_dim
-    return _fuse(exported.decoder, dst, model_type, exported.num_heads, hidden)
+    fused = fuse_graph(
+        exported.decoder, dst, model_type, exported.num_heads, hidden, constant_reshapes=False
+    )
+    return fused.fusions

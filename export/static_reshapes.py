@@ -121,9 +121,7 @@ def _related_inputs(inputs: Any, relations: DimRelations, into: Any) -> list[Any
             part[axis] = size
             parts.append(helper.make_tensor_value_info(f"{value.name}__{suffix}", elem_type, part))
         into.extend(parts)
-        joins.append(
-            helper.make_node("Concat", [p.name for p in parts], [value.name], axis=axis)
-        )
+        joins.append(helper.make_node("Concat", [p.name for p in parts], [value.name], axis=axis))
     return joins
 
 
@@ -214,14 +212,28 @@ def constant_reshape_targets_file(
     return counts
 
 
-def try_constant_reshape_targets(
-    path: Path, relations: DimRelations | None = None
+def try_constant_reshape_targets_model(
+    model: Any, relations: DimRelations | None = None
 ) -> tuple[int, str | None]:
-    """:func:`constant_reshape_targets_file`, best effort: (Reshapes given a constant
-    target, None), or (0, why) where shape inference cannot follow the graph (the file is
-    then left as it was)."""
+    """:func:`constant_reshape_targets`, best effort: (Reshapes given a constant target,
+    None), or (0, why) where shape inference cannot follow the graph (``model`` is then
+    unchanged: inference runs before any rewrite)."""
     try:
-        rewritten, _removed = constant_reshape_targets_file(path, relations)
+        rewritten, _removed = constant_reshape_targets(model, relations)
     except Exception as exc:  # shape inference raises many types; the graph stays valid
         return 0, f"Reshape targets left dynamic: {type(exc).__name__}: {exc}"
     return rewritten, None
+
+
+def try_constant_reshape_targets(
+    path: Path, relations: DimRelations | None = None
+) -> tuple[int, str | None]:
+    """:func:`try_constant_reshape_targets_model` on the model file at ``path``, saved in
+    place when anything changed."""
+    import onnx
+
+    model = onnx.load(str(path))
+    rewritten, failure = try_constant_reshape_targets_model(model, relations)
+    if rewritten:
+        onnx.save(model, str(path))
+    return rewritten, failure
