@@ -445,6 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--doc", type=Path, default=DOC)
     p.add_argument("--plots", type=Path, default=PLOTS)
     p.add_argument("--section", default="engine", help="doc section the engine tables replace")
+    # A one-off run goes into a section of its own: the default sections hold the runs
+    # `make bench` writes, and a report must not overwrite them with another run.
+    p.add_argument("--openloop-section", default="openloop", help="doc section (and plot) name")
+    p.add_argument("--ceiling-section", default="ceiling", help="doc section name")
     args = p.parse_args(argv)
     args.plots.mkdir(parents=True, exist_ok=True)
     text = args.doc.read_text() if args.doc.is_file() else "# Benchmarks\n"
@@ -477,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if openloop is not None:
         from bench.openloop_report import section
 
-        text = replace_section(text, "openloop", section(openloop, args.doc.parent, args.plots))
+        name = args.openloop_section
+        text = replace_section(text, name, section(openloop, args.doc.parent, args.plots, name))
     http_batch = _read(args.http_batch)
     if http_batch is not None:
         from bench.http_batch import markdown
@@ -485,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = replace_section(text, "http-batch", markdown(http_batch))
     ceiling = _read(args.ceiling)
     if ceiling is not None:
-        text = replace_section(text, "ceiling", ceiling_section(ceiling))
+        text = replace_section(text, args.ceiling_section, ceiling_section(ceiling))
     text = replace_section(text, "gpu", gpu_section(_read(args.gpu)))
     args.doc.write_text(text)
     return 0

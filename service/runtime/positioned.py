@@ -243,7 +243,9 @@ class PositionedGreedy:
         for i, row in enumerate(self.slots):
             if row is None:
                 self.mask[i] = 0  # a hole: whatever it computed is not a row's past
-        return np.array(outputs[0][:, -1, :], dtype=np.float32)
+        # [slots, 1, vocab] -> [slots, vocab] is a view (no copy of the logits every step);
+        # the array is this call's own output, so the search may write into it.
+        return np.ascontiguousarray(outputs[0][:, -1, :], dtype=np.float32)
 
     def advance(self, slot: int, token: int) -> None:
         """The live row in ``slot`` chose ``token``: its next input."""
@@ -343,6 +345,16 @@ class PositionedGreedy:
             if row.key == key:
                 return list(row.tokens)
         raise KeyError(key)
+
+
+def _rows_of(logits: np.ndarray, slots: list[int]) -> np.ndarray:
+    """The request's rows of ``logits``: a view where its slots are consecutive (a greedy
+    request's one slot; beams placed together), else a copy. Requests hold disjoint
+    slots, so a search writing into its view touches no other request's scores."""
+    first = slots[0]
+    if slots == list(range(first, first + len(slots))):
+        return logits[first : first + len(slots)]
+    return logits[slots]
 
 
 def _pad_axis(array: np.ndarray, axis: int, size: int) -> np.ndarray:
@@ -496,7 +508,7 @@ class PositionedDecodeBatch:
         events: list[StepEvent] = []
         for key, request in list(self._requests.items()):
             slots = [index[id(row)] for row in request.rows]
-            result = request.group.step(logits[slots], request.cur_len)
+            result = request.group.step(_rows_of(logits, slots), request.cur_len)
             request.cur_len += 1
             events.extend(result.events)
             rows = request.rows
