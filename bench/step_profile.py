@@ -33,6 +33,7 @@ from bench.inputs import translation_texts
 from service.runtime import share_thread_pool
 from service.runtime.model import Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
+from service.runtime.positioned import SOURCE_CLASS_LIMITS
 
 
 class Stopwatch:
@@ -74,17 +75,23 @@ class Profile:
 
 
 def profile_iteration(
-    runtime: Seq2SeqRuntime, inputs: Sequence[list[int]], options: ResolvedOptions, clients: int
+    runtime: Seq2SeqRuntime,
+    inputs: Sequence[list[int]],
+    options: ResolvedOptions,
+    clients: int,
+    source_limits: Sequence[int] = SOURCE_CLASS_LIMITS,
 ) -> Profile:
-    """A closed loop of ``clients`` requests on one positioned batch."""
+    """A closed loop of ``clients`` requests on one positioned batch (with the source-width
+    classes ``source_limits``)."""
     watch = Stopwatch()
-    batch = runtime.new_positioned_batch()
-    slots = batch.slots
+    batch = runtime.new_positioned_batch(source_limits)
+    classes = batch.classes
     watch.wrap(runtime.backend, "encode", "encoder")
-    watch.wrap(slots, "_admit", "cross K/V + placement")
-    watch.wrap(slots.decoder, "run", "decoder")
-    watch.wrap(slots, "compact", "compaction")
-    watch.wrap(slots, "copy_rows", "beam copies")
+    watch.wrap(classes[0].decoder, "run", "decoder")  # one session for every class
+    for slots in classes:
+        watch.wrap(slots, "_admit", "cross K/V + placement")
+        watch.wrap(slots, "compact", "compaction")
+        watch.wrap(slots, "copy_rows", "beam copies")
     pending = list(enumerate(inputs))
     for key, ids in pending[:clients]:
         batch.add(key, ids, options)
@@ -94,8 +101,8 @@ def profile_iteration(
     while done < len(inputs):
         events = batch.step()
         steps += 1
-        slot_sum += len(slots.slots)
-        past_sum += slots.past_len
+        slot_sum += sum(len(slots.slots) for slots in classes)
+        past_sum += max(slots.past_len for slots in classes)
         for event in events:
             if event.finished:
                 done += 1
@@ -181,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every session on one ORT thread pool (service.runtime.share_thread_pool)",
     )
+    parser.add_argument(
+        "--source-limits",
+        type=lambda text: tuple(int(t) for t in text.split(",") if t.strip()),
+        default=SOURCE_CLASS_LIMITS,
+        help="iteration's source-width classes, comma-separated ('': one class)",
+    )
     args = parser.parse_args(argv)
     if args.shared_pool:
         share_thread_pool(args.threads)
@@ -196,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     options = runtime.resolve(GenerationOptions(num_beams=1))
     profiles = [
         profile_batched(runtime, inputs, options, args.clients),
-        profile_iteration(runtime, inputs, options, args.clients),
+        profile_iteration(runtime, inputs, options, args.clients, args.source_limits),
     ]
     command = "python -m bench.step_profile " + " ".join(sys.argv[1:] if argv is None else argv)
     print(markdown(profiles, command.strip()))

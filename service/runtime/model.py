@@ -16,7 +16,11 @@ from service.runtime.int8_weights import Int8Weights
 from service.runtime.integrity import verify_package
 from service.runtime.manifest import Manifest
 from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
-from service.runtime.positioned import PositionedDecodeBatch, PositionedGreedy
+from service.runtime.positioned import (
+    SOURCE_CLASS_LIMITS,
+    PositionedDecodeBatch,
+    PositionedGreedy,
+)
 from service.runtime.search import FinishReason, finish_reason
 from service.runtime.sessions import (
     CUDA_PROVIDER,
@@ -67,9 +71,12 @@ class Seq2SeqRuntime:
         positioned graphs and they were loaded (CPU only)."""
         return self.positioned is not None
 
-    def new_positioned_batch(self) -> PositionedDecodeBatch:
+    def new_positioned_batch(
+        self, source_limits: Sequence[int] = SOURCE_CLASS_LIMITS
+    ) -> PositionedDecodeBatch:
         """An empty step-API batch over the positioned decoder: requests at different
-        steps (greedy, sampling, beam search) share one decoder call.
+        steps (greedy, sampling, beam search) share one decoder call per source-width class
+        (``source_limits``: the classes' longest sources, the last class unbounded).
         PackageError when :attr:`supports_positioned` is False."""
         if self.positioned is None:
             raise PackageError(
@@ -78,19 +85,23 @@ class Seq2SeqRuntime:
             )
         decoder, cross_kv = self.positioned
         model = self.manifest.model
-        slots = PositionedGreedy(
-            decoder,
-            cross_kv,
-            decoder_start_token_id=model.decoder_start_token_id,
-            eos_token_id=model.eos_token_id,
-        )
+        classes = [
+            PositionedGreedy(
+                decoder,
+                cross_kv,
+                decoder_start_token_id=model.decoder_start_token_id,
+                eos_token_id=model.eos_token_id,
+            )
+            for _ in range(len(source_limits) + 1)
+        ]
         return PositionedDecodeBatch(
-            slots,
+            classes,
             self.backend,
             model.pad_token_id,
             model.decoder_start_token_id,
             model.max_source_positions,
             model.vocab_size,
+            source_limits,
         )
 
     def encode_texts(

@@ -287,8 +287,8 @@ class _Observed:
 
     def step(self) -> list[StepEvent]:
         events = self.inner.step()
-        slots = getattr(self.inner, "slots", None)
-        self.positions.append(len(set(slots.positions)) if slots is not None else 0)
+        classes = getattr(self.inner, "classes", [])  # the source-width classes' slots
+        self.positions.append(max((len(set(c.positions)) for c in classes), default=0))
         self.sizes.append(len(events))
         return events
 
