@@ -18,6 +18,7 @@ from service.runtime.manifest import Manifest
 from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
 from service.runtime.positioned import (
     SOURCE_CLASS_LIMITS,
+    SPLIT_MIN_ROWS,
     PositionedDecodeBatch,
     PositionedGreedy,
 )
@@ -72,11 +73,14 @@ class Seq2SeqRuntime:
         return self.positioned is not None
 
     def new_positioned_batch(
-        self, source_limits: Sequence[int] = SOURCE_CLASS_LIMITS
+        self,
+        source_limits: Sequence[int] = SOURCE_CLASS_LIMITS,
+        split_min_rows: int = SPLIT_MIN_ROWS,
     ) -> PositionedDecodeBatch:
         """An empty step-API batch over the positioned decoder: requests at different
         steps (greedy, sampling, beam search) share one decoder call per source-width class
-        (``source_limits``: the classes' longest sources, the last class unbounded).
+        (``source_limits``: the classes' longest sources, the last class unbounded; joiners
+        use the first class while fewer than ``split_min_rows`` rows run).
         PackageError when :attr:`supports_positioned` is False."""
         if self.positioned is None:
             raise PackageError(
@@ -102,6 +106,7 @@ class Seq2SeqRuntime:
             model.max_source_positions,
             model.vocab_size,
             source_limits,
+            split_min_rows,
         )
 
     def encode_texts(

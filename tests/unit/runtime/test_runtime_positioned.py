@@ -114,7 +114,7 @@ def test_source_width_classes_decode_apart_with_the_same_outputs(
     ids = runtime.encode_texts(TEXTS)
     lengths = sorted(len(i) for i in ids)
     limit = lengths[len(lengths) // 2 - 1]
-    batch = runtime.new_positioned_batch(source_limits=(limit,))
+    batch = runtime.new_positioned_batch(source_limits=(limit,), split_min_rows=0)
     beam = runtime.resolve(GenerationOptions(num_beams=3, max_new_tokens=12))
     options = [beam if i % 3 == 0 else _greedy(runtime, max_new_tokens=20) for i in range(6)]
     plan = [(i, i, ids[i], options[i]) for i in range(len(TEXTS))]
@@ -134,6 +134,21 @@ def test_source_width_classes_decode_apart_with_the_same_outputs(
     assert max(w for w, _ in widths) <= limit < max(w for _, w in widths)
     for i in range(len(TEXTS)):
         assert done[i] == _alone(runtime, ids[i], options[i]), i
+
+
+def test_a_small_batch_keeps_one_class(runtime: Seq2SeqRuntime) -> None:
+    """Below ``split_min_rows`` running rows every joiner goes to the first class, long
+    source or not: one decoder call per step."""
+    ids = runtime.encode_texts(TEXTS)
+    batch = runtime.new_positioned_batch(source_limits=(min(len(i) for i in ids),))
+    assert batch.split_min_rows > len(TEXTS)
+    for key, row in enumerate(ids):
+        batch.add(key, row, _greedy(runtime, max_new_tokens=5))
+    steps = 0
+    while len(batch):
+        batch.step()
+        steps += 1
+    assert batch.classes[0].calls == steps and batch.classes[1].calls == 0
 
 
 def test_one_decoder_call_per_step_and_rows_at_different_positions(
