@@ -47,7 +47,8 @@ TARGETS = ("iteration", "continuous", "dynamic", "off", "naive")
 # pool (--shared-thread-pool, service/runtime/thread_pool.py). bench.openloop uses the same
 # names.
 TARGET_NAME = re.compile(
-    r"(iteration|continuous|dynamic|off)(?:-join([1-9][0-9]?))?(?:-lanes([2-9]))?(-shared)?"
+    r"(iteration|continuous|dynamic|off)(?:-join([1-9][0-9]?))?(?:-split([0-9]{1,4}))?"
+    r"(?:-lanes([2-9]))?(-shared)?"
 )
 # Every request translates WMT14 English sources into German.
 SOURCE_LANG, TARGET_LANG = "en", "de"
@@ -165,15 +166,17 @@ def server_flags(target: str, default_join: int | None = None) -> tuple[str, tup
     """The batch mode and the extra service flags a service target name stands for;
     ``default_join``: the join interval passed when the name has no "-joinN"."""
     match = TARGET_NAME.fullmatch(target)
-    if match is None or (match[3] and match[4]):
+    if match is None or (match[4] and match[5]):
         raise ValueError(
-            f"unknown target {target!r}: <mode>[-joinN][-lanesN | -shared] with a mode of "
-            "iteration, continuous, dynamic or off (e.g. iteration-join4-shared, "
-            "dynamic-lanes2; runtime lanes and the shared pool exclude each other)"
+            f"unknown target {target!r}: <mode>[-joinN][-splitN][-lanesN | -shared] with a "
+            "mode of iteration, continuous, dynamic or off (e.g. iteration-join4-shared, "
+            "iteration-split0-shared, dynamic-lanes2; runtime lanes and the shared pool "
+            "exclude each other)"
         )
-    mode, join, lanes, shared = match.groups()
+    mode, join, split, lanes, shared = match.groups()
     join = join or (str(default_join) if default_join is not None else None)
     flags: tuple[str, ...] = ("--join-every-steps", join) if join else ()
+    flags += ("--iteration-source-split", split) if split else ()
     flags += ("--runtime-lanes", lanes) if lanes else ()
     return mode, flags + (("--shared-thread-pool",) if shared else ())
 

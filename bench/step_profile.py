@@ -33,7 +33,7 @@ from bench.inputs import translation_texts
 from service.runtime import share_thread_pool
 from service.runtime.model import Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
-from service.runtime.positioned import SOURCE_CLASS_LIMITS
+from service.runtime.positioned import SOURCE_CLASS_LIMITS, SourceClasses
 
 
 class Stopwatch:
@@ -84,7 +84,7 @@ def profile_iteration(
     """A closed loop of ``clients`` requests on one positioned batch (with the source-width
     classes ``source_limits``)."""
     watch = Stopwatch()
-    batch = runtime.new_positioned_batch(source_limits)
+    batch = runtime.new_positioned_batch(SourceClasses(tuple(source_limits)))
     classes = batch.classes
     watch.wrap(runtime.backend, "encode", "encoder")
     watch.wrap(classes[0].decoder, "run", "decoder")  # one session for every class

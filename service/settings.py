@@ -97,6 +97,21 @@ class Settings(BaseSettings):
         "max_new_tokens), the memory bound of a running batch.",
     )
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batch collection wait.")
+    iteration_source_split: int = Field(
+        64,
+        ge=0,
+        le=100_000,
+        description="Iteration batching: sources of up to N tokens decode in a slot set of "
+        "their own, longer ones in another (one decoder call per set and step), so short "
+        "rows' cross-attention is not padded to the longest source; 0: one set.",
+    )
+    iteration_split_min_rows: int = Field(
+        32,
+        ge=0,
+        le=100_000,
+        description="Iteration batching: while fewer rows than this run, every joiner goes "
+        "to the first set (one decoder call per step: lower latency in small batches).",
+    )
     join_every_steps: int = Field(
         1,
         ge=1,

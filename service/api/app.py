@@ -29,6 +29,8 @@ def load_config(settings: Settings) -> LoadConfig:
         shared_thread_pool=settings.shared_thread_pool,
         int8_weights=settings.int8_weights,
         shared_cross_kv=settings.shared_cross_kv,
+        iteration_source_split=settings.iteration_source_split,
+        iteration_split_min_rows=settings.iteration_split_min_rows,
         warmup=settings.warmup,
         verify=settings.verify_packages,
         ready_policy=settings.ready_policy,

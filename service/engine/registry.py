@@ -29,7 +29,13 @@ from service.engine.observer import EngineObserver
 from service.engine.ports import Runtime
 from service.engine.scheduler import EngineConfig
 from service.engine.service import ModelService
-from service.runtime import ChecksumMismatchError, Manifest, PackageError, share_thread_pool
+from service.runtime import (
+    ChecksumMismatchError,
+    Manifest,
+    PackageError,
+    SourceClasses,
+    share_thread_pool,
+)
 from service.runtime.int8_weights import Int8Weights
 from service.runtime.lanes import load_lanes
 from service.runtime.sessions import default_intra_op_threads
@@ -57,6 +63,11 @@ class LoadConfig:
     int8_weights: Int8Weights = "auto"
     # CPU: a request's beams share one copy of its cross-attention K/V.
     shared_cross_kv: bool = True
+    # Iteration batching: sources up to this many tokens decode in a slot set of their own
+    # (0: one set), once at least iteration_split_min_rows rows run
+    # (service.runtime.positioned.SourceClasses).
+    iteration_source_split: int = 64
+    iteration_split_min_rows: int = 32
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Check every loaded file's size and sha256 against the manifest (refuse on mismatch).
@@ -153,6 +164,10 @@ def default_loader(config: LoadConfig) -> Loader:
             positioned=config.engine.mode == "iteration",
             int8_weights=config.int8_weights,
             shared_cross_kv=config.shared_cross_kv,
+            source_classes=SourceClasses(
+                limits=(config.iteration_source_split,) if config.iteration_source_split else (),
+                split_min_rows=config.iteration_split_min_rows,
+            ),
         )
 
     return load

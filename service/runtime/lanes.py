@@ -31,7 +31,7 @@ from service.runtime.manifest import Manifest
 from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
 from service.runtime.model_source import reused_rewrites
 from service.runtime.options import GenerationOptions, ResolvedOptions
-from service.runtime.positioned import PositionedDecodeBatch
+from service.runtime.positioned import PositionedDecodeBatch, SourceClasses
 from service.runtime.search import StepEvent
 from service.runtime.sessions import RuntimeInfo, default_intra_op_threads
 
@@ -192,6 +192,7 @@ def load_lanes(
     positioned: bool = False,
     int8_weights: Int8Weights = "auto",
     shared_cross_kv: bool = True,
+    source_classes: SourceClasses | None = None,
 ) -> Seq2SeqRuntime | LaneRuntime:
     """Load a package ``lanes`` times (``intra_op_threads`` each, default the usable cores
     divided by ``lanes``) behind one :class:`LaneRuntime`; with ``lanes`` 1, or when the
@@ -209,6 +210,7 @@ def load_lanes(
             positioned=positioned,
             int8_weights=int8_weights,
             shared_cross_kv=shared_cross_kv,
+            source_classes=source_classes,
         )
     threads = intra_op_threads or max(1, default_intra_op_threads() // lanes)
     # Every lane loads the same files: each is rewritten once (model_source), not per lane.
@@ -222,6 +224,7 @@ def load_lanes(
             positioned=positioned,
             int8_weights=int8_weights,
             shared_cross_kv=shared_cross_kv,
+            source_classes=source_classes,
         )
         if first.info.device != "cpu":
             log.warning(
@@ -239,6 +242,7 @@ def load_lanes(
                 positioned=positioned,
                 int8_weights=int8_weights,
                 shared_cross_kv=shared_cross_kv,
+                source_classes=source_classes,
             )
             for _ in range(lanes - 1)
         ]

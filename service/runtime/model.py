@@ -17,10 +17,9 @@ from service.runtime.integrity import verify_package
 from service.runtime.manifest import Manifest
 from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
 from service.runtime.positioned import (
-    SOURCE_CLASS_LIMITS,
-    SPLIT_MIN_ROWS,
     PositionedDecodeBatch,
     PositionedGreedy,
+    SourceClasses,
 )
 from service.runtime.search import FinishReason, finish_reason
 from service.runtime.sessions import (
@@ -57,6 +56,7 @@ class Seq2SeqRuntime:
         backend: Backend,
         info: RuntimeInfo,
         positioned: tuple[ort.InferenceSession, ort.InferenceSession] | None = None,
+        source_classes: SourceClasses | None = None,
     ) -> None:
         self.package_dir = package_dir
         self.manifest = manifest
@@ -65,6 +65,8 @@ class Seq2SeqRuntime:
         self.info = info
         # (positioned decoder, cross K/V) sessions, when loaded (load_runtime(positioned=True)).
         self.positioned = positioned
+        # How its positioned batches split rows by source length (load_runtime's).
+        self.source_classes = source_classes or SourceClasses()
 
     @property
     def supports_positioned(self) -> bool:
@@ -72,16 +74,12 @@ class Seq2SeqRuntime:
         positioned graphs and they were loaded (CPU only)."""
         return self.positioned is not None
 
-    def new_positioned_batch(
-        self,
-        source_limits: Sequence[int] = SOURCE_CLASS_LIMITS,
-        split_min_rows: int = SPLIT_MIN_ROWS,
-    ) -> PositionedDecodeBatch:
+    def new_positioned_batch(self, classes: SourceClasses | None = None) -> PositionedDecodeBatch:
         """An empty step-API batch over the positioned decoder: requests at different
         steps (greedy, sampling, beam search) share one decoder call per source-width class
-        (``source_limits``: the classes' longest sources, the last class unbounded; joiners
-        use the first class while fewer than ``split_min_rows`` rows run).
+        (``classes``, default the runtime's :attr:`source_classes`).
         PackageError when :attr:`supports_positioned` is False."""
+        layout = classes if classes is not None else self.source_classes
         if self.positioned is None:
             raise PackageError(
                 f"package {self.manifest.name!r} ({self.info.precision}) has no positioned "
@@ -89,24 +87,24 @@ class Seq2SeqRuntime:
             )
         decoder, cross_kv = self.positioned
         model = self.manifest.model
-        classes = [
+        slot_sets = [
             PositionedGreedy(
                 decoder,
                 cross_kv,
                 decoder_start_token_id=model.decoder_start_token_id,
                 eos_token_id=model.eos_token_id,
             )
-            for _ in range(len(source_limits) + 1)
+            for _ in range(len(layout.limits) + 1)
         ]
         return PositionedDecodeBatch(
-            classes,
+            slot_sets,
             self.backend,
             model.pad_token_id,
             model.decoder_start_token_id,
             model.max_source_positions,
             model.vocab_size,
-            source_limits,
-            split_min_rows,
+            layout.limits,
+            layout.split_min_rows,
         )
 
     def encode_texts(
@@ -232,6 +230,7 @@ def load_runtime(
     positioned: bool = False,
     int8_weights: Int8Weights = "auto",
     shared_cross_kv: bool = True,
+    source_classes: SourceClasses | None = None,
 ) -> Seq2SeqRuntime:
     """Load a model package. ``device``: auto/cpu/cuda; ``precision``: auto/fp32/int8/fp16;
     ``verify``: check file sizes and hashes first; ``spin``: let ORT's threads spin between
@@ -241,7 +240,9 @@ def load_runtime(
     faster; ``service.runtime.int8_weights``), "as_exported" as stored;
     ``shared_cross_kv``: on CPU, a request's beams share one copy of its cross-attention
     K/V (``service.runtime.shared_cross_kv``; False copies them per beam, as exported).
-    PackageError if the package is bad."""
+    ``source_classes``: how its positioned batches split rows by source length (default
+    :class:`~service.runtime.positioned.SourceClasses`). PackageError if the package is
+    bad."""
     root = Path(package_dir)
     manifest = Manifest.load(root)
     device, precision = _choose(manifest, device, precision)
@@ -291,7 +292,9 @@ def load_runtime(
         threads,
     )
 
-    return Seq2SeqRuntime(root, manifest, tokenizer, backend, info, positioned_sessions)
+    return Seq2SeqRuntime(
+        root, manifest, tokenizer, backend, info, positioned_sessions, source_classes
+    )
 
 
 __all__ = ["GenerationOutput", "RuntimeInputError", "Seq2SeqRuntime", "load_runtime"]

@@ -417,6 +417,24 @@ SOURCE_CLASS_LIMITS = (64,)
 SPLIT_MIN_ROWS = 32
 
 
+@dataclass(frozen=True)
+class SourceClasses:
+    """How a positioned batch splits its rows by source length: ``limits`` (the classes'
+    longest sources, the last class unbounded; empty: one class) and ``split_min_rows``
+    (below it every joiner goes to the first class)."""
+
+    limits: tuple[int, ...] = SOURCE_CLASS_LIMITS
+    split_min_rows: int = SPLIT_MIN_ROWS
+
+    def __post_init__(self) -> None:
+        if any(b <= a for a, b in itertools.pairwise(self.limits)) or any(
+            n < 1 for n in self.limits
+        ):
+            raise ValueError("source class limits must be positive and increasing")
+        if self.split_min_rows < 0:
+            raise ValueError("split_min_rows must be >= 0")
+
+
 class PositionedDecodeBatch:
     """The runtime's step API (``add`` / ``step`` / ``remove``, the same face as
     ``generator.DecodeBatch``) over the positioned decoder: every request, at whatever

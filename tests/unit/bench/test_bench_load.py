@@ -167,6 +167,10 @@ def test_target_names_map_to_batch_modes_and_flags() -> None:
         ("--join-every-steps", "4", "--shared-thread-pool"),
     )
     assert server_flags("dynamic-lanes2") == ("dynamic", ("--runtime-lanes", "2"))
+    assert server_flags("iteration-split0-shared") == (
+        "iteration",
+        ("--iteration-source-split", "0", "--shared-thread-pool"),
+    )
     assert server_flags("iteration-join2-lanes2") == (
         "iteration",
         ("--join-every-steps", "2", "--runtime-lanes", "2"),

@@ -20,6 +20,7 @@ from service.runtime import (
     ResolvedOptions,
     RuntimeInputError,
     Seq2SeqRuntime,
+    SourceClasses,
     load_runtime,
 )
 from service.runtime.positioned import PositionedDecodeBatch
@@ -114,7 +115,7 @@ def test_source_width_classes_decode_apart_with_the_same_outputs(
     ids = runtime.encode_texts(TEXTS)
     lengths = sorted(len(i) for i in ids)
     limit = lengths[len(lengths) // 2 - 1]
-    batch = runtime.new_positioned_batch(source_limits=(limit,), split_min_rows=0)
+    batch = runtime.new_positioned_batch(SourceClasses((limit,), split_min_rows=0))
     beam = runtime.resolve(GenerationOptions(num_beams=3, max_new_tokens=12))
     options = [beam if i % 3 == 0 else _greedy(runtime, max_new_tokens=20) for i in range(6)]
     plan = [(i, i, ids[i], options[i]) for i in range(len(TEXTS))]
@@ -140,7 +141,7 @@ def test_a_small_batch_keeps_one_class(runtime: Seq2SeqRuntime) -> None:
     """Below ``split_min_rows`` running rows every joiner goes to the first class, long
     source or not: one decoder call per step."""
     ids = runtime.encode_texts(TEXTS)
-    batch = runtime.new_positioned_batch(source_limits=(min(len(i) for i in ids),))
+    batch = runtime.new_positioned_batch(SourceClasses((min(len(i) for i in ids),)))
     assert batch.split_min_rows > len(TEXTS)
     for key, row in enumerate(ids):
         batch.add(key, row, _greedy(runtime, max_new_tokens=5))
