@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     )
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batch collection wait.")
     iteration_source_split: int = Field(
-        64,
+        0,
         ge=0,
         le=100_000,
         description="Iteration batching: sources of up to N tokens decode in a slot set of "

@@ -66,7 +66,7 @@ class LoadConfig:
     # Iteration batching: sources up to this many tokens decode in a slot set of their own
     # (0: one set), once at least iteration_split_min_rows rows run
     # (service.runtime.positioned.SourceClasses).
-    iteration_source_split: int = 64
+    iteration_source_split: int = 0
     iteration_split_min_rows: int = 32
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)

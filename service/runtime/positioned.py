@@ -408,7 +408,11 @@ class _Request:
 # padded only to the longest source *of that class*. Measured (full Marian int8, 64 rows,
 # past 31): a step costs 30.8 ms at source width 40 and 41.3 ms at 185, and with 64 WMT14
 # requests in flight the batch's width averaged 186 tokens; a call costs about 3.5 ms
-# whatever its rows, so one split (most sentences are under 64 tokens) is worth it.
+# whatever its rows, so one split (most sentences are under 64 tokens) is worth it
+# offline (iteration / batched generate 0.82x -> 0.87x at 64 in flight). Not the default:
+# in the service on the open-loop mix it changed neither saturation throughput nor p99
+# measurably (docs/benchmarks.md, `openloop-split`), so a batch has one class unless the
+# operator asks (S2S_ITERATION_SOURCE_SPLIT=64).
 SOURCE_CLASS_LIMITS = (64,)
 # A second call per step only pays when enough short rows would otherwise attend over the
 # long sources' padding; a small batch runs every joiner in the first class (one call per
@@ -423,7 +427,7 @@ class SourceClasses:
     longest sources, the last class unbounded; empty: one class) and ``split_min_rows``
     (below it every joiner goes to the first class)."""
 
-    limits: tuple[int, ...] = SOURCE_CLASS_LIMITS
+    limits: tuple[int, ...] = ()
     split_min_rows: int = SPLIT_MIN_ROWS
 
     def __post_init__(self) -> None:
@@ -439,9 +443,9 @@ class PositionedDecodeBatch:
     """The runtime's step API (``add`` / ``step`` / ``remove``, the same face as
     ``generator.DecodeBatch``) over the positioned decoder: every request, at whatever
     position, decodes in **one decoder call per step** of its source-width class
-    (``source_limits``, :data:`SOURCE_CLASS_LIMITS`: short sources are not padded to the
-    longest one; while fewer than :data:`SPLIT_MIN_ROWS` rows run, every joiner goes to
-    the first class), and a request may join at any step.
+    (``source_limits``, e.g. :data:`SOURCE_CLASS_LIMITS`, none by default: with them short
+    sources are not padded to the longest one; while fewer than :data:`SPLIT_MIN_ROWS` rows
+    run, every joiner goes to the first class), and a request may join at any step.
 
     A joiner costs one encoder call for all joiners of the step (``backend.encode``, the
     length groups of the CPU backend) and one ``cross_kv`` call; it then decodes its first
@@ -470,7 +474,7 @@ class PositionedDecodeBatch:
         decoder_start_token_id: int,
         max_source_positions: int | None,
         vocab_size: int | None,
-        source_limits: Sequence[int] = SOURCE_CLASS_LIMITS,
+        source_limits: Sequence[int] = (),
         split_min_rows: int = SPLIT_MIN_ROWS,
     ) -> None:
         if len(classes) != len(source_limits) + 1:
