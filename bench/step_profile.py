@@ -33,7 +33,7 @@ from bench.inputs import translation_texts
 from service.runtime import share_thread_pool
 from service.runtime.model import Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
-from service.runtime.positioned import SOURCE_CLASS_LIMITS, SourceClasses
+from service.runtime.positioned import SourceClasses
 
 
 class Stopwatch:
@@ -79,7 +79,7 @@ def profile_iteration(
     inputs: Sequence[list[int]],
     options: ResolvedOptions,
     clients: int,
-    source_limits: Sequence[int] = SOURCE_CLASS_LIMITS,
+    source_limits: Sequence[int] = (),
 ) -> Profile:
     """A closed loop of ``clients`` requests on one positioned batch (with the source-width
     classes ``source_limits``)."""
@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--source-limits",
         type=lambda text: tuple(int(t) for t in text.split(",") if t.strip()),
-        default=SOURCE_CLASS_LIMITS,
-        help="iteration's source-width classes, comma-separated ('': one class)",
+        default=(),
+        help="iteration's source-width classes, comma-separated (default '': one class, "
+        "as the service runs by default; e.g. 64: S2S_ITERATION_SOURCE_SPLIT=64)",
     )
     args = parser.parse_args(argv)
     if args.shared_pool:
