@@ -103,8 +103,7 @@ class Seq2SeqRuntime:
             model.decoder_start_token_id,
             model.max_source_positions,
             model.vocab_size,
-            layout.limits,
-            layout.split_min_rows,
+            layout,
         )
 
     def encode_texts(

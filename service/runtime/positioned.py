@@ -443,9 +443,10 @@ class PositionedDecodeBatch:
     """The runtime's step API (``add`` / ``step`` / ``remove``, the same face as
     ``generator.DecodeBatch``) over the positioned decoder: every request, at whatever
     position, decodes in **one decoder call per step** of its source-width class
-    (``source_limits``, e.g. :data:`SOURCE_CLASS_LIMITS`, none by default: with them short
-    sources are not padded to the longest one; while fewer than :data:`SPLIT_MIN_ROWS` rows
-    run, every joiner goes to the first class), and a request may join at any step.
+    (``layout``, a :class:`SourceClasses`, e.g. limits :data:`SOURCE_CLASS_LIMITS`; none by
+    default: with them short sources are not padded to the longest one; while fewer than
+    ``split_min_rows`` rows run, every joiner goes to the first class), and a request may
+    join at any step.
 
     A joiner costs one encoder call for all joiners of the step (``backend.encode``, the
     length groups of the CPU backend) and one ``cross_kv`` call; it then decodes its first
@@ -474,14 +475,12 @@ class PositionedDecodeBatch:
         decoder_start_token_id: int,
         max_source_positions: int | None,
         vocab_size: int | None,
-        source_limits: Sequence[int] = (),
-        split_min_rows: int = SPLIT_MIN_ROWS,
+        layout: SourceClasses | None = None,
     ) -> None:
-        if len(classes) != len(source_limits) + 1:
-            raise ValueError("one slot set per source-width class: len(source_limits) + 1")
+        self.layout = layout or SourceClasses()
+        if len(classes) != len(self.layout.limits) + 1:
+            raise ValueError("one slot set per source-width class: len(limits) + 1")
         self.classes = list(classes)
-        self.source_limits = list(source_limits)
-        self.split_min_rows = split_min_rows
         self.backend = backend
         self.pad_token_id = pad_token_id
         self.start_token = decoder_start_token_id
@@ -528,9 +527,9 @@ class PositionedDecodeBatch:
         return True
 
     def _class_of(self, source_len: int) -> PositionedGreedy:
-        if sum(len(slots) for slots in self.classes) < self.split_min_rows:
+        if sum(len(slots) for slots in self.classes) < self.layout.split_min_rows:
             return self.classes[0]  # a small batch: one call per step
-        for limit, slots in zip(self.source_limits, self.classes, strict=False):
+        for limit, slots in zip(self.layout.limits, self.classes, strict=False):
             if source_len <= limit:
                 return slots
         return self.classes[-1]

@@ -142,7 +142,7 @@ def test_a_small_batch_keeps_one_class(runtime: Seq2SeqRuntime) -> None:
     source or not: one decoder call per step."""
     ids = runtime.encode_texts(TEXTS)
     batch = runtime.new_positioned_batch(SourceClasses((min(len(i) for i in ids),)))
-    assert batch.split_min_rows > len(TEXTS)
+    assert batch.layout.split_min_rows > len(TEXTS)
     for key, row in enumerate(ids):
         batch.add(key, row, _greedy(runtime, max_new_tokens=5))
     steps = 0
