@@ -241,12 +241,48 @@ async def test_small_requests_stay_fast_next_to_a_monster(
     assert done.seconds > 2 * loaded
 
 
+async def _closed_loop_capacity(
+    client: httpx.AsyncClient, body: Callable[[], dict[str, Any]], seconds: float
+) -> float:
+    """Requests per second that 8 closed-loop clients get through in ``seconds``."""
+    stop_at = time.monotonic() + seconds
+    done = 0
+
+    async def closed() -> None:
+        nonlocal done
+        while time.monotonic() < stop_at:
+            o = await timed_post(client, "/translate", body())
+            assert o.status == 200, o
+            done += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(closed() for _ in range(8)))
+    return done / (time.monotonic() - started)
+
+
+async def _open_loop(
+    client: httpx.AsyncClient,
+    body: Callable[[], dict[str, Any]],
+    rate: float,
+    seconds: float,
+    rng: random.Random,
+) -> list[Outcome]:
+    """Poisson arrivals at ``rate`` per second for ``seconds``; every outcome."""
+    tasks = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        tasks.append(asyncio.ensure_future(timed_post(client, "/translate", body())))
+        await asyncio.sleep(rng.expovariate(rate))
+    return list(await asyncio.gather(*tasks))
+
+
 async def test_open_loop_mixed_load_at_three_quarters_of_capacity(
     server_factory: Callable[..., Server],
 ) -> None:
     # Finding 13: the default batching mode under a mixed open-loop load.
     srv = server_factory(S2S_MODELS="tiny-marian", S2S_PRECISION="fp32")
     rng = random.Random(13)
+    factor = 6
 
     def mixed() -> dict[str, Any]:
         return _translate(1 if rng.random() < 0.7 else rng.randint(4, 8))
@@ -257,40 +293,32 @@ async def test_open_loop_mixed_load_at_three_quarters_of_capacity(
         unloaded = [await timed_post(client, "/translate", mixed()) for _ in range(30)]
         assert all(o.status == 200 for o in unloaded)
         unloaded_p99 = percentile((o.seconds for o in unloaded), 99)
-
-        # Capacity: closed loop, 8 clients, 6 s.
-        stop_at = time.monotonic() + 6
-        done = 0
-
-        async def closed() -> None:
-            nonlocal done
-            while time.monotonic() < stop_at:
-                o = await timed_post(client, "/translate", mixed())
-                assert o.status == 200, o
-                done += 1
-
-        started = time.monotonic()
-        await asyncio.gather(*(closed() for _ in range(8)))
-        capacity = done / (time.monotonic() - started)
-
-        # Open loop: Poisson arrivals at 75 % of it for 30 s.
-        rate = 0.75 * capacity
-        tasks = []
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            tasks.append(asyncio.ensure_future(timed_post(client, "/translate", mixed())))
-            await asyncio.sleep(rng.expovariate(rate))
-        outcomes = await asyncio.gather(*tasks)
-    failures = [o for o in outcomes if o.status != 200]
-    p99 = percentile((o.seconds for o in outcomes), 99)
-    factor = 6
-    print(
-        f"\nopen loop: capacity {capacity:.1f} req/s, offered {rate:.1f} req/s, "
-        f"{len(outcomes)} requests, unloaded p99 {unloaded_p99:.3f}s, loaded p99 {p99:.3f}s "
-        f"(bound {factor * unloaded_p99 + 1:.3f}s)"
-    )
-    assert not failures, Counter((o.status, o.error) for o in failures)
+        bound = factor * unloaded_p99 + 1.0
+        capacity = await _closed_loop_capacity(client, mixed, 6)
+        # This machine's speed drifts by up to ~30 % within minutes (CPU credits, a
+        # neighbour), more than the 25 % headroom. A run whose p99 misses the bound is
+        # judged only if the capacity measured right after it still exceeds the offered
+        # rate; otherwise the machine, not the server, ran out of room, and the load is
+        # offered once more at 75 % of the new capacity.
+        for attempt in (1, 2):
+            rate = 0.75 * capacity
+            outcomes = await _open_loop(client, mixed, rate, 30, rng)
+            failures = [o for o in outcomes if o.status != 200]
+            p99 = percentile((o.seconds for o in outcomes), 99)
+            print(
+                f"\nopen loop {attempt}: capacity {capacity:.1f} req/s, offered {rate:.1f} "
+                f"req/s, {len(outcomes)} requests, unloaded p99 {unloaded_p99:.3f}s, "
+                f"loaded p99 {p99:.3f}s (bound {bound:.3f}s)"
+            )
+            assert not failures, Counter((o.status, o.error) for o in failures)
+            if p99 <= bound or attempt == 2:
+                break
+            capacity_after = await _closed_loop_capacity(client, mixed, 6)
+            print(f"capacity after it {capacity_after:.1f} req/s")
+            if capacity_after >= rate:
+                break  # the machine kept its speed: the miss is the server's
+            capacity = capacity_after
     # At 75 % of the (batched) capacity a request waits for the batch running when it
     # arrives and at most a few turns of those queued with it; batching serves a queue
     # of them in little more than one's time. 6x the unloaded p99 + 1 s is generous.
-    assert p99 <= factor * unloaded_p99 + 1.0
+    assert p99 <= bound
