@@ -137,6 +137,31 @@ def test_source_width_classes_decode_apart_with_the_same_outputs(
         assert done[i] == _alone(runtime, ids[i], options[i]), i
 
 
+def test_joiners_past_the_holes_fill_the_cross_buffers_spare_room(
+    runtime: Seq2SeqRuntime,
+) -> None:
+    """Joiners beyond the holes go into the cross buffers' room (grown by half when full)
+    instead of a copy of the whole cross cache, and still get their alone outputs."""
+    ids = runtime.encode_texts(TEXTS)
+    options = _greedy(runtime, max_new_tokens=30, min_length=12)  # no row ends early
+    batch = runtime.new_positioned_batch()
+    slots = batch.classes[0]
+    for key in range(4):
+        batch.add(key, ids[key], options)
+    batch.step()
+    assert slots.cross_capacity == 4
+    batch.add(4, ids[4], options)
+    batch.step()
+    assert slots.cross_capacity == 6  # full: grown to 1.5 x 4, one copy
+    grown = slots.cross[0].base
+    batch.add(5, ids[5], options)
+    batch.step()
+    assert len(slots.slots) == 6 and slots.cross[0].base is grown  # written in place
+    done, _, _ = _run(runtime, [], batch=batch)
+    for key in range(6):
+        assert done[key] == _alone(runtime, ids[key], options), key
+
+
 def test_a_small_batch_keeps_one_class(runtime: Seq2SeqRuntime) -> None:
     """Below ``split_min_rows`` running rows every joiner goes to the first class, long
     source or not: one decoder call per step."""
