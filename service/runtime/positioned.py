@@ -368,12 +368,26 @@ class PositionedGreedy:
         self.mask = np.ascontiguousarray(self.mask[index, first:])
         self.enc_mask = np.ascontiguousarray(enc_mask[:, :src])
         self.past = [np.ascontiguousarray(p[index, :, first:]) for p in self.past]
-        # The buffers keep their capacity: the joiners that follow a compaction fill it.
+        self._compact_cross(live, src)
+
+    def _compact_cross(self, live: list[int], src: int) -> None:
+        """Move the ``live`` slots' cross key/values to the front of the buffers (in
+        place, only the slots after the first hole move, while the source width stays) or
+        into new buffers of width ``src``; either way the buffers keep their capacity for
+        the joiners that follow. Row by row: numpy's ``take`` / fancy indexing would first
+        copy the whole strided buffer."""
         compacted = []
         for buf in self._cross_buf:
-            new = np.empty((buf.shape[0], buf.shape[1], src, buf.shape[3]), dtype=buf.dtype)
-            np.take(buf[:, :, :src], index, axis=0, out=new[: index.size])
-            compacted.append(new)
+            same_width = src == buf.shape[2]
+            target = (
+                buf
+                if same_width
+                else np.empty((buf.shape[0], buf.shape[1], src, buf.shape[3]), buf.dtype)
+            )
+            for j, i in enumerate(live):
+                if i != j or not same_width:  # i >= j: a later slot moves to an earlier one
+                    target[j] = buf[i, :, :src]
+            compacted.append(target)
         self._cross_buf = compacted
 
     def tokens(self, key: Hashable) -> list[int]:
