@@ -191,10 +191,16 @@ class PositionedGreedy:
             self.mask = np.zeros((len(joiners), 0), dtype=np.int64)
             return
         src = max(width, self.enc_mask.shape[1])
-        if src > self.enc_mask.shape[1]:  # a joiner's source is longer than any so far
-            self._cross_buf = [_pad_axis(c, 2, src) for c in self.cross]
-            self.enc_mask = _pad_axis(self.enc_mask, 1, src)
         holes = [i for i, row in enumerate(self.slots) if row is None]
+        end = len(self.slots) + max(0, len(joiners) - len(holes))
+        capacity = self.cross_capacity
+        if end > capacity:  # full: grow by half (one copy now and then, not at every join)
+            capacity = max(end, 3 * capacity // 2)
+        if src > self.enc_mask.shape[1] or capacity > self.cross_capacity:
+            # a joiner's source is longer than any so far, or the buffers are full: one
+            # copy for both
+            self._resize_cross(capacity, src)
+            self.enc_mask = _pad_axis(self.enc_mask, 1, src)
         placed = 0
         for slot, row in zip(holes, joiners, strict=False):
             for old, new in zip(self._cross_buf, cross, strict=True):
@@ -223,19 +229,22 @@ class PositionedGreedy:
         self.mask = np.concatenate([self.mask, np.zeros((rest, past_len), dtype=np.int64)])
         self.slots.extend(joiners[placed:])
 
+    def _resize_cross(self, capacity: int, src: int) -> None:
+        """New cross buffers of ``capacity`` slots and source width ``src`` (zero-padded)
+        holding the current slots' key/values."""
+        slots = len(self.slots)
+        resized = []
+        for buf in self._cross_buf:
+            new = np.zeros((capacity, buf.shape[1], src, buf.shape[3]), dtype=buf.dtype)
+            new[:slots, :, : buf.shape[2]] = buf[:slots]
+            resized.append(new)
+        self._cross_buf = resized
+
     def _append_cross(self, cross: Sequence[np.ndarray], placed: int, width: int) -> None:
-        """Write the joiners ``cross[:, placed:]`` (source width ``width``) after the
-        slots, growing the buffers by half (one copy now and then) when they are full."""
+        """Write the joiners ``cross[:, placed:]`` (source width ``width``) after the slots,
+        into the buffers' spare room (``_admit`` made it)."""
         slots = len(self.slots)
         end = slots + cross[0].shape[0] - placed
-        if end > self._cross_buf[0].shape[0]:
-            capacity = max(end, 3 * self._cross_buf[0].shape[0] // 2)
-            grown = []
-            for buf in self._cross_buf:
-                new = np.empty((capacity, *buf.shape[1:]), dtype=buf.dtype)
-                new[:slots] = buf[:slots]
-                grown.append(new)
-            self._cross_buf = grown
         for buf, new in zip(self._cross_buf, cross, strict=True):
             buf[slots:end, :, :width] = new[placed:]
             buf[slots:end, :, width:] = 0.0
