@@ -21,6 +21,25 @@ HEADS, HEAD_DIM = 2, 4
 HIDDEN = HEADS * HEAD_DIM
 
 
+def _save_graph(
+    path: Path,
+    nodes: list[onnx.NodeProto],
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[str],
+    const: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Save a one-graph opset-17 model: ``outputs`` are float tensors of unknown shape,
+    ``const`` its initializers."""
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        inputs,
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+        [numpy_helper.from_array(v, k) for k, v in (const or {}).items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
 @pytest.mark.parametrize(
     ("data", "out", "target"),
     [
@@ -64,21 +83,12 @@ def _attention_like(path: Path) -> None:
         helper.make_node("Shape", ["w"], ["w_shape"]),
         helper.make_node("Reshape", ["z", "w_shape"], ["z_as_w"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", HIDDEN]),
-            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"]),
-            helper.make_tensor_value_info("w", TensorProto.FLOAT, ["p", "q"]),
-        ],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("z_as_w", TensorProto.FLOAT, None),
-        ],
-        [numpy_helper.from_array(v, k) for k, v in const.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", HIDDEN]),
+        helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"]),
+        helper.make_tensor_value_info("w", TensorProto.FLOAT, ["p", "q"]),
+    ]
+    _save_graph(path, nodes, inputs, ["y", "z_as_w"], const)
 
 
 def test_proven_targets_become_constants_and_outputs_stay_equal(tmp_path: Path) -> None:
@@ -113,19 +123,15 @@ def test_proven_targets_become_constants_and_outputs_stay_equal(tmp_path: Path) 
 
 def test_nothing_provable_leaves_the_file_alone(tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
-    graph = helper.make_graph(
-        [
-            helper.make_node("Shape", ["w"], ["w_shape"]),
-            helper.make_node("Reshape", ["z", "w_shape"], ["y"]),
-        ],
-        "g",
-        [
-            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"]),
-            helper.make_tensor_value_info("w", TensorProto.FLOAT, ["p", "q"]),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    nodes = [
+        helper.make_node("Shape", ["w"], ["w_shape"]),
+        helper.make_node("Reshape", ["z", "w_shape"], ["y"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"]),
+        helper.make_tensor_value_info("w", TensorProto.FLOAT, ["p", "q"]),
+    ]
+    _save_graph(path, nodes, inputs, ["y"])
     before = path.read_bytes()
     assert constant_reshape_targets_file(path) == (0, 0)
     assert path.read_bytes() == before
@@ -162,21 +168,12 @@ def _masked_attention(path: Path) -> None:
         helper.make_node("Concat", ["batch1", "rest"], ["merge_shape"], axis=0),
         helper.make_node("Reshape", ["context_t", "merge_shape"], ["y"]),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 1, HIDDEN]),
-            helper.make_tensor_value_info("past", TensorProto.FLOAT, ["b", HEADS, "p", HEAD_DIM]),
-            helper.make_tensor_value_info("mask", TensorProto.INT64, ["b", "m"]),
-        ],
-        [
-            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-            helper.make_tensor_value_info("present", TensorProto.FLOAT, None),
-        ],
-        [numpy_helper.from_array(v, k) for k, v in const.items()],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 1, HIDDEN]),
+        helper.make_tensor_value_info("past", TensorProto.FLOAT, ["b", HEADS, "p", HEAD_DIM]),
+        helper.make_tensor_value_info("mask", TensorProto.INT64, ["b", "m"]),
+    ]
+    _save_graph(path, nodes, inputs, ["y", "present"], const)
 
 
 def test_a_dimension_relation_lets_inference_cross_the_masked_softmax(tmp_path: Path) -> None:
