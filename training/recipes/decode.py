@@ -15,15 +15,23 @@ def translate(
     num_beams: int = 1,
     batch_size: int = 64,
     max_new_tokens: int = 128,
+    forced_bos_token_id: int | None = None,
 ) -> list[str]:
-    """Translate ``texts`` in length-sorted batches; returns outputs in input order."""
+    """Translate ``texts`` in length-sorted batches; returns outputs in input order.
+
+    ``forced_bos_token_id`` is the target-language token of a multilingual model.
+    """
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True)
         gen = model.generate(  # type: ignore[operator]
-            **enc, num_beams=num_beams, max_new_tokens=max_new_tokens, do_sample=False
+            **enc,
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            forced_bos_token_id=forced_bos_token_id,
         )
         for i, text in zip(idx, tokenizer.batch_decode(gen, skip_special_tokens=True), strict=True):
             out[i] = text

@@ -50,9 +50,16 @@ def train_sentencepiece(
 
 
 def write_marian_tokenizer(
-    spm_model: bytes, out_dir: Path, source_lang: str, target_lang: str
+    spm_model: bytes,
+    out_dir: Path,
+    source_lang: str,
+    target_lang: str,
+    special_tokens: Sequence[str] = (),
 ) -> MarianTokenizer:
-    """Write source.spm/target.spm/vocab.json (one joint vocabulary) and load them back."""
+    """Write source.spm/target.spm/vocab.json (one joint vocabulary) and load them back.
+
+    ``special_tokens`` (pieces of the model, e.g. language tokens) are skipped when decoding.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     processor = spm.SentencePieceProcessor(model_proto=spm_model)
     vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
@@ -66,6 +73,7 @@ def write_marian_tokenizer(
         vocab=str(out_dir / "vocab.json"),
         source_lang=source_lang,
         target_lang=target_lang,
+        additional_special_tokens=list(special_tokens),
     )
     tokenizer.save_pretrained(str(out_dir))
     return tokenizer
