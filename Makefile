@@ -9,7 +9,8 @@ MODELS_DIR ?= models
 PYTEST_ARGS ?=
 
 .PHONY: help venv serve defaults test test-data lint typecheck unit e2e system-deps clean bench \
-	train-default tune-default eval-default train-chat ship-chat eval-chat bench-engine
+	train-default tune-default eval-default train-chat ship-chat eval-chat bench-engine \
+	train-translate ship-translate eval-translate
 
 help:
 	@echo "make serve   - set up, serve the committed model packages in $(MODELS_DIR) on $(HOST):$(PORT)"
@@ -161,3 +162,35 @@ eval-chat: venv
 	test -d $(CHAT_DIR)/package/dailydialog-chat || $(EXPORT_CHAT)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.eval_chat --package $(CHAT_DIR)/package/dailydialog-chat \
 	  --data-dir $(DATA_DIR) $(CHAT_EVAL_ARGS) --markdown $(CHAT_DIR)/quality.md --json $(CHAT_DIR)/quality.json
+
+# Default translator (issue 34): one multilingual MarianMT (en<->de, en<->fr) trained on
+# Tatoeba + Multi30k. Each `make train-translate` is one phase of TRANSLATE_PHASE_MIN
+# minutes that continues the last one (state in $(TRANSLATE_DIR)/state.pt, saved every
+# 15 min) and ends by writing $(TRANSLATE_DIR)/checkpoint. Then ship-translate exports it
+# (fp32 + int8, validated against transformers) and commits the int8 package to models/.
+TRANSLATE_DIR ?= .cache/train-translate
+TRANSLATE_NAME ?= tatoeba-en-de-fr
+TRANSLATE_PHASE_MIN ?= 120
+TRANSLATE_EVAL_ARGS ?= --beams 1,4
+EXPORT_TRANSLATE = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(TRANSLATE_DIR)/checkpoint --task translation \
+	  --name $(TRANSLATE_NAME) --out-dir $(TRANSLATE_DIR)/package --precision fp32,int8 --overwrite
+
+train-translate: venv
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.train_translate --data-dir $(DATA_DIR) \
+	  --work-dir $(TRANSLATE_DIR) --out $(TRANSLATE_DIR)/checkpoint \
+	  --time-budget-min $(TRANSLATE_PHASE_MIN) $(BF16_FLAG) \
+	  $$(test -f $(TRANSLATE_DIR)/state.pt && echo --resume)
+
+ship-translate: venv
+	$(EXPORT_TRANSLATE)
+	$(BIN)/python -m training.recipes.ship --package $(TRANSLATE_DIR)/package/$(TRANSLATE_NAME) \
+	  --out models/$(TRANSLATE_NAME) --keep int8 --source-ref "make train-translate" \
+	  --description-file training/recipes/$(TRANSLATE_NAME).txt
+
+# Scores the checkpoint and both exported variants per direction (docs/quality.md).
+eval-translate: venv
+	test -d $(TRANSLATE_DIR)/package/$(TRANSLATE_NAME) || $(EXPORT_TRANSLATE)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.eval_translate \
+	  --package $(TRANSLATE_DIR)/package/$(TRANSLATE_NAME) --checkpoint $(TRANSLATE_DIR)/checkpoint \
+	  --data-dir $(DATA_DIR) $(TRANSLATE_EVAL_ARGS) \
+	  --markdown $(TRANSLATE_DIR)/quality.md --json $(TRANSLATE_DIR)/quality.json

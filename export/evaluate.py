@@ -88,13 +88,28 @@ def score(task: str, hypotheses: list[str], references: list[str]) -> dict[str, 
     }
 
 
-def _languages(manifest: Manifest) -> tuple[str | None, str | None]:
-    langs = manifest.languages
-    return (langs.source[0] if langs.source else None, langs.target[0] if langs.target else None)
+@dataclass(frozen=True)
+class Direction:
+    """Source and target language of an evaluation (None: the package's only/first one)."""
+
+    source: str | None = None
+    target: str | None = None
+
+    def resolve(self, manifest: Manifest) -> tuple[str | None, str | None]:
+        """The languages to pass to the runtime: given ones, else the package's first."""
+        langs = manifest.languages
+        return (
+            self.source or (langs.source[0] if langs.source else None),
+            self.target or (langs.target[0] if langs.target else None),
+        )
 
 
 def package_translator(
-    package: Path, precision: str, batch_size: int, threads: int | None
+    package: Path,
+    precision: str,
+    batch_size: int,
+    threads: int | None,
+    direction: Direction = Direction(),
 ) -> Translator:
     """Decode with the service runtime (ONNX Runtime) exactly as the server does."""
     from service.runtime import GenerationOptions, load_runtime
@@ -105,7 +120,7 @@ def package_translator(
         precision=precision,
         intra_op_threads=threads,
     )
-    source_lang, target_lang = _languages(runtime.manifest)
+    source_lang, target_lang = direction.resolve(runtime.manifest)
 
     def run(texts: list[str], beams: int, length_penalty: float | None = None) -> list[str]:
         options = GenerationOptions(num_beams=beams, length_penalty=length_penalty)
@@ -125,7 +140,11 @@ def package_translator(
 
 
 def checkpoint_translator(
-    checkpoint: Path, manifest: Manifest, batch_size: int, threads: int | None
+    checkpoint: Path,
+    manifest: Manifest,
+    batch_size: int,
+    threads: int | None,
+    direction: Direction = Direction(),
 ) -> Translator:
     """Decode with transformers generate() on the source checkpoint (torch, CPU)."""
     import torch
@@ -135,7 +154,7 @@ def checkpoint_translator(
         torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
     model = AutoModelForSeq2SeqLM.from_pretrained(str(checkpoint)).eval()
-    source_lang, target_lang = _languages(manifest)
+    source_lang, target_lang = direction.resolve(manifest)
     extra: dict[str, Any] = {}
     if manifest.languages.tokens and target_lang:
         tokenizer.src_lang = source_lang
@@ -172,6 +191,7 @@ def evaluate(
     precisions: Sequence[str] | None = None,
     batch_size: int = 32,
     threads: int | None = None,
+    direction: Direction = Direction(),
     log: Callable[[str], None] = lambda _: None,
 ) -> list[SystemResult]:
     """Score the checkpoint (when given) and each package variant with each beam size."""
@@ -184,7 +204,7 @@ def evaluate(
         systems.append(
             (
                 "checkpoint (transformers)",
-                lambda: checkpoint_translator(checkpoint, manifest, batch_size, threads),
+                lambda: checkpoint_translator(checkpoint, manifest, batch_size, threads, direction),
             )
         )
     for precision in precisions or list(manifest.variants):
@@ -196,7 +216,9 @@ def evaluate(
         systems.append(
             (
                 f"{precision} (onnxruntime)",
-                functools.partial(package_translator, package, precision, batch_size, threads),
+                functools.partial(
+                    package_translator, package, precision, batch_size, threads, direction
+                ),
             )
         )
     results: list[SystemResult] = []
@@ -255,6 +277,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="scoring (default: the package's task)",
     )
+    p.add_argument("--source-lang", default=None, help="source language (multilingual)")
+    p.add_argument("--target-lang", default=None, help="target language (multilingual)")
     p.add_argument("--beams", default="1,4", help="comma list of beam sizes (1 = greedy)")
     p.add_argument(
         "--precisions",
@@ -284,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         precisions=args.precisions.split(",") if args.precisions else None,
         batch_size=args.batch_size,
         threads=args.threads,
+        direction=Direction(args.source_lang, args.target_lang),
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     table = markdown_table(results)

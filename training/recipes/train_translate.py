@@ -54,6 +54,14 @@ def language_token(lang: str) -> str:
     return f"__{lang}__"
 
 
+def language_token_id(tokenizer: MarianTokenizer, lang: str) -> int:
+    """The id of ``lang``'s language token in ``tokenizer``'s vocabulary."""
+    token_id = tokenizer.convert_tokens_to_ids(language_token(lang))
+    if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:
+        raise ValueError(f"{language_token(lang)} is not in the vocabulary")
+    return token_id
+
+
 @dataclass
 class TranslateConfig:
     """Everything that determines the run (saved beside the checkpoint)."""
@@ -99,9 +107,7 @@ class Direction:
         return f"{self.source}->{self.target}"
 
 
-DIRECTIONS = tuple(
-    d for a, b in PAIRS for d in (Direction(a, b), Direction(b, a))
-)
+DIRECTIONS = tuple(d for a, b in PAIRS for d in (Direction(a, b), Direction(b, a)))
 
 
 def _tatoeba(data_dir: Path, split: str, pair: tuple[str, str]) -> tuple[list[str], list[str]]:
@@ -172,7 +178,7 @@ def tokenize(
     """Every direction's pairs as examples whose target starts with its language token."""
     examples: list[Example] = []
     for direction, pairs in train.items():
-        lang_id = int(tokenizer.convert_tokens_to_ids(language_token(direction.target)))
+        lang_id = language_token_id(tokenizer, direction.target)
         enc = tokenizer(
             [s for s, _ in pairs],
             text_target=[t for _, t in pairs],
@@ -220,7 +226,7 @@ def dev_bleu(
     model.eval()
     scores: dict[str, float] = {}
     for direction, (sources, refs) in dev.items():
-        forced = int(tokenizer.convert_tokens_to_ids(language_token(direction.target)))
+        forced = language_token_id(tokenizer, direction.target)
         hyps = translate(
             model,
             tokenizer,
@@ -296,7 +302,7 @@ def finalize(
     model = trainer.model
     model.config.task_specific_params = {
         f"translation_{d.source}_to_{d.target}": {
-            "forced_bos_token_id": int(tokenizer.convert_tokens_to_ids(language_token(d.target)))
+            "forced_bos_token_id": language_token_id(tokenizer, d.target)
         }
         for d in DIRECTIONS
     }
