@@ -458,6 +458,8 @@ function setupChat() {
     const messages = [...state.chat, { role: "user", content: message }];
     const reply = addTurn("assistant", "");
     reply.parentElement.setAttribute("aria-busy", "true");
+    // Screen readers announce the reply once it is complete, not every streamed piece.
+    $("chat-log").setAttribute("aria-busy", "true");
     let pieces = 0;
     const controller = new AbortController();
     state.chatAbort = controller;
@@ -488,6 +490,7 @@ function setupChat() {
     } finally {
       state.chatAbort = null;
       reply.parentElement.removeAttribute("aria-busy");
+      $("chat-log").removeAttribute("aria-busy");
       busy($("chat-send"), false);
       $("chat-stop").disabled = true;
     }
