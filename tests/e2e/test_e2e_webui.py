@@ -344,6 +344,21 @@ def test_phone_width(page: Any) -> None:
         page.set_viewport_size({"width": 1100, "height": 780})
 
 
+def test_tabs_follow_the_arrow_keys(page: Any) -> None:
+    expect = playwright_api.expect
+    _tab(page, "Translate")
+    page.get_by_role("tab", name="Translate").press("ArrowRight")
+    summarize = page.get_by_role("tab", name="Summarize")
+    expect(summarize).to_be_focused()
+    expect(summarize).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#panel-summarize")).to_be_visible()
+    summarize.press("ArrowLeft")
+    expect(page.locator("#panel-translate")).to_be_visible()
+    # The selected tab is the one tab stop of the list; Tab goes on to the first field.
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("From", exact=True)).to_be_focused()
+
+
 def test_every_control_has_a_label(page: Any) -> None:
     unlabelled = page.evaluate(
         """() => [...document.querySelectorAll('input, select, textarea, button')]
