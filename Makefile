@@ -8,13 +8,14 @@ PORT ?= 8000
 MODELS_DIR ?= models
 PYTEST_ARGS ?=
 
-.PHONY: help venv serve defaults test test-data lint typecheck unit e2e system-deps clean bench \
+.PHONY: help venv serve defaults test test-data lint typecheck unit e2e system-deps clean bench screenshots \
 	train-default tune-default eval-default train-chat ship-chat eval-chat bench-engine \
 	train-translate ship-translate eval-translate
 
 help:
 	@echo "make serve   - set up, serve the committed model packages in $(MODELS_DIR) on $(HOST):$(PORT)"
 	@echo "make test    - set up and run lint, type checks and the whole test suite"
+	@echo "make screenshots - screenshots of the web page at / into docs/images/"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +25,13 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-# Debian packages the tests use as real peers (Prometheus server + promtool).
+# Debian packages the tests use as real peers (Prometheus server + promtool; chromium,
+# which Playwright drives through the web page: no browser download).
 system-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@test -x /usr/bin/chromium || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Rebuilds default packages for tasks that no package in $(MODELS_DIR) serves. All three
 # tasks are committed, so this matters only for an empty folder (a deployment volume).
@@ -51,6 +55,11 @@ typecheck: venv
 
 test: venv system-deps lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
+
+# Screenshots of the web page in each state (docs/images/webui-*.png), taken by its browser
+# test against the committed packages.
+screenshots: venv system-deps
+	S2S_SCREENSHOTS=docs/images HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests/e2e/test_e2e_webui.py
 
 # Only the tests about the real corpora in $(DATA_DIR) (they skip in make test without it).
 test-data: venv

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Allowed CORS origins (empty: CORS off)."
     )
+    ui: bool = Field(
+        True,
+        description="Serve the web page at / (translate, summarize, chat, models); false "
+        "for API-only deployments.",
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log line format.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest log level written."

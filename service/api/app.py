@@ -12,7 +12,7 @@ from service.api import errors
 from service.api.drain import DrainState
 from service.api.metrics import Metrics
 from service.api.middleware import ServiceMiddleware
-from service.api.routes import chat, deepl, libretranslate, openai, ops, summarize, translate
+from service.api.routes import chat, deepl, libretranslate, openai, ops, summarize, translate, ui
 from service.api.usage import CharacterUsage
 from service.engine import EngineConfig, LoadConfig, ModelRegistry, Runtime, Translator
 from service.engine.registry import Loader
@@ -98,6 +98,8 @@ def create_app(
     errors.install(app)
     for module in (translate, summarize, chat, openai, ops, libretranslate, deepl):
         app.include_router(module.router)
+    if settings.ui:
+        app.include_router(ui.router())
     app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics, drain=drain)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,4 +1,5 @@
-"""Optional API keys (S2S_API_KEYS); /health, /ready and /metrics stay open.
+"""Optional API keys (S2S_API_KEYS); /health, /ready, /metrics and the web page's own
+files (``/``, ``/ui/...``: static, no data; the page asks for a key itself) stay open.
 
 Our routes take ``Authorization: Bearer <key>`` (checked in the middleware, 401). The
 compatible APIs check the same keys the way their clients send them, and answer 403:
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import hmac
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/"})
+#: Paths open to everyone under these prefixes (the web page's static files).
+OPEN_PREFIXES = ("/ui/",)
 #: Paths whose routes check keys themselves (the LibreTranslate and DeepL APIs).
 SELF_AUTH_PREFIXES = ("/libretranslate/", "/v2/")
 

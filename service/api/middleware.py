@@ -20,7 +20,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api import body
-from service.api.auth import OPEN_PATHS, SELF_AUTH_PREFIXES, authorized
+from service.api.auth import OPEN_PATHS, OPEN_PREFIXES, SELF_AUTH_PREFIXES, authorized
 from service.api.drain import DrainState
 from service.api.errors import ApiError, error_body, internal_error, log_unexpected, too_large
 from service.api.logs import request_id_var
@@ -144,6 +144,7 @@ class ServiceMiddleware:
             keys
             and path not in OPEN_PATHS
             and not path.startswith(SELF_AUTH_PREFIXES)
+            and not path.startswith(OPEN_PREFIXES)
             and not authorized(headers.get("authorization"), keys)
         ):
             return ApiError(
