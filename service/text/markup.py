@@ -46,6 +46,7 @@ job; a caller may split a segment's text into sentences before translating.
 
 from __future__ import annotations
 
+import difflib
 import html
 import re
 from collections.abc import Callable, Collection, Sequence
@@ -425,6 +426,32 @@ class Plan:
             self._render(root, self._units.get(root.text, translations), translations, out)
         return "".join(out)
 
+    def in_context(self, translations: Sequence[str]) -> list[bool]:
+        """For each translatable segment holding inline elements: whether every element
+        took its tags inside the segment's in-context translation (True) or some
+        container fell back to translating its pieces apart (False)."""
+        placed: list[bool] = []
+        for part in self._parts:
+            if isinstance(part, _Raw) or not _translatable(part.root):
+                continue
+            root = part.root
+            if any(isinstance(it, _Element) for it in root.items):
+                target = self._units.get(root.text, translations)
+                placed.append(self._placed(root, target, translations))
+        return placed
+
+    def _placed(self, element: _Element, target: str, translations: Sequence[str]) -> bool:
+        children = [it for it in element.items if isinstance(it, _Element)]
+        if not children or element.ignored:
+            return True
+        spans = None if element.has_void else _align(element, children, target, self, translations)
+        if spans is None:
+            return False
+        return all(
+            self._placed(child, target[start:stop], translations)
+            for child, (start, stop) in zip(children, spans, strict=True)
+        )
+
     def _render(
         self, element: _Element, target: str, translations: Sequence[str], out: list[str]
     ) -> None:
@@ -488,9 +515,13 @@ def _align(
         # Overlapping matches: with repeated words the right one can start inside another.
         pattern = re.compile(f"(?=({re.escape(needle)}))", re.IGNORECASE)
         hits = [m.span(1) for m in pattern.finditer(target, cursor)]
-        if not hits:
-            return None
-        start, stop = min(hits, key=lambda span: abs(span[0] - expected))
+        if hits:
+            start, stop = min(hits, key=lambda span: abs(span[0] - expected))
+        else:
+            near = _nearest_words(needle, target, cursor, expected)
+            if near is None:
+                return None
+            start, stop = near
         # Whitespace the element had inside its tags stays inside (an ignored one emits
         # its own from the source), where the translation has it.
         lead_ws, _, trail_ws = _split_ws(it.text)
@@ -503,6 +534,39 @@ def _align(
         offset += len(it.text)
     assert len(spans) == len(children)
     return spans
+
+
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
+# How alike (difflib ratio, 0..1) a run of the in-context translation must be to the
+# element's own translation to take its tags: inflection and articles change
+# ("der Strand" alone, "am Strand" in context), other words do not.
+_MIN_SIMILARITY = 0.6
+
+
+def _nearest_words(
+    needle: str, target: str, cursor: int, expected: float
+) -> tuple[int, int] | None:
+    """The run of whole words of ``target`` after ``cursor`` most like ``needle``.
+
+    Runs of one word fewer to one more than ``needle`` are compared case-insensitively;
+    the most similar wins, then the one nearest ``expected``. None below _MIN_SIMILARITY.
+    """
+    words = [m.span() for m in _WORD.finditer(target, cursor)]
+    size = len(_WORD.findall(needle))
+    if not words or not size:
+        return None
+    wanted = needle.lower()
+    best: tuple[float, float, int, int] | None = None
+    for count in range(max(1, size - 1), size + 2):
+        for first in range(len(words) - count + 1):
+            start, stop = words[first][0], words[first + count - 1][1]
+            ratio = difflib.SequenceMatcher(None, wanted, target[start:stop].lower()).ratio()
+            key = (ratio, -abs(start - expected), start, stop)
+            if best is None or key > best:
+                best = key
+    if best is None or best[0] < _MIN_SIMILARITY:
+        return None
+    return best[2], best[3]
 
 
 def _translatable(element: _Element) -> bool:

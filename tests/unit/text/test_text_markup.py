@@ -246,3 +246,26 @@ def test_repeated_words_keep_their_tags_in_place() -> None:
     # earlier in the sentence; a non-overlapping search only saw the earlier match.
     document = " a <b> a  a </b>"
     assert translate_html(document, lambda texts: list(texts)) == document
+
+
+def test_an_inflected_span_takes_its_tags_in_context() -> None:
+    # Alone the model says "der Strand", in the sentence "am Strand": still placed.
+    table = {
+        "A dog runs on the beach.": "Ein Hund rennt am Strand.",
+        "A dog": "Ein Hund",
+        "runs": "rennt",
+        "on": "auf",
+        "the beach": "der Strand",
+    }
+    document = "<p>A dog <b>runs</b> on <i>the beach</i>.</p>"
+    plan = extract(document)
+    translations = [table[t] for t in plan.texts]
+    assert plan.rebuild(translations) == "<p>Ein Hund <b>rennt</b> am <i>Strand</i>.</p>"
+    assert plan.in_context(translations) == [True]
+
+
+def test_in_context_reports_a_container_that_fell_back() -> None:
+    table = {"Say hello there": "Sag Servus", "hello": "hallo", "Say": "Sag", "there": "dort"}
+    plan = extract("<p>Say <b>hello</b> there</p><p>No tags here.</p>")
+    table["No tags here."] = "Keine Tags hier."
+    assert plan.in_context([table[t] for t in plan.texts]) == [False]
