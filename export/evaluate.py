@@ -89,7 +89,11 @@ def score(task: str, hypotheses: list[str], references: list[str]) -> dict[str, 
 
 
 def _languages(manifest: Manifest) -> tuple[str | None, str | None]:
+    """The package's first served direction (a multilingual package serves several)."""
     langs = manifest.languages
+    directions = langs.directions()
+    if directions:
+        return directions[0]
     return (langs.source[0] if langs.source else None, langs.target[0] if langs.target else None)
 
 
