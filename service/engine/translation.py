@@ -125,9 +125,11 @@ class _Group:
         text_format: TextFormat,
     ) -> list[str]:
         """The texts the last hop translates: the originals, or their pivot translations
-        (one sequence each)."""
+        (one sequence each; a forced first token the request names is the last hop's)."""
         for hop in self.hops[:-1]:
-            single = dataclasses.replace(options, num_return_sequences=None)
+            single = dataclasses.replace(
+                options, num_return_sequences=None, forced_bos_token_id=None
+            )
             results = await hop.service.translate(
                 texts, hop.source, hop.target, single, call, text_format
             )

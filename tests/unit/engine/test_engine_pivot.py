@@ -167,3 +167,16 @@ async def test_streaming_a_pivot_streams_the_second_hop(
         pieces[delta.index] += delta.text
     assert pieces == [r.text for r in expected]
     assert runtime.encoded[-1] == ("en", "fr")
+
+
+async def test_alternatives_of_a_pivot_come_from_the_second_hop(
+    multi: tuple[Translator, FakeRuntime],
+) -> None:
+    translator, _ = multi
+    options = GenerationOptions(num_beams=3, num_return_sequences=3)
+    (result,) = await (await translator.plan(["Guten Morgen."], "de", "fr")).run(options, _call())
+    single = GenerationOptions(num_beams=3)
+    (english,) = await (await translator.plan(["Guten Morgen."], "de", "en")).run(single, _call())
+    (french,) = await (await translator.plan([english.text], "en", "fr")).run(options, _call())
+    assert len(result.alternatives) == 2
+    assert [result.text, *result.alternatives] == [french.text, *french.alternatives]
