@@ -90,17 +90,20 @@ def score(task: str, hypotheses: list[str], references: list[str]) -> dict[str, 
 
 @dataclass(frozen=True)
 class Direction:
-    """Source and target language of an evaluation (None: the package's only/first one)."""
+    """Source and target language of an evaluation (None: the package's first direction)."""
 
     source: str | None = None
     target: str | None = None
 
     def resolve(self, manifest: Manifest) -> tuple[str | None, str | None]:
-        """The languages to pass to the runtime: given ones, else the package's first."""
+        """The languages to pass to the runtime: given ones, else the package's first
+        served direction (a multilingual package serves several)."""
         langs = manifest.languages
+        directions = langs.directions()
+        first_source, first_target = directions[0] if directions else (None, None)
         return (
-            self.source or (langs.source[0] if langs.source else None),
-            self.target or (langs.target[0] if langs.target else None),
+            self.source or first_source or (langs.source[0] if langs.source else None),
+            self.target or first_target or (langs.target[0] if langs.target else None),
         )
 
 

@@ -12,6 +12,7 @@ from export.errors import SourceError
 from export.onnx_export import quiet
 from export.source import Checkpoint
 from service.runtime.manifest import (
+    PAIR_SEPARATOR,
     ChatConfig,
     GenerationDefaults,
     Languages,
@@ -92,6 +93,58 @@ def generation_defaults(generation: dict[str, Any]) -> GenerationDefaults:
     return GenerationDefaults.from_dict(generation)
 
 
+def _translation_directions(checkpoint: Checkpoint) -> list[tuple[str, str, dict[str, Any]]]:
+    """(source, target, entry) of every ``translation_X_to_Y`` in task_specific_params."""
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for key, entry in (checkpoint.config.get("task_specific_params") or {}).items():
+        parts = key.split("_")
+        if len(parts) == 4 and parts[0] == "translation" and parts[2] == "to":
+            out.append((parts[1], parts[3], entry if isinstance(entry, dict) else {}))
+    return out
+
+
+def _forced_bos_languages(checkpoint: Checkpoint, tokenizer: Any) -> Languages | None:
+    """A multi-target checkpoint (one Marian model, the target chosen by forcing its
+    language token as the first generated token): every ``translation_X_to_Y`` entry of
+    task_specific_params names the ``forced_bos_token_id`` of Y. None for other checkpoints.
+
+    Source languages get their token too where the vocabulary has one (the same token the
+    language has as a target, else ``__X__``); the tokenizer is never asked for src_lang.
+    """
+    directions = _translation_directions(checkpoint)
+    if not directions or not all("forced_bos_token_id" in e for _, _, e in directions):
+        return None
+    vocab_size = int(checkpoint.config["vocab_size"])
+    tokens: dict[str, str] = {}
+    for source, target, entry in directions:
+        token_id = int(entry["forced_bos_token_id"])
+        if not 0 <= token_id < vocab_size:
+            raise SourceError(
+                f"SOURCE translation_{source}_to_{target}: forced_bos_token_id {token_id} "
+                f"is outside the vocabulary ({vocab_size})"
+            )
+        token = str(tokenizer.convert_ids_to_tokens(token_id))
+        if tokens.setdefault(target, token) != token:
+            raise SourceError(
+                f"SOURCE task_specific_params force {tokens[target]!r} and {token!r} "
+                f"for the same target {target!r}"
+            )
+    for source, _, _ in directions:
+        candidate = f"__{source}__"
+        if source not in tokens and tokenizer.convert_tokens_to_ids(candidate) not in (
+            None,
+            tokenizer.unk_token_id,
+        ):
+            tokens[source] = candidate
+    pairs = list(dict.fromkeys(f"{s}{PAIR_SEPARATOR}{t}" for s, t, _ in directions))
+    return Languages(
+        source=sorted({s for s, _, _ in directions}),
+        target=sorted({t for _, t, _ in directions}),
+        tokens=dict(sorted(tokens.items())),
+        pairs=sorted(pairs),
+    )
+
+
 def languages(checkpoint: Checkpoint, tokenizer: Any) -> Languages:
     """Source/target languages, and the language-token map of multilingual models."""
     lang_tokens = getattr(tokenizer, "lang_code_to_token", None)
@@ -110,14 +163,15 @@ def languages(checkpoint: Checkpoint, tokenizer: Any) -> Languages:
         codes = sorted(str(t) for t in specials if LANG_CODE_TOKEN.match(str(t)))
         if codes:
             return Languages(source=codes, target=codes, tokens={c: c for c in codes})
+    multi_target = _forced_bos_languages(checkpoint, tokenizer)
+    if multi_target is not None:
+        return multi_target
     source = getattr(tokenizer, "source_lang", None) or tokenizer.init_kwargs.get("source_lang")
     target = getattr(tokenizer, "target_lang", None) or tokenizer.init_kwargs.get("target_lang")
     if source and target:
         return Languages(source=[str(source)], target=[str(target)])
-    for key in checkpoint.config.get("task_specific_params") or {}:
-        parts = key.split("_")
-        if len(parts) == 4 and parts[0] == "translation" and parts[2] == "to":
-            return Languages(source=[parts[1]], target=[parts[3]])
+    for source, target, _ in _translation_directions(checkpoint):
+        return Languages(source=[source], target=[target])
     return Languages()
 
 

@@ -56,9 +56,11 @@ def setup_for(manifest: Manifest) -> ValidationSetup:
     langs = manifest.languages
     if langs.multilingual:
         # The inputs are English; prefer a German or French target (M2M100, NLLB, mBART codes).
+        # A package listing its pairs (multi-target Marian) is validated on one it serves.
         source = next((c for c in ENGLISH_CODES if c in langs.source), langs.source[0])
-        targets = [c for c in TARGET_CODES if c in langs.target and c != source]
-        target = targets[0] if targets else next(c for c in langs.target if c != source)
+        served = [t for s, t in langs.directions() if s == source]
+        targets = [c for c in TARGET_CODES if c in served]
+        target = targets[0] if targets else served[0]
     return ValidationSetup(
         texts=list(INPUTS[manifest.task]), source_lang=source, target_lang=target
     )
@@ -112,7 +114,8 @@ class Reference:
             self.model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint_dir).eval()
         self.forced_bos: int | None = None
         if setup.source_lang is not None and setup.target_lang is not None:
-            self.tokenizer.src_lang = setup.source_lang
+            if hasattr(self.tokenizer, "src_lang"):  # Marian has none: the text is the input
+                self.tokenizer.src_lang = setup.source_lang
             token = manifest.languages.tokens[setup.target_lang]
             self.forced_bos = int(self.tokenizer.convert_tokens_to_ids(token))
         texts = [manifest.task_prefix + text for text in setup.texts]

@@ -133,9 +133,14 @@ class DetectedLanguageOut(BaseModel):
 
 class TranslateResponse(BaseModel):
     """Translations in input order; ``model`` is the (first) model that translated;
-    ``detected_languages`` only when the source was detected."""
+    ``models`` every model used, in order, when more than one was; ``pivot`` the language
+    (``"en"``) that texts of a pair no model serves were translated through (absent when
+    every text was translated directly); ``detected_languages`` only when the source was
+    detected."""
 
     model: str
+    models: list[str] | None = None
+    pivot: str | None = None
     translations: list[str]
     detected_languages: list[DetectedLanguageOut] | None = None
 

@@ -126,18 +126,18 @@ class ModelEntry:
         return self.manifest.task if self.manifest is not None else ""
 
     def serves_pair(self, source: str, target: str) -> bool:
-        """True for a translation package listing both languages."""
+        """True for a translation package that serves ``source`` -> ``target`` (the
+        manifest's ``pairs`` when listed, else any of its sources into any of its
+        targets)."""
         if self.manifest is None or self.task != "translation":
             return False
-        languages = self.manifest.languages
-        return source in languages.source and target in languages.target
+        return self.manifest.languages.serves(source, target)
 
     def pairs(self) -> list[str]:
-        """ "src->tgt" of every pair a translation package lists."""
+        """ "src->tgt" of every direction a translation package serves."""
         if self.manifest is None or self.task != "translation":
             return []
-        languages = self.manifest.languages
-        return [f"{s}->{t}" for s in languages.source for t in languages.target if s != t]
+        return [f"{s}->{t}" for s, t in self.manifest.languages.directions()]
 
 
 def discover(models_dir: Path, names: Sequence[str]) -> list[tuple[str, Path]]:

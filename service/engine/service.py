@@ -116,8 +116,15 @@ class ModelService:
     async def warm_up(self) -> None:
         """One short generation so the first real request pays no lazy-initialisation cost."""
         languages = self.manifest.languages
-        source = languages.source[0] if languages.source else None
-        target = languages.target[0] if languages.target else None
+        directions = languages.directions()
+        source, target = (
+            directions[0]
+            if directions
+            else (
+                languages.source[0] if languages.source else None,
+                languages.target[0] if languages.target else None,
+            )
+        )
         call = CallContext.starting_now(_WARMUP_DEADLINE_MS)
         prepared = await _off_loop(
             self._prepare, ["Hello."], GenerationOptions(max_new_tokens=2), source, target

@@ -15,13 +15,24 @@ emoji, empty markup) is returned as it is, detected as ``"und"`` with confidence
 LibreTranslate does. A text clearly in another language is a
 ``DetectedLanguageUnsupportedError`` naming it; one whose language cannot be told, a
 ``LanguageNotDetectedError``.
+
+Pivot: a pair no model serves (``de->fr``) is translated through English (:data:`PIVOT`)
+when models serve ``de->en`` and ``en->fr``, as LibreTranslate does: the first hop
+translates the whole text, the second hop translates that translation (with the request's
+options; the first hop gives one sequence, so alternatives come from the second).
+:meth:`Translator.languages` lists pivot-reachable targets too, and detection for source
+``"auto"`` considers every language that reaches the target. Streaming a pivoted text
+streams the second hop (the first one runs to completion while the stream is prepared).
+A named model pivots only through itself (a multilingual package missing a pair).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Collection, Sequence
+import dataclasses
+from collections.abc import AsyncGenerator, Collection, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from service.engine.errors import (
     DetectedLanguageUnsupportedError,
@@ -44,6 +55,9 @@ from service.text.language import (
 )
 
 AUTO = "auto"
+T = TypeVar("T")
+# The language a pair no model serves is translated through.
+PIVOT = "en"
 
 
 @dataclass(frozen=True)
@@ -60,8 +74,10 @@ class Translation:
 
     ``source_lang``: the language it was translated from (``"und"`` for a text passed
     through untranslated); ``detected``: set when the source was detected; ``model``: the
-    package that translated it (None when no model was needed); ``alternatives``: the
-    other num_return_sequences texts (plain text only).
+    package that translated it (None when no model was needed; ``"a+b"`` when two
+    packages did, through the pivot); ``alternatives``: the other num_return_sequences
+    texts (plain text only); ``pivot``: the language it was translated through (None when
+    translated directly). ``result`` is the last hop's.
     """
 
     text: str
@@ -70,15 +86,69 @@ class Translation:
     detected: DetectedLanguage | None
     model: str | None
     result: TextResult
+    pivot: str | None = None
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """One model translating ``source`` into ``target``."""
+
+    source: str
+    target: str
+    service: ModelService
 
 
 @dataclass(frozen=True)
 class _Group:
-    """The texts (by index) one model translates from one source language."""
+    """The texts (by index) translated from one source language by one route: a direct
+    hop, or two hops through the pivot."""
 
     source: str
-    service: ModelService
+    hops: tuple[_Hop, ...]
     indices: list[int]
+
+    @property
+    def pivot(self) -> str | None:
+        """The language between the hops (None for a direct translation)."""
+        return self.hops[0].target if len(self.hops) > 1 else None
+
+    @property
+    def model(self) -> str:
+        """The hops' model names, ``+``-joined when they differ."""
+        return "+".join(dict.fromkeys(h.service.name for h in self.hops))
+
+    async def first_hops(
+        self,
+        texts: list[str],
+        options: GenerationOptions,
+        call: CallContext,
+        text_format: TextFormat,
+    ) -> list[str]:
+        """The texts the last hop translates: the originals, or their pivot translations
+        (one sequence each; a forced first token the request names is the last hop's)."""
+        for hop in self.hops[:-1]:
+            single = dataclasses.replace(
+                options, num_return_sequences=None, forced_bos_token_id=None
+            )
+            results = await hop.service.translate(
+                texts, hop.source, hop.target, single, call, text_format
+            )
+            texts = [r.text for r in results]
+        return texts
+
+    async def translate(
+        self,
+        texts: list[str],
+        options: GenerationOptions,
+        call: CallContext,
+        text_format: TextFormat,
+    ) -> list[TextResult]:
+        """Every hop in turn; the last hop's results."""
+        inputs = await self.first_hops(texts, options, call, text_format)
+        last = self.hops[-1]
+        return await last.service.translate(
+            inputs, last.source, last.target, options, call, text_format
+        )
 
 
 @dataclass
@@ -96,29 +166,19 @@ class TranslationPlan:
     @property
     def models(self) -> list[str]:
         """The names of the models the plan uses, in order of first use."""
-        return list(dict.fromkeys(g.service.name for g in self.groups))
+        return list(dict.fromkeys(h.service.name for g in self.groups for h in g.hops))
+
+    @property
+    def pivot(self) -> str | None:
+        """The pivot language when some text goes through it, else None."""
+        return next((g.pivot for g in self.groups if g.pivot is not None), None)
 
     async def run(self, options: GenerationOptions, call: CallContext) -> list[Translation]:
         """Translate every text (all groups at once); the first failure cancels the rest."""
-        tasks = [
-            asyncio.ensure_future(
-                g.service.translate(
-                    [self.texts[i] for i in g.indices],
-                    g.source,
-                    self.target,
-                    options,
-                    call,
-                    self.text_format,
-                )
-            )
+        results = await _all_or_none(
+            g.translate([self.texts[i] for i in g.indices], options, call, self.text_format)
             for g in self.groups
-        ]
-        try:
-            results = await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        )
         out: list[Translation | None] = [None] * len(self.texts)
         for group, group_results in zip(self.groups, results, strict=True):
             for index, result in zip(group.indices, group_results, strict=True):
@@ -127,8 +187,9 @@ class TranslationPlan:
                     result.texts[1:],
                     group.source,
                     self.detected[index],
-                    group.service.name,
+                    group.model,
                     result,
+                    group.pivot,
                 )
         for index in self.passthrough:
             out[index] = self._unchanged(index)
@@ -139,13 +200,18 @@ class TranslationPlan:
     ) -> AsyncGenerator[TextDelta, None]:
         """Prepare every group's stream (errors raise here), then the deltas: texts passed
         through first, then group after group (each text's pieces in order; ``index`` is
-        the text's position in the request). Plain text only."""
+        the text's position in the request). Plain text only. A pivoted group's first hop
+        runs to completion here (all such groups at once); its second hop streams."""
+        firsts = await _all_or_none(
+            g.first_hops([self.texts[i] for i in g.indices], options, call, PLAIN_TEXT)
+            for g in self.groups
+        )
         streams = []
         try:
-            for g in self.groups:
-                texts = [self.texts[i] for i in g.indices]
-                deltas = await g.service.stream_translate(
-                    texts, g.source, self.target, options, call
+            for g, texts in zip(self.groups, firsts, strict=True):
+                last = g.hops[-1]
+                deltas = await last.service.stream_translate(
+                    texts, last.source, last.target, options, call
                 )
                 streams.append((g, deltas))
         except BaseException:
@@ -177,6 +243,17 @@ class TranslationPlan:
         )
 
 
+async def _all_or_none(work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await every coroutine at once; the first failure cancels the rest."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def match_language(code: str, available: Collection[str]) -> str | None:
     """The served language code for a client's ``code``: the same code ignoring case and
     ``_``/``-``, else its base language (``EN-US`` -> ``en``, ``pt-BR`` -> ``pt``), else
@@ -203,24 +280,34 @@ class Translator:
         ]
 
     def languages(self) -> dict[str, list[str]]:
-        """Source language -> the target languages some model translates it into."""
-        pairs: dict[str, set[str]] = {}
-        for entry in self._entries():
-            assert entry.manifest is not None
-            languages = entry.manifest.languages
-            for source in languages.source:
-                pairs.setdefault(source, set()).update(t for t in languages.target if t != source)
-        return {s: sorted(t) for s, t in sorted(pairs.items())}
+        """Source language -> the target languages it can be translated into: by a model
+        directly, or through the pivot (source -> en by one model, en -> target by one)."""
+        return _reachable(self._entries())
 
     def sources_into(self, target: str, model: str | None = None) -> list[str]:
-        """The languages some model (or the named one) translates into ``target``."""
+        """The languages some model (or the named one, alone) translates into ``target``,
+        directly or through the pivot."""
+        entries = self._entries()
         if model is not None:
             self.registry.for_task("translation", model)  # typed errors for a bad name
-            entry = self.registry.entries[model]
-            assert entry.manifest is not None
-            languages = entry.manifest.languages
-            return [s for s in languages.source if target in languages.target and s != target]
-        return sorted(s for s, targets in self.languages().items() if target in targets)
+            entries = [self.registry.entries[model]]
+        return sorted(s for s, targets in _reachable(entries).items() if target in targets)
+
+    def route(self, source: str, target: str, model: str | None = None) -> tuple[_Hop, ...]:
+        """The hops that translate ``source`` into ``target``: one model serving the pair
+        (``registry.for_pair``), else two through the pivot (UnsupportedLanguagePairError
+        for the direct pair when neither exists)."""
+        try:
+            return (_Hop(source, target, self.registry.for_pair(source, target, model)),)
+        except UnsupportedLanguagePairError as direct:
+            if PIVOT in (source, target) or source == target:
+                raise
+            try:
+                first = self.registry.for_pair(source, PIVOT, model)
+                second = self.registry.for_pair(PIVOT, target, model)
+            except UnsupportedLanguagePairError:
+                raise direct from None
+            return (_Hop(source, PIVOT, first), _Hop(PIVOT, target, second))
 
     async def detect(
         self, texts: Sequence[str], candidates: Collection[str] | None = None
@@ -249,8 +336,7 @@ class Translator:
         ``"auto"``); raises the typed lookup and detection errors."""
         items = list(texts)
         if source is not None and source != AUTO:
-            service = self.registry.for_pair(source, target, model)
-            group = _Group(source, service, list(range(len(items))))
+            group = _Group(source, self.route(source, target, model), list(range(len(items))))
             return TranslationPlan(items, target, text_format, [group], [None] * len(items))
         candidates = self.sources_into(target, model)
         if not candidates:
@@ -280,11 +366,26 @@ class Translator:
             detected[index] = DetectedLanguage(found.language, found.confidence)
             by_language.setdefault(found.language, []).append(index)
         groups = [
-            _Group(language, self.registry.for_pair(language, target, model), indices)
+            _Group(language, self.route(language, target, model), indices)
             for language, indices in by_language.items()
         ]
         passthrough = sorted(set(range(len(items))) - set(wanted))
         return TranslationPlan(items, target, text_format, groups, detected, passthrough)
+
+
+def _reachable(entries: Iterable[ModelEntry]) -> dict[str, list[str]]:
+    """Source -> targets the entries translate it into, directly or through the pivot."""
+    direct: dict[str, set[str]] = {}
+    for entry in entries:
+        if entry.manifest is None or entry.task != "translation":
+            continue
+        for source, target in entry.manifest.languages.directions():
+            direct.setdefault(source, set()).add(target)
+    reachable = {source: set(targets) for source, targets in direct.items()}
+    for source, targets in direct.items():
+        if source != PIVOT and PIVOT in targets:
+            reachable[source].update(t for t in direct.get(PIVOT, ()) if t != source)
+    return {s: sorted(t) for s, t in sorted(reachable.items())}
 
 
 def _has_letters(text: str) -> bool:

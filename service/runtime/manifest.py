@@ -63,21 +63,57 @@ class SourceInfo(_Strict):
     kind: Literal["local", "hub"]
 
 
+PAIR_SEPARATOR = "->"
+
+
 class Languages(_Strict):
     """Languages the package handles.
 
     ``tokens`` maps a language code to its language token (forced BOS for the target,
-    tokenizer ``src_lang`` for the source); only multilingual models (M2M100/NLLB) have it.
+    tokenizer ``src_lang`` for the source where the tokenizer has one); only multilingual
+    models (M2M100/NLLB, multi-target Marian) have it. ``pairs`` (``"en->de"``) lists the
+    directions the package serves; empty means every source x target combination of two
+    different languages (packages written before the field load unchanged).
     """
 
     source: list[str] = Field(default_factory=list)
     target: list[str] = Field(default_factory=list)
     tokens: dict[str, str] = Field(default_factory=dict)
+    pairs: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_pairs(self) -> Languages:
+        for pair in self.pairs:
+            source, sep, target = pair.partition(PAIR_SEPARATOR)
+            if not sep or source not in self.source or target not in self.target:
+                raise ValueError(
+                    f"pair {pair!r} is not 'source->target' of the listed languages "
+                    f"(source {self.source}, target {self.target})"
+                )
+        return self
 
     @property
     def multilingual(self) -> bool:
         """True when the target language is chosen per request through a language token."""
         return bool(self.tokens)
+
+    def directions(self) -> list[tuple[str, str]]:
+        """Every (source, target) the package serves: ``pairs`` when listed, else every
+        combination of a source and a different target."""
+        if self.pairs:
+            return [_split_pair(p) for p in self.pairs]
+        return [(s, t) for s in self.source for t in self.target if s != t]
+
+    def serves(self, source: str, target: str) -> bool:
+        """True when the package translates ``source`` into ``target``."""
+        if self.pairs:
+            return f"{source}{PAIR_SEPARATOR}{target}" in self.pairs
+        return source in self.source and target in self.target
+
+
+def _split_pair(pair: str) -> tuple[str, str]:
+    source, _, target = pair.partition(PAIR_SEPARATOR)
+    return source, target
 
 
 class ChatConfig(_Strict):

@@ -114,7 +114,7 @@ class Seq2SeqRuntime:
     ) -> list[list[int]]:
         """Token ids per text (task prefix and source language applied); RuntimeInputError
         for too-long inputs or unknown languages."""
-        self.tokenizer.check_target(target_lang)
+        self.tokenizer.check_pair(source_lang, target_lang)
         return self.tokenizer.encode(texts, source_lang=source_lang)
 
     def resolve(

@@ -40,6 +40,9 @@ class PackageTokenizer:
         # Which value makes the tokenizer emit a source language's token ("en" for M2M100,
         # the token itself for NLLB-style tokenizers): found once per language.
         self._src_lang_value: dict[str, str] = {}
+        # Multi-target Marian has language tokens for the target only: its tokenizer has no
+        # src_lang, and its encoder reads the text as it is.
+        self.takes_src_lang = _takes_src_lang(self.hf)
 
     @property
     def special_ids(self) -> set[int]:
@@ -79,6 +82,23 @@ class PackageTokenizer:
                 f"source language {lang!r} not supported; supported: {known}"
             )
 
+    def check_pair(self, source: str | None, target: str | None) -> None:
+        """UnknownLanguageError unless the package serves ``source`` -> ``target`` (either
+        None: only the other one is checked)."""
+        self._check_source(source)
+        self.check_target(target)
+        listed = self.languages.pairs
+        if (
+            source is not None
+            and target is not None
+            and listed
+            and not self.languages.serves(source, target)
+        ):
+            raise UnknownLanguageError(
+                f"this model does not translate {source}->{target}; it translates "
+                f"{', '.join(listed)}"
+            )
+
     def _set_src_lang(self, lang: str) -> None:
         value = self._src_lang_value.get(lang)
         if value is None:
@@ -108,7 +128,7 @@ class PackageTokenizer:
                 # sentencepiece raises a bare error on these; the API refuses them earlier.
                 raise InvalidTextError(f"input {i} holds a lone UTF-16 surrogate") from None
         with self._lock:
-            if self.languages.multilingual and source_lang is not None:
+            if self.languages.multilingual and self.takes_src_lang and source_lang is not None:
                 self._set_src_lang(source_lang)
             ids: list[list[int]] = self.hf([self.prefix + t for t in texts])["input_ids"]
         if self.max_positions is not None:
@@ -131,3 +151,9 @@ class PackageTokenizer:
         return str(
             self.hf.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
         )
+
+
+def _takes_src_lang(tokenizer: Any) -> bool:
+    """Whether the tokenizer class has a source language (M2M100, NLLB, mBART: ``src_lang``
+    is an attribute of every instance; Marian's has none)."""
+    return "src_lang" in tokenizer.init_kwargs or hasattr(tokenizer, "src_lang")

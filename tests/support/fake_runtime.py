@@ -45,9 +45,10 @@ def fake_manifest(
     name: str = "fake",
     task: str = "translation",
     languages: tuple[Sequence[str], Sequence[str]] = (("en",), ("de",)),
+    pairs: Sequence[str] = (),
 ) -> Manifest:
     """A valid manifest for a fake package doing ``task`` (``languages``: its source and
-    target language codes)."""
+    target language codes; ``pairs``: the directions it lists, ``"en->de"``)."""
     return Manifest.model_validate(
         {
             "name": name,
@@ -55,7 +56,11 @@ def fake_manifest(
             "family": "fake",
             "description": "fake model",
             "source": {"ref": "fake", "sha256": "0" * 64, "kind": "local"},
-            "languages": {"source": list(languages[0]), "target": list(languages[1])},
+            "languages": {
+                "source": list(languages[0]),
+                "target": list(languages[1]),
+                "pairs": list(pairs),
+            },
             "chat": {"turn_separator": "\n", "max_history_turns": 4} if task == "chat" else None,
             "model": {
                 "vocab_size": 256,
@@ -182,6 +187,7 @@ class FakeRuntime:
         poison_at: str = "add",
         languages: tuple[Sequence[str], Sequence[str]] = (("en",), ("de",)),
         positioned: bool = False,
+        pairs: Sequence[str] = (),
     ) -> None:
         self.step_delay_s = step_delay_s
         # Whether the fake offers the positioned batch (supports_positioned).
@@ -196,7 +202,9 @@ class FakeRuntime:
         self.generate_sizes: list[int] = []
         self.removed: list[Hashable] = []
         self.lock = threading.Lock()
-        self._manifest = fake_manifest(name, task, languages)
+        self._manifest = fake_manifest(name, task, languages, pairs)
+        # (source_lang, target_lang) of every encode_texts call, in order.
+        self.encoded: list[tuple[str | None, str | None]] = []
         self._info = RuntimeInfo(
             precision="fp32",
             provider="CPUExecutionProvider",
@@ -224,6 +232,8 @@ class FakeRuntime:
         target_lang: str | None = None,
     ) -> list[list[int]]:
         """One id per character plus EOS; InputTooLongError over MAX_INPUT_TOKENS."""
+        with self.lock:
+            self.encoded.append((source_lang, target_lang))
         out = []
         for text in texts:
             ids = [POISON if c == "☠" else ord(c) % 200 + 20 for c in text] + [EOS]

@@ -37,13 +37,8 @@ class TestSet:
 
 def test_sets(data_dir: Path, manifest: Manifest) -> list[TestSet]:
     """The sets of every direction the package serves, whose files exist."""
-    langs = manifest.languages
-    pairs = [(s, t) for s in langs.source for t in langs.target if s != t]
-    served = getattr(langs, "pairs", None)
-    if served:
-        pairs = [tuple(p.split("->")) for p in served]
     sets: list[TestSet] = []
-    for source, target in pairs:
+    for source, target in manifest.languages.directions():
         direction = Direction(source, target)
         other = target if source == "en" else source
         folder = data_dir / "tatoeba"

@@ -45,6 +45,7 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
         "languages": {
             "source": list(manifest.languages.source) if manifest else [],
             "target": list(manifest.languages.target) if manifest else [],
+            "pairs": entry.pairs(),
         },
         "precision": service.info.precision if service else None,
         "provider": service.info.provider if service else None,

@@ -42,14 +42,20 @@ async def translate(body: TranslateRequest, request: Request) -> Any:
     model = label_models(request, plan)
     options = generation_options(body.options)
     detected = _detected(plan.detected)
+    # Absent (excluded when None) for the common case: one model, every text direct.
+    answer = TranslateResponse(
+        model=model,
+        models=plan.models if len(plan.models) > 1 else None,
+        pivot=plan.pivot,
+        translations=[],
+        detected_languages=detected,
+    )
     if body.stream:
         deltas = await plan.stream(options, call)
-        return sse(request, _events(deltas, len(texts), model, detected, app.usage, texts))
+        return sse(request, _events(deltas, len(texts), answer, app.usage, texts))
     results = await until_done_or_disconnect(request, plan.run(options, call))
     app.usage.add(texts)
-    return TranslateResponse(
-        model=model, translations=[r.text for r in results], detected_languages=detected
-    )
+    return answer.model_copy(update={"translations": [r.text for r in results]})
 
 
 def _detected(found: list[DetectedLanguage | None]) -> list[DetectedLanguageOut] | None:
@@ -65,8 +71,7 @@ def _detected(found: list[DetectedLanguage | None]) -> list[DetectedLanguageOut]
 async def _events(
     deltas: AsyncIterator[TextDelta],
     count: int,
-    model: str,
-    detected: list[DetectedLanguageOut] | None,
+    answer: TranslateResponse,
     usage: CharacterUsage,
     texts: list[str],
 ) -> AsyncIterator[SseEvent]:
@@ -78,8 +83,7 @@ async def _events(
         if delta.result is not None:
             translations[delta.index] = delta.result.text
     usage.add(texts)
-    done: dict[str, Any] = {"done": True, "model": model, "translations": translations}
-    if detected is not None:
-        done["detected_languages"] = [d.model_dump() for d in detected]
+    full = answer.model_copy(update={"translations": translations})
+    done: dict[str, Any] = {"done": True, **full.model_dump(exclude_none=True)}
     yield done
     yield DONE

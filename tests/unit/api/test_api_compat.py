@@ -443,3 +443,59 @@ async def test_auto_sends_each_text_to_its_languages_model(tmp_path: Path) -> No
     assert body["model"] == "fr-de"  # the first model used
     for model in ("en-de", "fr-de"):
         assert tokens(after, model) > tokens(before, model)
+
+
+# ---- pivot through English ---------------------------------------------------------------
+def _pivot_runtimes() -> dict[str, Any]:
+    """de->en and en->fr in separate models: de->fr only through English."""
+    return {
+        "de-en": FakeRuntime("de-en", "translation", languages=(("de",), ("en",))),
+        "en-fr": FakeRuntime("en-fr", "translation", languages=(("en",), ("fr",))),
+    }
+
+
+async def test_translate_says_it_went_through_english(tmp_path: Path) -> None:
+    payload = {"text": ["Guten Morgen.", "Wie geht es?"], "source_lang": "de", "target_lang": "fr"}
+    async with client_for(tmp_path, _pivot_runtimes()) as client:
+        pivot = await client.post("/translate", json=payload)
+        english = await client.post("/translate", json={**payload, "target_lang": "en"})
+        french = await client.post(
+            "/translate",
+            json={"text": english.json()["translations"], "source_lang": "en", "target_lang": "fr"},
+        )
+        streamed = await client.post("/translate", json={**payload, "stream": True})
+    assert pivot.status_code == 200, pivot.text
+    body = pivot.json()
+    assert body["pivot"] == "en" and body["models"] == ["de-en", "en-fr"]
+    assert body["model"] == "de-en"  # the first model used, as for any plan
+    assert body["translations"] == french.json()["translations"]
+    assert "pivot" not in english.json() and "models" not in english.json()
+    done = sse_events(streamed.text)[-2]
+    assert done["done"] and done["pivot"] == "en" and done["models"] == ["de-en", "en-fr"]
+    assert done["translations"] == body["translations"]
+
+
+async def test_compat_apis_pivot_in_their_own_formats(tmp_path: Path) -> None:
+    async with client_for(tmp_path, _pivot_runtimes()) as client:
+        libre = await client.post(
+            "/libretranslate/translate", json={"q": "Guten Morgen.", "source": "de", "target": "fr"}
+        )
+        deepl = await client.post(
+            "/v2/translate",
+            json={"text": ["Guten Morgen."], "source_lang": "DE", "target_lang": "FR"},
+        )
+        languages = await client.get("/libretranslate/languages")
+        targets = await client.get("/v2/languages", params={"type": "target"})
+        sources = await client.get("/v2/languages")
+    assert libre.status_code == 200, libre.text
+    assert set(libre.json()) == {"translatedText"}
+    assert deepl.status_code == 200, deepl.text
+    assert deepl.json()["translations"][0]["detected_source_language"] == "DE"
+    assert deepl.json()["translations"][0]["text"] == libre.json()["translatedText"]
+    assert languages.json() == [
+        {"code": "de", "name": "German", "targets": ["en", "fr"]},
+        {"code": "en", "name": "English", "targets": ["fr"]},
+        {"code": "fr", "name": "French", "targets": []},
+    ]
+    assert [t["language"] for t in targets.json()] == ["EN-GB", "EN-US", "FR"]
+    assert [s["language"] for s in sources.json()] == ["DE", "EN"]

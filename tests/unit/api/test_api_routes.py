@@ -150,7 +150,11 @@ async def test_ops_endpoints(tmp_path: Path) -> None:
     assert ready.status_code == 200 and ready.json()["ready"] is True
     listed = {m["name"]: m for m in models.json()["models"]}
     assert listed["fake-mt"]["task"] == "translation"
-    assert listed["fake-mt"]["languages"] == {"source": ["en"], "target": ["de"]}
+    assert listed["fake-mt"]["languages"] == {
+        "source": ["en"],
+        "target": ["de"],
+        "pairs": ["en->de"],
+    }
     assert listed["fake-mt"]["precision"] == "fp32" and listed["fake-mt"]["state"] == "ready"
     text = metrics.text
     assert 's2s_requests_total{model="fake-sum",route="/summarize",status="200"} 1.0' in text
