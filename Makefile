@@ -9,7 +9,8 @@ MODELS_DIR ?= models
 PYTEST_ARGS ?=
 
 .PHONY: help venv serve defaults test test-data lint typecheck unit e2e system-deps clean bench \
-	train-default tune-default eval-default train-chat ship-chat eval-chat bench-engine
+	train-default tune-default eval-default train-chat ship-chat eval-chat bench-engine \
+	train-summarize tune-summarize ship-summarize eval-summarize
 
 help:
 	@echo "make serve   - set up, serve the committed model packages in $(MODELS_DIR) on $(HOST):$(PORT)"
@@ -161,3 +162,49 @@ eval-chat: venv
 	test -d $(CHAT_DIR)/package/dailydialog-chat || $(EXPORT_CHAT)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.eval_chat --package $(CHAT_DIR)/package/dailydialog-chat \
 	  --data-dir $(DATA_DIR) $(CHAT_EVAL_ARGS) --markdown $(CHAT_DIR)/quality.md --json $(CHAT_DIR)/quality.json
+
+# Default summarizer (issue 35): MarianMT-architecture dialogue summarizer trained from
+# scratch on SAMSum train + DialogSum train (training/recipes/train_summarize.py), selected
+# on DialogSum validation. Each `make train-summarize` runs SUMMARIZE_PHASES phases of
+# SUMMARIZE_PHASE_MIN minutes, each continuing WORK/state.pt (--resume; a fresh run when
+# there is none) and ending with a checkpoint in $(SUMMARIZE_DIR)/checkpoint; the run
+# itself ends at --max-steps (further phases then only rewrite the checkpoint). State
+# and snapshots every 15 min, so a killed phase loses at most that. Sized for 2 CPU cores
+# with bf16 (see SUMMARIZE_ARGS); on a GPU give one long phase.
+SUMMARIZE_DIR ?= .cache/train-summarize
+SUMMARIZE_NAME ?= dialogue-summarizer
+SUMMARIZE_PHASES ?= 1
+SUMMARIZE_PHASE_MIN ?= 100
+SUMMARIZE_ARGS ?= $(BF16_FLAG) --max-steps 12000
+SUMMARIZE_EVAL_ARGS ?= --precisions int8,fp32 --beams 1,4
+TRAIN_SUMMARIZE = HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE nice -n 5 $(BIN)/python -m training.recipes.train_summarize \
+	  --data-dir $(DATA_DIR) --work-dir $(SUMMARIZE_DIR) --out $(SUMMARIZE_DIR)/checkpoint --resume $(SUMMARIZE_ARGS)
+
+train-summarize: venv
+	for phase in $$(seq $(SUMMARIZE_PHASES)); do \
+	  $(TRAIN_SUMMARIZE) --time-budget-min $(SUMMARIZE_PHASE_MIN) || exit 1; done
+
+EXPORT_SUMMARIZE = HF_HUB_OFFLINE=1 $(BIN)/python -m export $(SUMMARIZE_DIR)/checkpoint --task summarization \
+	  --name $(SUMMARIZE_NAME) --out-dir $(SUMMARIZE_DIR)/package --precision fp32,int8 --overwrite
+
+# Picks beams, length penalty and no_repeat_ngram_size on DialogSum validation (int8, our
+# runtime) into the checkpoint's generation_config.json; ship-summarize exports it again.
+tune-summarize: venv
+	$(EXPORT_SUMMARIZE)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.tune_summarize \
+	  --package $(SUMMARIZE_DIR)/package/$(SUMMARIZE_NAME) --checkpoint $(SUMMARIZE_DIR)/checkpoint \
+	  --data-dir $(DATA_DIR)
+
+ship-summarize: venv
+	$(EXPORT_SUMMARIZE)
+	$(BIN)/python -m training.recipes.ship --package $(SUMMARIZE_DIR)/package/$(SUMMARIZE_NAME) \
+	  --out models/$(SUMMARIZE_NAME) --keep int8 --description-file training/recipes/dialogue-summarizer.txt \
+	  --source-ref "make train-summarize (training/recipes/train_summarize.py)"
+
+# ROUGE on SAMSum test and DialogSum validation, int8 and fp32, greedy and beam, beside
+# Lead-3 and Longest-3 (docs/quality.md, summarization).
+eval-summarize: venv
+	test -d $(SUMMARIZE_DIR)/package/$(SUMMARIZE_NAME) || $(EXPORT_SUMMARIZE)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m training.recipes.eval_summarize \
+	  --package $(SUMMARIZE_DIR)/package/$(SUMMARIZE_NAME) --data-dir $(DATA_DIR) $(SUMMARIZE_EVAL_ARGS) \
+	  --markdown $(SUMMARIZE_DIR)/quality.md --json $(SUMMARIZE_DIR)/quality.json
