@@ -275,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         header = (
             f"`{manifest.name}` ({', '.join(precisions)}; served: {served[0]} "
-            f"{describe(served[1])}, generation defaults {manifest.generation.model_dump()})"
+            f"{describe(served[1])}; package defaults "
+            f"{manifest.generation.model_dump(exclude_none=True, exclude={'bad_words_ids'})})"
         )
     for name, dialogues in sets.items():
         rows += baselines(name, dialogues)

@@ -324,13 +324,19 @@ def run(
 
     trainer.model.train()
     phase_start_step = position.step
+    # Optimizer steps only (no evaluation, no saving): wall seconds, and this process's CPU
+    # seconds (what a step costs on a machine shared with other jobs).
+    train_seconds = train_cpu_seconds = 0.0
     next_save = time.monotonic() + config.checkpoint_min * 60
     loss_sum, tok_sum, window_start = 0.0, 0, time.monotonic()
     while not run_over() and time.monotonic() < deadline:
         rng = random.Random(config.seed * 1000 + position.epoch)
         batches = list(token_batches(examples, config.max_tokens, rng))
         for index in range(position.batch, len(batches)):
+            step_start, cpu_start = time.monotonic(), time.process_time()
             loss, n = trainer.train_step(batches[index])
+            train_seconds += time.monotonic() - step_start
+            train_cpu_seconds += time.process_time() - cpu_start
             position.step, position.batch = trainer.step, index + 1
             loss_sum, tok_sum = loss_sum + loss, tok_sum + n
             if trainer.step % 100 == 0:
@@ -357,10 +363,11 @@ def run(
         snapshot(config.work_dir, trainer, config.keep_snapshots)
         save_state(state_path, trainer, position, history)
         log.info(
-            "state saved at %s (%.1f min into this phase, %.2f steps/s)",
+            "state saved at %s (%.1f min into this phase; a training step: %.2f s, %.2f CPU s)",
             position,
             (time.monotonic() - t0) / 60,
-            (position.step - phase_start_step) / max(time.monotonic() - t0, 1e-9),
+            train_seconds / max(position.step - phase_start_step, 1),
+            train_cpu_seconds / max(position.step - phase_start_step, 1),
         )
         next_save = time.monotonic() + config.checkpoint_min * 60
     if not any((config.work_dir / "snapshots").glob("step*.pt")):
@@ -372,6 +379,8 @@ def run(
         "finished": run_over(),
         "phase_steps": position.step - phase_start_step,
         "phase_minutes": (time.monotonic() - t0) / 60,
+        "seconds_per_step": train_seconds / max(position.step - phase_start_step, 1),
+        "cpu_seconds_per_step": train_cpu_seconds / max(position.step - phase_start_step, 1),
         "input_format": "Name: text turns, one a line (training.recipes.summarization_data)",
         "history": history,
         "torch": torch.__version__,
