@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from training.recipes import summarization_data as sd
-from training.recipes.eval_summarize import Decoding, describe, sample_indices
+from training.recipes.eval_summarize import (
+    Decoding,
+    baselines,
+    describe,
+    markdown,
+    model_scores,
+    sample_indices,
+)
 from training.recipes.tune_summarize import make_grid, write_choice
 
 if TYPE_CHECKING:
@@ -100,6 +107,34 @@ def test_sample_indices_spread_over_the_set() -> None:
     picks = sample_indices(100)
     assert len(picks) == 10 and picks[0] == 0 and picks[-1] == 99
     assert picks == sorted(set(picks))
+
+
+def test_report_scores_baselines_and_a_model_on_the_same_references() -> None:
+    dialogues = [
+        sd.Dialogue("a", sd.normalize_dialogue(SAMSUM_RAW), "Anna and Ben meet at 5 at the cafe."),
+        sd.Dialogue("b", sd.normalize_dialogue(DIALOGSUM_RAW), "Person2 sees a specialist."),
+    ]
+    calls: list[tuple[list[str], Decoding]] = []
+
+    def summarize(texts: list[str], decoding: Decoding) -> tuple[list[str], int]:
+        calls.append((texts, decoding))
+        return [d.summary for d in dialogues], 1  # a perfect model; one input "cut"
+
+    rows = baselines("toy", dialogues)
+    assert [r.system for r in rows] == ["Lead-3", "Longest-3"]
+    assert all(0 < r.rouge["ROUGE-1"] < 100 and r.novel_bigrams < 0.2 for r in rows)
+    served = ("int8", Decoding(4))
+    rows += model_scores("toy", dialogues, {"int8": summarize}, [Decoding(1), Decoding(4)], served)
+    perfect = rows[-1]
+    assert perfect.system == "int8 beam 4" and perfect.cut_to_window == 1
+    assert perfect.rouge["ROUGE-1"] == pytest.approx(100.0)
+    assert perfect.mean_words == perfect.reference_words
+    assert len(perfect.samples) == 2 and not rows[-2].samples  # samples: served setting only
+    paragraphs = model_scores("p", dialogues, {"int8": summarize}, [Decoding(4)], served, True)
+    assert ":" not in calls[-1][0][0] and paragraphs[0].samples
+    text = markdown(rows, "header")
+    assert "| Longest-3 |" in text and "| int8 beam 4 | 100.00 |" in text
+    assert "model: Anna and Ben meet at 5 at the cafe." in text
 
 
 def test_tuning_grid_and_choice(tmp_path: Path) -> None:
