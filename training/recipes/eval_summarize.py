@@ -267,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
 
         manifest = Manifest.load(args.package)
         precisions = [x for x in args.precisions.split(",") if x in manifest.variants]
+        if not precisions:
+            have = ", ".join(manifest.variants)
+            p.error(f"{args.package} has none of {args.precisions} (it has {have})")
         summarizers = {x: package_summarizer(args.package, x) for x in precisions}
         default_beams = manifest.generation.num_beams or 1
         served = (
