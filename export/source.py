@@ -26,8 +26,9 @@ FAMILY_BY_MODEL_TYPE: dict[str, str] = {
 }
 # Tasks a family can serve; T5 and BART are general text-to-text models.
 TASKS_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    # Marian is a plain encoder-decoder: the chat default is one trained here (DailyDialog).
-    "marian": ("translation", "chat"),
+    # Marian is a plain encoder-decoder: the chat default (DailyDialog) and the summarizer
+    # (SAMSum + DialogSum) are ones trained here.
+    "marian": ("translation", "summarization", "chat"),
     "m2m100": ("translation",),
     "mbart": ("translation", "summarization"),
     "bart": ("summarization", "translation", "chat"),

@@ -88,6 +88,9 @@ class TrainConfig:
     # (after the pair warm-up), rather than spend the budget on a model that ignores input.
     probe_every: int = 100
     min_encoder_spread: float = 0.0
+    # Source and target positions of the model (sinusoidal: no trained parameters, but the
+    # service refuses inputs longer than this with 413).
+    max_positions: int = 256
 
 
 class EncoderCollapsedError(RuntimeError):
@@ -143,7 +146,7 @@ def build_model(config: TrainConfig, tokenizer: MarianTokenizer) -> MarianMTMode
         attention_dropout=0.0,
         activation_dropout=0.0,
         activation_function="swish",
-        max_position_embeddings=256,
+        max_position_embeddings=config.max_positions,
         pad_token_id=pad,
         eos_token_id=eos,
         decoder_start_token_id=pad,

@@ -63,6 +63,26 @@ def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def pegasus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Pegasus checkpoint (a summarization-only family), built from a config."""
+    from transformers import PegasusConfig, PegasusForConditionalGeneration
+
+    path = tmp_path_factory.mktemp("pegasus")
+    config = PegasusConfig(
+        vocab_size=64,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+    )
+    PegasusForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
 def marian_dir(tiny_checkpoint: Callable[[str], Path]) -> Path:
     return tiny_checkpoint("marian")
 
@@ -199,13 +219,13 @@ def test_unknown_task_or_precision(
 
 
 def test_task_that_does_not_fit(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, marian_dir: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, pegasus_dir: Path
 ) -> None:
     out = tmp_path / "out"
     code, err = _run(
-        capsys, str(marian_dir), "--task", "summarization", "--name", "x", "--out-dir", str(out)
+        capsys, str(pegasus_dir), "--task", "translation", "--name", "x", "--out-dir", str(out)
     )
-    _assert_one_line_error(code, err, "'summarization'", "marian", "translation")
+    _assert_one_line_error(code, err, "'translation'", "pegasus", "summarization")
     _assert_nothing_written(out)
 
 
