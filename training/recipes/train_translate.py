@@ -83,6 +83,8 @@ class TranslateConfig:
     max_tokens: int = 4000
     max_len: int = 96
     max_epochs: int = 4
+    # Optimizer steps after which the run is complete (None: max_epochs bounds it).
+    max_steps: int | None = None
     time_budget_min: float = 60.0
     checkpoint_min: float = 15.0
     keep_snapshots: int = 5
@@ -359,7 +361,9 @@ def run(config: TranslateConfig) -> None:
     finished = False
     now = time.monotonic()
     while not finished and time.monotonic() < deadline:
-        if position.epoch > config.max_epochs:
+        if position.epoch > config.max_epochs or (
+            config.max_steps is not None and position.step >= config.max_steps
+        ):
             finished = True
             break
         rng = random.Random(config.seed * 1000 + position.epoch)
@@ -381,7 +385,8 @@ def run(config: TranslateConfig) -> None:
                 )
                 loss_sum, tok_sum, window_start = 0.0, 0, time.monotonic()
             now = time.monotonic()
-            if now >= next_save or now >= deadline:
+            at_end = config.max_steps is not None and trainer.step >= config.max_steps
+            if now >= next_save or now >= deadline or at_end:
                 break
         else:
             position.epoch, position.batch = position.epoch + 1, 0
@@ -396,7 +401,7 @@ def run(config: TranslateConfig) -> None:
         "config": asdict(config),
         "parameters": n_params,
         "position": asdict(position),
-        "finished": finished or position.epoch > config.max_epochs,
+        "finished": finished,
         "history": history,
         "torch": torch.__version__,
     }
@@ -411,11 +416,12 @@ def parse_args(argv: list[str] | None = None) -> TranslateConfig:
     p.add_argument("--out", type=Path, required=True, help="output Hugging Face checkpoint dir")
     defaults = TranslateConfig(data_dir=Path(), out=Path())
     for name, value in asdict(defaults).items():
-        if name in ("data_dir", "out", "bf16", "resume", "limit_train"):
+        if name in ("data_dir", "out", "bf16", "resume", "limit_train", "max_steps"):
             continue
         kind = Path if isinstance(value, Path) else type(value)
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
     p.add_argument("--limit-train", type=int, default=None, help="first N pairs of each pair")
+    p.add_argument("--max-steps", type=int, default=None, help="stop the run after N steps")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AMX)")
     p.add_argument("--resume", action="store_true", help="continue WORK_DIR/state.pt")
     return TranslateConfig(**vars(p.parse_args(argv)))

@@ -47,7 +47,7 @@ def data_dir(tmp_path: Path) -> Path:
     return root
 
 
-def _config(data_dir: Path, work: Path, minutes: float, resume: bool) -> TranslateConfig:
+def _config(data_dir: Path, work: Path, steps: int, resume: bool) -> TranslateConfig:
     return TranslateConfig(
         data_dir=data_dir,
         out=work / "checkpoint",
@@ -60,8 +60,9 @@ def _config(data_dir: Path, work: Path, minutes: float, resume: bool) -> Transla
         ffn_dim=32,
         max_tokens=200,
         warmup_steps=10,
-        time_budget_min=minutes,
-        checkpoint_min=0.02,
+        time_budget_min=10,
+        checkpoint_min=10,
+        max_steps=steps,
         dev_per_direction=3,
         threads=1,
         resume=resume,
@@ -71,7 +72,7 @@ def _config(data_dir: Path, work: Path, minutes: float, resume: bool) -> Transla
 def test_every_pair_trains_both_ways_with_the_target_language_token(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    config = _config(data_dir, tmp_path / "work", 0.05, False)
+    config = _config(data_dir, tmp_path / "work", 1, False)
     train = read_train(data_dir, None)
     assert (
         set(train)
@@ -101,14 +102,15 @@ def test_a_phase_resumes_where_the_last_one_stopped_and_writes_a_checkpoint(
     data_dir: Path, tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
-    run(_config(data_dir, work, 0.03, False))
+    run(_config(data_dir, work, 3, False))
     first = torch.load(work / "state.pt", weights_only=False)
+    assert first["position"]["step"] == 3
     with pytest.raises(SystemExit, match="--resume"):
-        run(_config(data_dir, work, 0.03, False))
-    run(_config(data_dir, work, 0.03, True))
+        run(_config(data_dir, work, 6, False))
+    run(_config(data_dir, work, 6, True))
     second = torch.load(work / "state.pt", weights_only=False)
-    assert second["position"]["step"] > first["position"]["step"]
-    assert len(second["history"]) > len(first["history"])
+    assert second["position"]["step"] == 6
+    assert [h["step"] for h in second["history"]] == [3, 6]
     checkpoint = work / "checkpoint"
     config = json.loads((checkpoint / "config.json").read_text())
     tokenizer = transformers.MarianTokenizer.from_pretrained(str(checkpoint))
