@@ -97,7 +97,7 @@ def test_worker_runs_our_runtime_on_a_tiny_package(tiny_package: Callable[..., P
     """A real cell on our runtime: fixed length means every input yields max_new tokens."""
     from service.runtime import load_runtime
 
-    package = tiny_package("marian", ("fp32",))
+    package = tiny_package("marian")  # the shared package: its fp32 variant is used
     rt = load_runtime(package, device="cpu", precision="fp32", intra_op_threads=1)
     model = rt.manifest.model
     plan = Plan(

@@ -396,8 +396,9 @@ async def test_real_package_stream_gets_its_first_token_while_others_run() -> No
     long before the running requests end (a dynamic batch would make it wait for them)."""
     from service.runtime import load_runtime
 
-    rt = load_runtime(_positioned_package(), device="cpu", precision="fp32")
+    rt = load_runtime(_positioned_package(), device="cpu", precision="fp32", positioned=True)
     engine = Engine(rt, EngineConfig(mode="continuous", max_wait_ms=0))
+    assert engine.status()["mode"] == "continuous"
     ids = rt.encode_texts(SENTENCES)
     # 200 forced tokens (the tiny Marian has 512 positions): ~200 steps after the
     # stream joins, so the check below does not depend on how busy the machine is.
