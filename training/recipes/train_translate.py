@@ -99,7 +99,9 @@ class Direction:
         return f"{self.source}->{self.target}"
 
 
-DIRECTIONS = tuple(d for a, b in PAIRS for d in (Direction(a, b), Direction(b, a)))
+DIRECTIONS = tuple(
+    d for a, b in PAIRS for d in (Direction(a, b), Direction(b, a))
+)
 
 
 def _tatoeba(data_dir: Path, split: str, pair: tuple[str, str]) -> tuple[list[str], list[str]]:
