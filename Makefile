@@ -38,13 +38,9 @@ system-deps:
 defaults: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m training.defaults --models-dir $(MODELS_DIR)
 
-# Serves the committed packages: no training, no data, no torch at start-up. All models'
-# ONNX Runtime sessions share one thread pool unless S2S_SHARED_THREAD_POOL says otherwise
-# (docs/benchmarks.md: lower latency for dynamic and iteration batching on CPU, in two
-# open-loop runs; set it to false for S2S_RUNTIME_LANES > 1).
+# Serves the committed packages: no training, no data, no torch at start-up.
 serve: venv
-	HF_HUB_OFFLINE=1 S2S_SHARED_THREAD_POOL=$${S2S_SHARED_THREAD_POOL:-true} \
-	  $(BIN)/python -m service --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m service --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -108,13 +104,13 @@ BENCH_ARGS ?=
 bench: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench $(BENCH_ARGS)
 
-# Engine speed against CTranslate2 (issue 17): our runtime (one session; the service's
-# runtime lanes) beside CTranslate2 int8 at both thread settings, in interleaved rounds
+# Engine speed against CTranslate2 (issue 17): our runtime as the service runs it beside
+# CTranslate2 int8 at both thread settings, in interleaved rounds
 # (bench/rounds.py): greedy fixed and natural at batch 1-64, beam 4 at batch 1-32; the int8
 # work bound beside them (bench.ceiling); then the service over HTTP against its own engine
 # offline (one request of 32 / 64 texts).
 BENCH_ENGINE_ROUNDS ?= 5
-BENCH_ENGINE_BACKENDS ?= ours-lanes:int8:2,ours:int8:2,ct2:int8:2,ours:int8:1,ct2:int8:1
+BENCH_ENGINE_BACKENDS ?= ours:int8:2,ct2:int8:2,ours:int8:1,ct2:int8:1
 BENCH_ENGINE = HF_HUB_OFFLINE=1 $(BIN)/python -m bench.engine --family marian --size full \
 	  --backends $(BENCH_ENGINE_BACKENDS) --reference "ours int8 t1" --rounds $(BENCH_ENGINE_ROUNDS)
 bench-engine: venv
@@ -123,7 +119,7 @@ bench-engine: venv
 	$(BENCH_ENGINE) --searches beam4 --stops fixed --batch-sizes 1,8,32 \
 	  --json .cache/bench/engine-rounds-beam.json
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ceiling --engine .cache/bench/engine-rounds.json \
-	  --labels "ours-lanes int8 t2,ours int8 t2,ct2 int8 t2,ours int8 t1,ct2 int8 t1" \
+	  --labels "ours int8 t2,ct2 int8 t2,ours int8 t1,ct2 int8 t1" \
 	  --json .cache/bench/ceiling-rounds.json
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.http_batch --rounds $(BENCH_ENGINE_ROUNDS) \
 	  --json .cache/bench/http-batch.json

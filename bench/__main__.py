@@ -3,18 +3,17 @@
 1. ``engine``: full Marian, every backend, greedy and beam 4, batch 1/8/32/64, fixed length;
 2. ``ceiling``: the tokens/s the int8 MatMuls alone allow, beside step 1's rows;
 3. ``natural``: full Marian, natural stopping: PyTorch, ours int8, CTranslate2 int8, greedy;
-4. ``groups``: the length-grouped encoder against one padded encoder call (ours int8);
-5. ``t5``: full T5 (t5-small dims), translation, greedy, batch 1/8/32, fixed and natural;
-6. ``bart``: full BART (distilbart-cnn-12-6 dims), SAMSum summarization, same grid;
-7. ``load``: service load sweep on full Marian (iteration, continuous, joining every 2 / 4 steps,
-   dynamic, off, naive pipeline), with the paired HTTP latency at concurrency 1;
-8. ``openloop``: open-loop Poisson arrivals at 25-110 % of capacity on a WMT14 / SAMSum
-   mix, natural stopping, streaming (iteration, continuous, dynamic, off);
-9. ``gpu``: GPU suite (records "not run" without a GPU);
-10. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
+4. ``t5``: full T5 (t5-small dims), translation, greedy, batch 1/8/32, fixed and natural;
+5. ``bart``: full BART (distilbart-cnn-12-6 dims), SAMSum summarization, same grid;
+6. ``load``: service load sweep on full Marian (continuous, dynamic, naive pipeline), with
+   the paired HTTP latency at concurrency 1;
+7. ``openloop``: open-loop Poisson arrivals at 25-110 % of capacity on a WMT14 / SAMSum
+   mix, natural stopping, streaming (continuous, dynamic);
+8. ``gpu``: GPU suite (records "not run" without a GPU);
+9. report: tables and plots into docs/benchmarks.md and docs/benchmarks/.
 
 Checkpoints and packages missing from ``.cache/`` are built first (full Marian ~10 min,
-T5 ~5 min, BART ~15 min on 2 cores; the whole run took 90 min on 2026-12-01). Arguments
+T5 ~5 min, BART ~15 min on 2 cores). Arguments
 after ``--engine-args`` / ``--load-args`` go to every engine step / the load step (e.g. a
 smaller ``--batch-sizes``); ``--skip`` leaves steps out (comma-separated names from the
 list above).
@@ -31,7 +30,6 @@ from pathlib import Path
 from bench import ceiling, engine, gpu, load, openloop, report
 
 NATURAL_BACKENDS = "torch:fp32:1,ours:int8:1,ct2:int8:1"
-GROUPS_BACKENDS = "ours-onecall:int8:1,ours:int8:1,ct2:int8:1"
 # T5 and BART: the backends of the issue's ratios, one thread each (the larger BART makes
 # PyTorch's batch-32 cells exceed the backend budget; the table says so).
 FAMILY_BACKENDS = "torch:fp32:1,ours:fp32:1,ours:int8:1,ct2:int8:1"
@@ -42,25 +40,19 @@ FAMILY_TASKS = {"t5": "translation", "bart": "summarization"}
 # BART's SAMSum dialogues take ~25 s per batch-8 pass on PyTorch: a larger budget lets the
 # natural-stopping cells run after the fixed-length ones.
 FAMILY_BUDGETS = {"t5": "80", "bart": "200"}
-# The join variants measure S2S_JOIN_EVERY_STEPS beside plain continuous batching; 10 s
-# levels because 5 s ones moved the join comparison by up to 20 % between runs.
-LOAD_DEFAULTS = (
-    "--targets",
-    "iteration,continuous,continuous-join2,continuous-join4,dynamic,off,naive",
-    "--duration-s",
-    "10",
-)
+# 10 s levels: 5 s ones moved mode comparisons by up to 20 % between runs.
+LOAD_DEFAULTS = ("--targets", "continuous,dynamic,naive", "--duration-s", "10")
 # Interleaved rounds per engine step (bench.rounds): the main table's lead must hold in each
 # of 3; the side tables get 2 (a whole `make bench` stays a few hours on 2 cores). The
 # issue-17 comparison with 5 rounds is its own target: `make bench-engine`.
 MAIN_ROUNDS = ("--rounds", "3")
 SIDE_ROUNDS = ("--rounds", "2")
-STEPS = ("engine", "ceiling", "natural", "groups", "t5", "bart", "load", "openloop", "gpu")
+STEPS = ("engine", "ceiling", "natural", "t5", "bart", "load", "openloop", "gpu")
 
 
 def engine_documents(out: Path) -> list[Path]:
     """The engine documents in the order the report shows them."""
-    names = ("engine", "engine-natural", "engine-encoder-groups", "engine-t5", "engine-bart")
+    names = ("engine", "engine-natural", "engine-t5", "engine-bart")
     return [out / f"{name}.json" for name in names]
 
 
@@ -83,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     marian = ["--family", "marian", "--size", args.size]
     extra = shlex.split(args.engine_args)
     out = args.out
-    main_doc, natural_doc, groups_doc, t5_doc, bart_doc = engine_documents(out)
+    main_doc, natural_doc, t5_doc, bart_doc = engine_documents(out)
     if "engine" not in skip:
         engine.main([*MAIN_ROUNDS, *extra, *marian, "--json", str(main_doc)])
     if "ceiling" not in skip and main_doc.is_file():
@@ -91,10 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "natural" not in skip:
         natural = ["--stops", "natural", "--searches", "greedy", "--backends", NATURAL_BACKENDS]
         engine.main([*SIDE_ROUNDS, *marian, *extra, *natural, "--json", str(natural_doc)])
-    if "groups" not in skip:
-        groups = ["--searches", "greedy", "--stops", "fixed,natural", "--backends"]
-        groups += [GROUPS_BACKENDS, "--reference", "ours-onecall"]
-        engine.main([*SIDE_ROUNDS, *marian, *extra, *groups, "--json", str(groups_doc)])
     for family, document in (("t5", t5_doc), ("bart", bart_doc)):
         if family not in skip:
             model = ["--family", family, "--size", args.size, "--task", FAMILY_TASKS[family]]

@@ -19,30 +19,10 @@ from typing import Any
 import numpy as np
 
 Generate = Callable[[list[list[int]]], list[list[int]]]
-BACKENDS = (
-    "torch",
-    "optimum",
-    "optimum-t1",
-    "ours",
-    "ours-onecall",
-    "ours-mallopt",
-    "ours-nospin",
-    "ours-lanes",
-    "ours-u8",
-    "ours-lanes-u8",
-    "ours-lanes-copies",
-    "ct2",
-)
-# Variants of our runtime measured side by side (docs/benchmarks.md, engine speed):
-# ours-mallopt keeps freed memory for the next step (service.runtime.memory), ours-nospin
-# lets ORT's threads sleep between calls, ours-lanes is the service's S2S_RUNTIME_LANES
-# (service.runtime.lanes): one one-thread load per thread, each batch dealt across them,
-# the lanes at once (ORT releases the GIL while it runs). Until 2026-12-02 02:00 the same
-# idea ran here as a hand-written "ours-split" (contiguous halves). The "-u8" variants load
-# per-row int8 weights as exported (unsigned) where the others re-encode them as signed on
-# VNNI CPUs (service.runtime.int8_weights, the service's default S2S_INT8_WEIGHTS=auto).
-# ours-lanes-copies keeps one copy of the cross-attention K/V per beam, as exported, where
-# the others share one per source (service.runtime.shared_cross_kv, S2S_SHARED_CROSS_KV).
+BACKENDS = ("torch", "optimum", "optimum-t1", "ours", "ct2")
+# "ours" is our runtime as the service loads it on CPU, with the load-time rewrites (signed
+# int8 weights on VNNI CPUs, beams sharing one cross K/V copy); bench.engine's worker
+# process also puts its sessions on one shared pool of the spec's threads, as the service.
 
 
 @dataclass(frozen=True)
@@ -129,52 +109,13 @@ class ModelIds:
     decoder_start: int
 
 
-def ours(
-    package: Path,
-    spec: Spec,
-    decode: Decode,
-    ids: ModelIds,
-    device: str = "cpu",
-    group_by_length: bool = True,
-) -> Generate:
-    """Our runtime (``service.runtime``) on the package's ``spec.precision`` variant.
+def ours(package: Path, spec: Spec, decode: Decode, ids: ModelIds, device: str = "cpu") -> Generate:
+    """Our runtime (``service.runtime``) on the package's ``spec.precision`` variant."""
+    from service.runtime import GenerationOptions, load_runtime
 
-    ``group_by_length=False`` (backend ``ours-onecall``) encodes each batch in one padded
-    encoder call, as before ``service.runtime.encoder_groups``, for side-by-side runs."""
-    from service.runtime import GenerationOptions, Seq2SeqRuntime, load_runtime
-    from service.runtime.int8_weights import Int8Weights
-    from service.runtime.lanes import LaneRuntime, load_lanes
-    from service.runtime.memory import keep_freed_memory
-
-    if spec.name == "ours-mallopt":
-        keep_freed_memory()
-    weights: Int8Weights = "as_exported" if spec.name.endswith("-u8") else "auto"
-    if spec.name.startswith("ours-lanes"):
-        # The service's S2S_RUNTIME_LANES: one one-thread lane per thread of the spec.
-        rt: Seq2SeqRuntime | LaneRuntime = load_lanes(
-            package,
-            spec.threads,
-            device=device,
-            precision=spec.precision,
-            intra_op_threads=1,
-            int8_weights=weights,
-            shared_cross_kv=spec.name != "ours-lanes-copies",
-        )
-        lanes = rt.runtimes if isinstance(rt, LaneRuntime) else (rt,)
-        backends = [lane.backend for lane in lanes]
-    else:
-        rt = load_runtime(
-            package,
-            device=device,
-            precision=spec.precision,
-            intra_op_threads=spec.threads,
-            spin=spec.name != "ours-nospin",
-            int8_weights=weights,
-        )
-        backends = [rt.backend]
-    for backend in backends:
-        if hasattr(backend, "group_by_length"):
-            backend.group_by_length = group_by_length
+    rt = load_runtime(
+        package, device=device, precision=spec.precision, intra_op_threads=spec.threads
+    )
     opts = rt.resolve(
         GenerationOptions(
             max_new_tokens=decode.max_new_tokens,

@@ -10,9 +10,8 @@ the package):
 - the encoder plus the cross-attention keys/values: per layer q/k/v/o and the FFN, then
   every decoder layer's cross k/v of the encoder output, on the batch's source tokens.
 
-``--int8-weights auto`` (the default, as the runtime's ``S2S_INT8_WEIGHTS``) re-encodes the
-per-row weights as signed on VNNI CPUs, so the bound is the kernel the runtime really
-runs there; ``as_exported`` keeps the unsigned weights (the bound before 2026-12-03).
+The per-row weights are re-encoded as signed on VNNI CPUs, as the runtime loads them
+(``service.runtime.int8_weights``), so the bound is the kernel the runtime really runs.
 
 Each graph runs as one ``session.run``, as a decoder step does in the runtime, so weights
 stream from memory as they do there and the per-call cost is paid once. Time per
@@ -288,12 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="its checkpoint (default: the document's)")
     p.add_argument("--labels", default="ours int8 t1,ct2 int8 t1,ours int8 t2,ct2 int8 t2")
     p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--int8-weights", choices=("auto", "as_exported"), default="auto")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     from service.runtime.int8_weights import cpu_has_vnni
 
-    signed = args.int8_weights == "auto" and cpu_has_vnni()
+    signed = cpu_has_vnni()
     document = json.loads(args.engine.read_text())
     checkpoint = args.checkpoint or Path(document["checkpoint"])
     dims = dims_of(json.loads((checkpoint / "config.json").read_text()))

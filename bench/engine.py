@@ -176,9 +176,8 @@ def build_backend(spec: Spec, plan: Plan, decode: Decode) -> Generate:
     """The backend's generate function for one cell's decode settings."""
     ids = ModelIds(**plan.ids)
     package, checkpoint = Path(plan.package), Path(plan.checkpoint)
-    if spec.name.startswith("ours"):
-        grouped = spec.name != "ours-onecall"
-        return backends.ours(package, spec, decode, ids, plan.device, group_by_length=grouped)
+    if spec.name == "ours":
+        return backends.ours(package, spec, decode, ids, plan.device)
     if spec.name == "torch":
         return backends.torch_backend(checkpoint, spec, decode, ids, plan.device)
     if spec.name == "optimum":
@@ -303,7 +302,7 @@ def resolve_model(
 
     Marian: a copy with a zero pad embedding row (see ``backends.zero_pad_copy``) unless
     ``keep_pad_row``; the package is exported from that copy (``positioned``: with the
-    positioned decoder pair that ``S2S_BATCH_MODE=iteration`` needs)."""
+    positioned decoder pair that ``S2S_BATCH_MODE=continuous`` needs)."""
     if checkpoint is None:
         from training.checkpoints import ensure_checkpoint
 
@@ -499,7 +498,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = len(os.sched_getaffinity(0))
     if args.worker:
         plan = Plan(**json.loads(args.plan.read_text()))
-        args.worker_out.write_text(json.dumps(run_worker(Spec.parse(args.worker, threads), plan)))
+        backend = Spec.parse(args.worker, threads)
+        if backend.name == "ours" and plan.device != "cuda":
+            # The service's layout: every session on one pool (process-wide, and this
+            # worker process runs this backend alone).
+            from service.runtime import share_thread_pool
+
+            share_thread_pool(backend.threads)
+        args.worker_out.write_text(json.dumps(run_worker(backend, plan)))
         return 0
     specs = [s.strip() for s in args.backends.split(",") if s.strip()]
     for spec in specs:

@@ -2,9 +2,9 @@
 
 ``python -m bench.http_batch --json .cache/bench/http-batch.json`` (in ``make bench-engine``).
 
-For each runtime layout (``--lanes``: 1 = one session with all threads, 2 = two one-thread
-lanes, ``S2S_RUNTIME_LANES``) a server runs the package in ``dynamic`` mode and this
-process loads the same layout offline (``service.runtime.lanes.load_lanes``). Each round
+A server runs the package in its default configuration (``dynamic`` mode, one shared
+thread pool of ``--threads`` threads) and this process loads the same layout offline
+(``share_thread_pool`` then ``load_runtime``). Each round
 times, in alternating order, the offline ``generate_outputs`` of the first N WMT14
 single sentences and one ``POST /translate`` carrying the same N texts (greedy, 32 forced
 new tokens, so both sides generate N x 32 tokens). The ratio HTTP / offline is taken
@@ -56,15 +56,14 @@ def spread(values: Sequence[float], digits: int = 0) -> str:
     )
 
 
-def measure_layout(
-    package: Path, lanes: int, threads: int, batch_sizes: Sequence[int], rounds: int
+def measure(
+    package: Path, threads: int, batch_sizes: Sequence[int], rounds: int
 ) -> list[dict[str, object]]:
-    """Every batch size of one runtime layout, offline and over HTTP, in rounds."""
-    from service.runtime import GenerationOptions
-    from service.runtime.lanes import load_lanes
+    """Every batch size, offline and over HTTP, in rounds."""
+    from service.runtime import GenerationOptions, load_runtime, share_thread_pool
 
-    per_lane = max(1, threads // lanes)
-    runtime = load_lanes(package, lanes, "cpu", "int8", per_lane)
+    share_thread_pool(threads)  # the service's layout (this process runs nothing else)
+    runtime = load_runtime(package, "cpu", "int8", threads)
     texts = single_sentences(max(batch_sizes))
     ids = runtime.encode_texts(texts, source_lang=SOURCE_LANG, target_lang=TARGET_LANG)
     options = runtime.resolve(
@@ -73,11 +72,9 @@ def measure_layout(
     )
     seconds: dict[tuple[str, int], list[float]] = {}
     port = free_port()
-    command = service_command(
-        port, package.parent, [package.name], "dynamic", extra=("--runtime-lanes", str(lanes))
-    )
+    command = service_command(port, package.parent, [package.name], "dynamic")
     with (
-        serve(command, port, per_lane, 300.0) as base,
+        serve(command, port, threads, 300.0) as base,
         httpx.Client(base_url=base, timeout=600.0) as client,
     ):
 
@@ -107,8 +104,7 @@ def measure_layout(
         ratios = [h / o for h, o in zip(http_tps, offline_tps, strict=True)]
         rows.append(
             {
-                "lanes": lanes,
-                "threads_per_lane": per_lane,
+                "threads": threads,
                 "batch": size,
                 "offline_tokens_per_s": offline_tps,
                 "http_tokens_per_s": http_tps,
@@ -116,7 +112,7 @@ def measure_layout(
             }
         )
         print(
-            f"  lanes {lanes} batch {size:>3}: offline {spread(offline_tps)} tok/s, "
+            f"  batch {size:>3}: offline {spread(offline_tps)} tok/s, "
             f"http {spread(http_tps)} tok/s, http/offline {spread(ratios, 2)}",
             file=sys.stderr,
             flush=True,
@@ -125,20 +121,19 @@ def measure_layout(
 
 
 def markdown(document: dict[str, object]) -> str:
-    """The docs/benchmarks.md section: one row per layout and batch size."""
+    """The docs/benchmarks.md section: one row per batch size."""
     rows = document["rows"]
     assert isinstance(rows, list)
     lines = [
         f"`{document['command']}` ({document['started']}, {document['rounds']} rounds)\n",
-        "| layout | batch | offline tok/s | HTTP tok/s | HTTP / offline | target >= 0.9 |",
+        "| threads | batch | offline tok/s | HTTP tok/s | HTTP / offline | target >= 0.9 |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
         ratios = row["ratios"]
         met = "met" if min(ratios) >= TARGET_RATIO else f"missed (worst {min(ratios):.2f})"
-        layout = "one session" if row["lanes"] == 1 else f"{row['lanes']} lanes"
         lines.append(
-            f"| {layout}, {row['threads_per_lane']} thread(s) each | {row['batch']} | "
+            f"| {row['threads']} | {row['batch']} | "
             f"{spread(row['offline_tokens_per_s'])} | {spread(row['http_tokens_per_s'])} | "
             f"{spread(ratios, 2)} | {met} |"
         )
@@ -146,12 +141,11 @@ def markdown(document: dict[str, object]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Measure every layout; write the document and print the table."""
+    """Measure every batch size; write the document and print the table."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--package", type=Path, help="translation package (default: full Marian)")
     p.add_argument("--size", default="full", choices=["tiny", "full"])
-    p.add_argument("--lanes", default="1,2", help="runtime layouts to measure")
-    p.add_argument("--threads", type=int, default=2, help="threads shared by a layout's lanes")
+    p.add_argument("--threads", type=int, default=2, help="the shared pool's threads")
     p.add_argument("--batch-sizes", default="32,64")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", type=Path)
@@ -163,9 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         package = resolve_model("marian", args.size, "translation")[1]
     started = time.time()
     sizes = [int(s) for s in args.batch_sizes.split(",")]
-    rows = []
-    for lanes in (int(n) for n in args.lanes.split(",")):
-        rows += measure_layout(Path(package), lanes, args.threads, sizes, args.rounds)
+    rows = measure(Path(package), args.threads, sizes, args.rounds)
     document: dict[str, object] = {
         "kind": "http_batch",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -3,11 +3,11 @@
 Starts each target server in turn on a free loopback port, waits for ``/ready``, then for
 each concurrency level runs that many closed-loop clients (each sends its next request as
 soon as the last one answered) for ``--duration-s`` or ``--max-requests``, whichever comes
-first. Targets: our service with ``iteration`` (the package is then built with the
-positioned decoder), ``continuous``, ``dynamic`` and ``off`` batching, and
-``naive`` (a transformers pipeline behind FastAPI, one request at a time,
-``bench.naive_server``). Every request is one real WMT14 sentence with a fixed output
-length (min = max new tokens), so tokens/s = answered requests x max new tokens.
+first. Targets: our service with ``continuous`` (the package is then built with the
+positioned decoder) and ``dynamic`` batching, and ``naive`` (a transformers pipeline
+behind FastAPI, one request at a time, ``bench.naive_server``). Every request is one real
+WMT14 sentence with a fixed output length (min = max new tokens), so tokens/s = answered
+requests x max new tokens.
 
 The same process first measures the engine offline (our runtime, no HTTP) on the same
 sentences: batch-1 latency (to get the latency HTTP adds at concurrency 1) and tokens/s at
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -40,16 +39,9 @@ from bench.documents import command_line, write_document
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-TARGETS = ("iteration", "continuous", "dynamic", "off", "naive")
-# A service target is "<mode>[-joinN][-lanesN | -shared]": "-joinN" makes the queue join the
-# running batch every N steps, "-lanesN" loads each model N times (--runtime-lanes,
-# service/runtime/lanes.py), "-shared" puts every ORT session of the server on one thread
-# pool (--shared-thread-pool, service/runtime/thread_pool.py). bench.openloop uses the same
-# names.
-TARGET_NAME = re.compile(
-    r"(iteration|continuous|dynamic|off)(?:-join([1-9][0-9]?))?(?:-split([0-9]{1,4}))?"
-    r"(?:-lanes([2-9]))?(-shared)?"
-)
+TARGETS = ("continuous", "dynamic", "naive")
+# A service target is a batch mode of the service (bench.openloop uses the same names).
+SERVICE_TARGETS = ("continuous", "dynamic")
 # Every request translates WMT14 English sources into German.
 SOURCE_LANG, TARGET_LANG = "en", "de"
 
@@ -162,23 +154,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_flags(target: str, default_join: int | None = None) -> tuple[str, tuple[str, ...]]:
-    """The batch mode and the extra service flags a service target name stands for;
-    ``default_join``: the join interval passed when the name has no "-joinN"."""
-    match = TARGET_NAME.fullmatch(target)
-    if match is None or (match[4] and match[5]):
-        raise ValueError(
-            f"unknown target {target!r}: <mode>[-joinN][-splitN][-lanesN | -shared] with a "
-            "mode of iteration, continuous, dynamic or off (e.g. iteration-join4-shared, "
-            "iteration-split0-shared, dynamic-lanes2; runtime lanes and the shared pool "
-            "exclude each other)"
-        )
-    mode, join, split, lanes, shared = match.groups()
-    join = join or (str(default_join) if default_join is not None else None)
-    flags: tuple[str, ...] = ("--join-every-steps", join) if join else ()
-    flags += ("--iteration-source-split", split) if split else ()
-    flags += ("--runtime-lanes", lanes) if lanes else ()
-    return mode, flags + (("--shared-thread-pool",) if shared else ())
+def batch_mode(target: str) -> str:
+    """The service's batch mode a service target name stands for (ValueError otherwise)."""
+    if target not in SERVICE_TARGETS:
+        raise ValueError(f"unknown target {target!r}: one of {', '.join(SERVICE_TARGETS)}")
+    return target
 
 
 def server_command(target: str, args: argparse.Namespace, port: int) -> list[str]:
@@ -196,10 +176,15 @@ def server_command(target: str, args: argparse.Namespace, port: int) -> list[str
             str(args.threads),
         ]
     package = Path(args.package)
-    mode, flags = server_flags(target, default_join=1)
-    extra = (*flags, "--max-queue", str(args.max_queue))
+    extra = ("--max-queue", str(args.max_queue))
     return service_command(
-        port, package.parent, [package.name], mode, args.precision, args.max_batch_size, extra
+        port,
+        package.parent,
+        [package.name],
+        batch_mode(target),
+        args.precision,
+        args.max_batch_size,
+        extra,
     )
 
 
@@ -480,8 +465,7 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--targets",
         default=",".join(TARGETS),
-        help="service targets also as <mode>-joinN (join every N steps) and <mode>-shared "
-        "(one thread pool)",
+        help=f"comma-separated, from {', '.join(TARGETS)}",
     )
     add("--precision", default="int8")
     add("--threads", type=int, default=1, help="ORT/PyTorch threads of the server")
@@ -509,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for target in targets:
         if target != "naive":
             try:
-                server_flags(target)
+                batch_mode(target)
             except ValueError as exc:
                 raise SystemExit(str(exc)) from exc
     if args.package is None or ("naive" in targets and args.checkpoint is None):
@@ -521,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "translation",
             args.checkpoint,
             args.package,
-            positioned=any(t.startswith("iteration") for t in targets),
+            positioned="continuous" in targets,
         )
     texts = single_sentences(args.texts)
     started = time.time()

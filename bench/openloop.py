@@ -21,9 +21,9 @@ the same forced length. Users bring something else, and this harness measures th
   buckets as Prometheus' ``histogram_quantile`` does). A 429 / 503 answer counts as
   rejected, any other failure (a 504 past the default deadline, a broken stream) as failed,
   a request still running ``--drain-s`` after the last arrival as unfinished.
-- **Targets** side by side in one run: ``iteration`` (rows at any step share each decoder
-  call; needs packages exported with ``--positioned``, which this harness builds),
-  ``continuous`` (cohorts), ``dynamic`` and ``off``. Each target gets the same arrival
+- **Targets** side by side in one run: the service's batch modes ``continuous`` (rows at
+  any step share each decoder call; needs packages exported with ``--positioned``, which
+  this harness builds) and ``dynamic``. Each target gets the same arrival
   times and the same request sequence per level; ``--rounds`` repeats the whole grid with
   the target order reversed every other round (``bench.rounds.round_order``).
 
@@ -50,19 +50,16 @@ import httpx
 
 from bench.documents import command_line, write_document
 from bench.load import (
+    batch_mode,
     check_loopback,
     free_port,
     percentile,
     serve,
-    server_flags,
     service_command,
 )
 from bench.rounds import round_order
 
-# A ``-shared`` target runs that batching mode with one ORT thread pool for every session
-# of the server (``--shared-thread-pool``, service/runtime/thread_pool.py).
-TARGETS = ("iteration", "continuous", "dynamic", "off", "iteration-shared", "dynamic-shared")
-# Any target may also be "<mode>[-joinN][-lanesN | -shared]" (bench.load.server_flags).
+TARGETS = ("continuous", "dynamic")
 REFERENCE_TARGET = "dynamic"
 LOAD_SHARES = (0.25, 0.5, 0.75, 0.9, 1.1)
 DEFAULT_MIX = "sentence=0.6,paragraph=0.3,dialogue=0.1"
@@ -617,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = [t for t in (s.strip() for s in args.targets.split(",")) if t]
     for target in targets:
         try:
-            server_flags(target)
+            batch_mode(target)
         except ValueError as exc:
             raise SystemExit(str(exc)) from exc
     shares = parse_mix(args.mix)
@@ -628,16 +625,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def running(target: str) -> AbstractContextManager[str]:
         port = free_port()
-        mode, flags = server_flags(target)
         return serve(
             service_command(
                 port,
                 models_dir,
                 names,
-                mode,
+                batch_mode(target),
                 args.precision,
                 args.max_batch_size,
-                ("--max-queue", str(args.max_queue), *flags),
+                ("--max-queue", str(args.max_queue)),
             ),
             port,
             args.threads,

@@ -1,6 +1,6 @@
 """Tables, targets and the plot of a ``bench.openloop`` document (docs/benchmarks.md).
 
-The issue's targets compare ``iteration`` (true continuous batching) with ``dynamic`` at
+The issue's targets compare ``continuous`` batching with ``dynamic`` at
 75 % of capacity (p99 latency <= 0.5x, TTFT p99 <= 0.3x) and at the highest load
 (throughput >= dynamic's). With several rounds each ratio is taken within a round and a
 target counts as met only when it holds in every round (the worst round decides).
@@ -17,7 +17,7 @@ from typing import Any
 from bench.openloop import ALONE_SHARE
 
 Row = dict[str, Any]
-CANDIDATE, BASELINE = "iteration", "dynamic"
+CANDIDATE, BASELINE = "continuous", "dynamic"
 TARGET_SHARE = 0.75
 
 
@@ -221,11 +221,7 @@ def section(
 ) -> str:
     """The whole docs/benchmarks.md ``name`` section (its plot is ``name``.png)."""
     image = plot(document, plots_dir, name)
-    goals = targets(document) + targets(document, candidate="continuous")
-    present = {r["target"] for r in document["rows"]}
-    if "iteration-shared" in present:  # judged against dynamic on the same thread pool
-        baseline = "dynamic-shared" if "dynamic-shared" in present else BASELINE
-        goals += targets(document, candidate="iteration-shared", baseline=baseline)
+    goals = targets(document)
     return (
         header(document)
         + "\n"

@@ -79,7 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         path: Path,
         device: str,
         intra_op_threads: int,
-        spin: bool = True,
         int8_weights: Int8Weights = "as_exported",
         shared_cross_kv: bool = False,
     ) -> ort.InferenceSession:

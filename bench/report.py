@@ -277,12 +277,7 @@ def service_targets(document: dict[str, Any]) -> list[str]:
             f"continuous at concurrency 64 reaches {share:.0%} of the offline engine's "
             f"tokens/s at batch {offline['batch']} (target ≥ 90 %)"
         )
-    cont, off = _level(rows, "continuous", 32), _level(rows, "off", 32)
-    if cont and off and off["tokens_per_s"]:
-        lines.append(
-            f"continuous / batching off at concurrency 32: "
-            f"{cont['tokens_per_s'] / off['tokens_per_s']:.2f}× (target ≥ 5×)"
-        )
+    cont = _level(rows, "continuous", 32)
     c1 = _level(rows, "continuous", 1)
     paired = document.get("http_overhead") or []
     for pair in paired:
@@ -307,22 +302,6 @@ def service_targets(document: dict[str, Any]) -> list[str]:
             f"continuous / naive pipeline at concurrency 32: "
             f"{cont['tokens_per_s'] / naive['tokens_per_s']:.2f}×"
         )
-    return lines + join_effects(rows)
-
-
-def join_effects(rows: Sequence[Row]) -> list[str]:
-    """Each continuous-joinN target against plain continuous batching at 64 and 128."""
-    lines = []
-    for target in sorted({r["target"] for r in rows if r["target"].startswith("continuous-")}):
-        ratios = []
-        for concurrency in (64, 128):
-            base = _level(rows, "continuous", concurrency)
-            joined = _level(rows, target, concurrency)
-            if base and joined and base["tokens_per_s"]:
-                change = joined["tokens_per_s"] / base["tokens_per_s"] - 1
-                ratios.append(f"{change:+.0%} at concurrency {concurrency}")
-        if ratios:
-            lines.append(f"{target} / continuous tokens/s: " + ", ".join(ratios))
     return lines
 
 

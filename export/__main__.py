@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--positioned",
         action="store_true",
         help="also write the positioned decoder (rows at different steps share one decoder "
-        "call; S2S_BATCH_MODE=iteration) for the fp32 and int8 variants",
+        "call; S2S_BATCH_MODE=continuous) for the fp32 and int8 variants",
     )
     return parser
 

@@ -8,11 +8,27 @@ override the environment; service/cli.py). List fields take a comma-separated st
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Settings of earlier versions and what replaced each (start-up fails when one is set).
+RETIRED_SETTINGS = {
+    "join_every_steps": "continuous batching admits queued requests at every step",
+    "iteration_source_split": "a continuous batch runs one decoder call per step",
+    "iteration_split_min_rows": "a continuous batch runs one decoder call per step",
+    "runtime_lanes": "every model runs on one shared thread pool of intra_op_threads threads",
+    "shared_thread_pool": "always on (CPU); intra_op_threads sizes the pool",
+    "int8_weights": "signed int8 weights load automatically where the CPU has VNNI (exact)",
+    "shared_cross_kv": "a request's beams always share one cross-attention K/V copy (CPU)",
+}
+RETIRED_BATCH_MODES = {
+    "iteration": "renamed; use batch_mode=continuous (S2S_BATCH_MODE=continuous)",
+    "off": "removed; use batch_mode=dynamic with max_batch_size=1 and max_wait_ms=0",
+}
 
 
 class Settings(BaseSettings):
@@ -33,35 +49,10 @@ class Settings(BaseSettings):
         "auto", description="Package variant (auto: int8 on CPU, fp16 on CUDA, else fp32)."
     )
     intra_op_threads: int | None = Field(
-        None, ge=1, description="ORT threads per model (per lane with runtime_lanes > 1)."
-    )
-    runtime_lanes: int = Field(
-        1,
+        None,
         ge=1,
-        le=64,
-        description="CPU: load each model this many times with one share of the cores each "
-        "and split every batch across them (faster batches, N x model memory; a batch of "
-        "one request runs on one lane's threads).",
-    )
-    shared_thread_pool: bool = Field(
-        False,
-        description="CPU: every model's ONNX Runtime sessions share one pool of "
-        "intra_op_threads threads instead of one spinning pool per session (faster when "
-        "calls alternate between sessions: iteration batching, several models; not with "
-        "runtime_lanes > 1).",
-    )
-    int8_weights: Literal["auto", "as_exported"] = Field(
-        "auto",
-        description="CPU int8: auto loads per-row int8 weights re-encoded as signed where the "
-        "CPU has VNNI (AVX-512 VNNI / AVX-VNNI: exact there, and faster); as_exported keeps "
-        "the stored unsigned encoding everywhere.",
-    )
-    shared_cross_kv: bool = Field(
-        True,
-        description="CPU: a request's beams share one copy of its cross-attention keys and "
-        "values (the decoder is rewritten at load: less memory, faster beam search; the same "
-        "tokens in fp32, int8 logits within its rounding); false copies them per beam, as "
-        "exported.",
+        description="CPU: ONNX Runtime threads, one pool shared by every model's sessions "
+        "(default: the cores this process may use, from its CPU affinity and cgroup quota).",
     )
     warmup: bool = Field(True, description="Run one generation per model before ready.")
     verify_packages: bool = Field(
@@ -74,12 +65,12 @@ class Settings(BaseSettings):
         description="/ready 200: any (loading done, one model ready) or all models ready.",
     )
     # Batching
-    batch_mode: Literal["continuous", "iteration", "dynamic", "off"] = Field(
+    batch_mode: Literal["dynamic", "continuous"] = Field(
         "dynamic",
-        description="Batching policy (dynamic holds mixed open-loop load; continuous "
-        "streams token by token but its per-cohort decoder calls collapse under it; "
-        "iteration: one decoder call per step for rows at any position, needs a package "
-        "exported with --positioned, else that model runs continuous with a warning).",
+        description="Batching policy: dynamic groups queued requests into one generate call; "
+        "continuous lets requests join and leave a running batch at every decode step (one "
+        "decoder call per step; needs a package exported with --positioned, else that model "
+        "runs dynamic with a warning).",
     )
     max_batch_size: int = Field(
         16,
@@ -97,28 +88,6 @@ class Settings(BaseSettings):
         "max_new_tokens), the memory bound of a running batch.",
     )
     max_wait_ms: float = Field(5.0, ge=0, le=10_000, description="Batch collection wait.")
-    iteration_source_split: int = Field(
-        0,
-        ge=0,
-        le=100_000,
-        description="Iteration batching: sources of up to N tokens decode in a slot set of "
-        "their own, longer ones in another (one decoder call per set and step), so short "
-        "rows' cross-attention is not padded to the longest source; 0: one set.",
-    )
-    iteration_split_min_rows: int = Field(
-        32,
-        ge=0,
-        le=100_000,
-        description="Iteration batching: while fewer rows than this run, every joiner goes "
-        "to the first set (one decoder call per step: lower latency in small batches).",
-    )
-    join_every_steps: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="Continuous and iteration batching: queued requests join a running batch "
-        "every N steps.",
-    )
     max_queue: int = Field(
         256, ge=1, description="Client requests admitted per model (queued or running) before 429."
     )
@@ -190,6 +159,26 @@ class Settings(BaseSettings):
         "503 (an SSE error event) and the process exits 3.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_retired(cls, data: object) -> object:
+        """Settings and values of earlier versions fail loudly, naming what replaced them
+        (an ignored S2S_ variable would silently change what runs)."""
+        given = dict(data) if isinstance(data, dict) else {}
+        problems = []
+        for name, replacement in RETIRED_SETTINGS.items():
+            env = f"S2S_{name.upper()}"
+            if name in given or env in os.environ:
+                problems.append(f"{name} ({env}) was removed: {replacement}")
+        mode = given.get("batch_mode", os.environ.get("S2S_BATCH_MODE"))
+        if isinstance(mode, str) and mode.strip().lower() in RETIRED_BATCH_MODES:
+            problems.append(
+                f"batch_mode (S2S_BATCH_MODE) {mode!r}: {RETIRED_BATCH_MODES[mode.strip().lower()]}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return data
+
     @field_validator("models", "api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
@@ -208,11 +197,6 @@ class Settings(BaseSettings):
             raise ValueError(f"models_dir {str(self.models_dir)!r} is not a directory")
         if self.max_request_cost > self.max_queue_cost:
             raise ValueError("max_request_cost must not exceed max_queue_cost")
-        if self.shared_thread_pool and self.runtime_lanes > 1:
-            raise ValueError(
-                "shared_thread_pool and runtime_lanes > 1 exclude each other (lanes need "
-                "a pool each)"
-            )
         if any(len(key) < 8 for key in self.api_keys):
             raise ValueError("every API key must be at least 8 characters")
         return self

@@ -60,11 +60,19 @@ def tiny_checkpoint() -> Callable[[str], Path]:
 
 @pytest.fixture(scope="session")
 def tiny_package() -> Callable[..., Path]:
-    """Return a function exporting (or reusing) the package of a family's tiny checkpoint."""
+    """Return a function exporting (or reusing) the package of a family's tiny checkpoint.
+
+    The default (fp32 + int8) of a family the positioned decoder supports is the package
+    exported with the positioned pair (``tests.support.positioned``): a superset of the
+    plain one (the pair is only loaded when asked for), so the suite exports each such
+    family once instead of twice."""
     from export.cache import ensure_package
+    from tests.support.positioned import TASKS, positioned_package
     from training.checkpoints import ensure_checkpoint
 
     def get(family: str, precisions: tuple[str, ...] = ("fp32", "int8")) -> Path:
+        if family in TASKS and tuple(precisions) == ("fp32", "int8"):
+            return positioned_package(family)
         checkpoint = ensure_checkpoint(family, "tiny")
         return ensure_package(
             checkpoint, task=FAMILY_TASKS[family], name=f"tiny-{family}", precisions=precisions

@@ -8,7 +8,7 @@ and ``max_batch_cache_tokens`` the key/value cache positions the batch may come 
 (rows x (longest input + longest max_new_tokens): every row keeps cross-attention
 entries for the padded source and up to max_new_tokens self-attention entries), the
 budget that bounds a step batch's memory (TGI's ``max_batch_total_tokens``). Where a
-request's beams share one copy of the cross-attention K/V (CPU, ``S2S_SHARED_CROSS_KV``)
+request's beams share one copy of the cross-attention K/V (CPU, always in the service)
 the budget overstates a beam request's memory; it stays per row because the CUDA backend
 and cohorts of mixed beam widths still hold one copy per row.
 

@@ -165,7 +165,7 @@ class Engine:
         """State, batching mode, queue depth and requests in flight."""
         return {
             "state": self._state,
-            "mode": self._scheduler.mode,  # iteration may have fallen back to continuous
+            "mode": self._scheduler.mode,  # continuous may have fallen back to dynamic
             "queue_depth": self._scheduler.queue_depth,
             "in_flight": self._scheduler.in_flight,
             "active": self._active,
@@ -294,8 +294,8 @@ class Engine:
         """Yield new token ids (and their text) as they are generated; the last chunk
         carries the result.
 
-        Greedy/sampling requests in continuous and iteration mode yield a chunk per step;
-        beam search and the dynamic/off modes yield the whole first sequence at once.
+        Greedy/sampling requests in continuous mode yield a chunk per step; beam search
+        and dynamic mode yield the whole first sequence at once.
         Closing the iterator early cancels the request.
         """
         job, own = self._accept(request, stream=True)

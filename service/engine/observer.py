@@ -12,7 +12,7 @@ from typing import Literal, TypedDict
 from service.runtime import RuntimeInfo
 
 EngineState = Literal["created", "running", "failed", "draining", "stopped"]
-BatchMode = Literal["continuous", "iteration", "dynamic", "off"]
+BatchMode = Literal["dynamic", "continuous"]
 
 
 class EngineStatus(TypedDict):
@@ -35,7 +35,7 @@ class EngineObserver:
         """A model call ran with ``size`` requests (a dynamic batch or one decode step)."""
 
     def on_step(self, seconds: float) -> None:
-        """A decode step (continuous) or a generate call (dynamic/off) took ``seconds``."""
+        """A decode step (continuous) or a generate call (dynamic) took ``seconds``."""
 
     def on_tokens(self, input_tokens: int, generated_tokens: int) -> None:
         """A request finished having read and produced these token counts."""

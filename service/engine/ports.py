@@ -86,10 +86,6 @@ class Runtime(Protocol):
         """Request options merged with the package defaults; InvalidOptionsError if bad."""
         ...
 
-    def new_batch(self) -> DecodeBatch:
-        """An empty decode batch."""
-        ...
-
     @property
     def supports_positioned(self) -> bool:
         """True when :meth:`new_positioned_batch` can run (the package has the positioned
@@ -98,7 +94,7 @@ class Runtime(Protocol):
 
     def new_positioned_batch(self) -> DecodeBatch:
         """An empty decode batch whose requests share one decoder call per step
-        whatever their positions (iteration-level batching)."""
+        whatever their positions (continuous batching)."""
         ...
 
     def generate_outputs(

@@ -33,11 +33,9 @@ from service.runtime import (
     ChecksumMismatchError,
     Manifest,
     PackageError,
-    SourceClasses,
+    load_runtime,
     share_thread_pool,
 )
-from service.runtime.int8_weights import Int8Weights
-from service.runtime.lanes import load_lanes
 from service.runtime.sessions import default_intra_op_threads
 
 log = logging.getLogger("service.models")
@@ -54,20 +52,12 @@ class LoadConfig:
 
     device: str = "auto"
     precision: str = "auto"
+    # CPU threads (None: the cores this process may use).
     intra_op_threads: int | None = None
-    # Loads per model sharing each batch (service.runtime.lanes); 1: one runtime.
-    lanes: int = 1
-    # Every session of the process on one ORT thread pool (service.runtime.thread_pool).
-    shared_thread_pool: bool = False
-    # CPU int8: "auto" re-encodes per-row weights as signed on VNNI CPUs (exact, faster).
-    int8_weights: Int8Weights = "auto"
-    # CPU: a request's beams share one copy of its cross-attention K/V.
-    shared_cross_kv: bool = True
-    # Iteration batching: sources up to this many tokens decode in a slot set of their own
-    # (0: one set), once at least iteration_split_min_rows rows run
-    # (service.runtime.positioned.SourceClasses).
-    iteration_source_split: int = 0
-    iteration_split_min_rows: int = 32
+    # CPU: every session of the process on one ORT thread pool of intra_op_threads threads
+    # (service.runtime.thread_pool), what the service runs. A process-wide switch that
+    # cannot be undone, so in-process tests of the loader may leave it off.
+    shared_thread_pool: bool = True
     warmup: bool = True
     engine: EngineConfig = field(default_factory=EngineConfig)
     # Check every loaded file's size and sha256 against the manifest (refuse on mismatch).
@@ -149,25 +139,20 @@ def discover(models_dir: Path, names: Sequence[str]) -> list[tuple[str, Path]]:
 
 
 def default_loader(config: LoadConfig) -> Loader:
-    """Load a package with the runtime (device, precision and threads from ``config``)."""
+    """Load a package with the runtime (device, precision and threads from ``config``;
+    the positioned pair too in continuous mode). The runtime's exact load-time rewrites
+    (signed int8 weights on VNNI CPUs, beams sharing one cross K/V copy) always apply."""
 
     def load(path: Path) -> Runtime:
         if config.shared_thread_pool and config.device != "cuda":
             share_thread_pool(config.intra_op_threads or default_intra_op_threads())
-        return load_lanes(
+        return load_runtime(
             path,
-            config.lanes,
             device=config.device,
             precision=config.precision,
             intra_op_threads=config.intra_op_threads,
             verify=config.verify,
-            positioned=config.engine.mode == "iteration",
-            int8_weights=config.int8_weights,
-            shared_cross_kv=config.shared_cross_kv,
-            source_classes=SourceClasses(
-                limits=(config.iteration_source_split,) if config.iteration_source_split else (),
-                split_min_rows=config.iteration_split_min_rows,
-            ),
+            positioned=config.engine.mode == "continuous",
         )
 
     return load

@@ -6,20 +6,18 @@ the event loop calls. ONNX Runtime releases the GIL while it computes, so the ev
 keeps serving HTTP while a batch runs.
 
 Policies
-- ``continuous``: one running decode batch from the runtime's step API; queued requests
-  join between steps, finished ones leave at once, cancelled/expired ones are removed.
-- ``iteration``: the continuous loop over the runtime's *positioned* batch
-  (``new_positioned_batch``): queued requests are admitted at every step, or every
-  ``join_every_steps`` steps (within the same row / padded-token budgets and fair turns),
-  and all running requests share one decoder call per step whatever their positions. A
-  runtime without the positioned graphs (``supports_positioned`` False: a package
-  exported without ``--positioned``, or not on CPU) falls back to ``continuous`` with a
-  logged warning; :attr:`Scheduler.mode` (and the engine's status) says which runs.
-- ``dynamic``: collect up to ``max_batch_size`` decoder rows (waiting at most
+- ``dynamic`` (default): collect up to ``max_batch_size`` decoder rows (waiting at most
   ``max_wait_ms`` for the oldest), grouped by identical options and bucketed by input
   length to limit padding, capped by ``max_batch_tokens`` padded tokens; run one
   ``generate`` call.
-- ``off``: one request per ``generate`` call, in arrival order.
+- ``continuous``: continuous batching over the runtime's *positioned* batch
+  (``new_positioned_batch``): queued requests join the running batch at every step
+  (within the same row / padded-token / cache budgets and fair turns), finished ones
+  leave at once, cancelled/expired ones are removed, and all running requests share one
+  decoder call per step whatever their positions. A runtime without the positioned
+  graphs (``supports_positioned`` False: a package exported without ``--positioned``, or
+  not on CPU) falls back to ``dynamic`` with a logged warning; :attr:`Scheduler.mode`
+  (and the engine's status) says which runs.
 
 Admission counts decoder rows (a beam-16 request costs 16), padded tokens and key/value
 cache positions (service/engine/admission.py). The queue is taken in fair order, not arrival order:
@@ -85,17 +83,12 @@ class EngineConfig:
     max_queue_cost: int = 2_097_152
     max_request_cost: int = 262_144
     default_timeout_ms: float | None = 60_000.0
-    # Continuous mode: queued requests join a running batch only every N decode steps.
-    # Each join starts a cohort that costs one decoder call per step for its whole life,
-    # so under heavy load joining less often means fewer, larger calls; a request waits at
-    # most N - 1 extra steps. An idle batch admits at once.
-    join_every_steps: int = 1
     # A dead worker thread is restarted after this delay, doubled for each death in a row
     # (at most 30 s).
     worker_restart_delay_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.mode not in ("continuous", "iteration", "dynamic", "off"):
+        if self.mode not in ("dynamic", "continuous"):
             raise ValueError(f"unknown batching mode {self.mode!r}")
         if min(self.max_batch_size, self.max_batch_tokens, self.max_batch_cache_tokens) < 1:
             raise ValueError(
@@ -107,8 +100,6 @@ class EngineConfig:
             raise ValueError("max_request_cost must be between 1 and max_queue_cost")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must be >= 0")
-        if self.join_every_steps < 1:
-            raise ValueError("join_every_steps must be >= 1")
         if self.worker_restart_delay_s < 0:
             raise ValueError("worker_restart_delay_s must be >= 0")
 
@@ -132,7 +123,6 @@ class _Continuous:
     """State the continuous loop carries from one iteration to the next."""
 
     batch: DecodeBatch | None = None
-    steps_since_join: int = 0
 
 
 class Scheduler:
@@ -155,13 +145,13 @@ class Scheduler:
         # Exponential moving average of seconds per finished request, for Retry-After.
         self._ema_job_s = 0.5
         self.mode: BatchMode = config.mode
-        if self.mode == "iteration" and not runtime.supports_positioned:
+        if self.mode == "continuous" and not runtime.supports_positioned:
             log.warning(
-                "model %s: batch mode iteration needs a package exported with --positioned "
-                "(CPU fp32/int8 variant); using continuous (cohort) batching instead",
+                "model %s: batch mode continuous needs a package exported with --positioned "
+                "(CPU fp32/int8 variant); using dynamic batching instead",
                 runtime.manifest.name,
             )
-            self.mode = "continuous"
+            self.mode = "dynamic"
 
     # ---- event-loop side -------------------------------------------------------------
     def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
@@ -272,7 +262,7 @@ class Scheduler:
         continuous = _Continuous()
         while True:
             try:
-                if self.mode in ("continuous", "iteration"):
+                if self.mode == "continuous":
                     go_on = self._continuous_iteration(continuous)
                 else:
                     go_on = self._batched_iteration()
@@ -357,7 +347,7 @@ class Scheduler:
             and cache <= config.max_batch_cache_tokens
         )
 
-    # ---- dynamic / off ---------------------------------------------------------------
+    # ---- dynamic ---------------------------------------------------------------------
     def _select(self) -> list[Job]:
         """Pick the next batch from the queue (caller holds the lock)."""
         self._drop_dead()
@@ -365,7 +355,7 @@ class Scheduler:
             return []
         order = self._turns.order(self._pending)
         head = order[0]
-        chosen = [head] if self.mode == "off" else self._fill(head, order)
+        chosen = self._fill(head, order)
         self._turns.served(chosen)
         ids = {j.key for j in chosen}
         self._pending = collections.deque(j for j in self._pending if j.key not in ids)
@@ -389,8 +379,7 @@ class Scheduler:
     def _batched_iteration(self) -> bool:
         if not self._wait_for_work():
             return False
-        target = 1 if self.mode == "off" else self.config.max_batch_size
-        self._wait_for_more(target)
+        self._wait_for_more(self.config.max_batch_size)
         with self._cond:
             jobs = self._select()
             for job in jobs:
@@ -461,21 +450,12 @@ class Scheduler:
             if not self._wait_for_work():
                 return False
             self._wait_for_more(self.config.max_batch_size)
-        joiners: list[Job] = []
         with self._cond:
             if self._stop:
                 return False
-            if idle or state.steps_since_join + 1 >= self.config.join_every_steps:
-                joiners = self._admit()
-        if joiners:
-            state.steps_since_join = 0
-        else:
-            state.steps_since_join += 1
+            joiners = self._admit()
         if state.batch is None:
-            if self.mode == "iteration":
-                state.batch = self.runtime.new_positioned_batch()
-            else:
-                state.batch = self.runtime.new_batch()
+            state.batch = self.runtime.new_positioned_batch()
         batch = state.batch
         self._join(batch, joiners)
         with self._cond:

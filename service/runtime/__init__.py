@@ -17,7 +17,6 @@ from service.runtime.integrity import ChecksumMismatchError
 from service.runtime.manifest import Manifest
 from service.runtime.model import GenerationOutput, Seq2SeqRuntime, load_runtime
 from service.runtime.options import GenerationOptions, ResolvedOptions
-from service.runtime.positioned import SourceClasses
 from service.runtime.search import FinishReason, StepEvent
 from service.runtime.sessions import RuntimeInfo
 from service.runtime.thread_pool import share_thread_pool
@@ -38,7 +37,6 @@ __all__ = [
     "RuntimeInfo",
     "RuntimeInputError",
     "Seq2SeqRuntime",
-    "SourceClasses",
     "StepEvent",
     "UnknownLanguageError",
     "load_runtime",

@@ -16,11 +16,7 @@ from service.runtime.int8_weights import Int8Weights
 from service.runtime.integrity import verify_package
 from service.runtime.manifest import Manifest
 from service.runtime.options import GenerationOptions, ResolvedOptions, resolve_options
-from service.runtime.positioned import (
-    PositionedDecodeBatch,
-    PositionedGreedy,
-    SourceClasses,
-)
+from service.runtime.positioned import PositionedDecodeBatch, PositionedGreedy
 from service.runtime.search import FinishReason, finish_reason
 from service.runtime.sessions import (
     CUDA_PROVIDER,
@@ -56,7 +52,6 @@ class Seq2SeqRuntime:
         backend: Backend,
         info: RuntimeInfo,
         positioned: tuple[ort.InferenceSession, ort.InferenceSession] | None = None,
-        source_classes: SourceClasses | None = None,
     ) -> None:
         self.package_dir = package_dir
         self.manifest = manifest
@@ -65,8 +60,6 @@ class Seq2SeqRuntime:
         self.info = info
         # (positioned decoder, cross K/V) sessions, when loaded (load_runtime(positioned=True)).
         self.positioned = positioned
-        # How its positioned batches split rows by source length (load_runtime's).
-        self.source_classes = source_classes or SourceClasses()
 
     @property
     def supports_positioned(self) -> bool:
@@ -74,12 +67,10 @@ class Seq2SeqRuntime:
         positioned graphs and they were loaded (CPU only)."""
         return self.positioned is not None
 
-    def new_positioned_batch(self, classes: SourceClasses | None = None) -> PositionedDecodeBatch:
+    def new_positioned_batch(self) -> PositionedDecodeBatch:
         """An empty step-API batch over the positioned decoder: requests at different
-        steps (greedy, sampling, beam search) share one decoder call per source-width class
-        (``classes``, default the runtime's :attr:`source_classes`).
+        steps (greedy, sampling, beam search) share one decoder call per step.
         PackageError when :attr:`supports_positioned` is False."""
-        layout = classes if classes is not None else self.source_classes
         if self.positioned is None:
             raise PackageError(
                 f"package {self.manifest.name!r} ({self.info.precision}) has no positioned "
@@ -87,23 +78,19 @@ class Seq2SeqRuntime:
             )
         decoder, cross_kv = self.positioned
         model = self.manifest.model
-        slot_sets = [
-            PositionedGreedy(
-                decoder,
-                cross_kv,
-                decoder_start_token_id=model.decoder_start_token_id,
-                eos_token_id=model.eos_token_id,
-            )
-            for _ in range(len(layout.limits) + 1)
-        ]
+        slots = PositionedGreedy(
+            decoder,
+            cross_kv,
+            decoder_start_token_id=model.decoder_start_token_id,
+            eos_token_id=model.eos_token_id,
+        )
         return PositionedDecodeBatch(
-            slot_sets,
+            slots,
             self.backend,
             model.pad_token_id,
             model.decoder_start_token_id,
             model.max_source_positions,
             model.vocab_size,
-            layout,
         )
 
     def encode_texts(
@@ -225,23 +212,19 @@ def load_runtime(
     precision: str = "auto",
     intra_op_threads: int | None = None,
     verify: bool = False,
-    spin: bool = True,
     positioned: bool = False,
     int8_weights: Int8Weights = "auto",
     shared_cross_kv: bool = True,
-    source_classes: SourceClasses | None = None,
 ) -> Seq2SeqRuntime:
     """Load a model package. ``device``: auto/cpu/cuda; ``precision``: auto/fp32/int8/fp16;
-    ``verify``: check file sizes and hashes first; ``spin``: let ORT's threads spin between
-    calls (``make_session``); ``positioned``: also load the variant's positioned decoder
-    pair when it has one and runs on CPU (``supports_positioned`` says whether it did);
-    ``int8_weights``: "auto" loads per-row int8 weights as signed on VNNI CPUs (exact,
-    faster; ``service.runtime.int8_weights``), "as_exported" as stored;
-    ``shared_cross_kv``: on CPU, a request's beams share one copy of its cross-attention
-    K/V (``service.runtime.shared_cross_kv``; False copies them per beam, as exported).
-    ``source_classes``: how its positioned batches split rows by source length (default
-    :class:`~service.runtime.positioned.SourceClasses`). PackageError if the package is
-    bad."""
+    ``verify``: check file sizes and hashes first; ``positioned``: also load the variant's
+    positioned decoder pair when it has one and runs on CPU (``supports_positioned`` says
+    whether it did). The exact load-time rewrites: ``int8_weights`` "auto" loads per-row
+    int8 weights as signed on VNNI CPUs (``service.runtime.int8_weights``), "as_exported"
+    as stored; ``shared_cross_kv``: on CPU, a request's beams share one copy of its
+    cross-attention K/V (``service.runtime.shared_cross_kv``; False copies them per beam,
+    as exported). The service always loads with both on; the off positions are the
+    reference the tests compare against. PackageError if the package is bad."""
     root = Path(package_dir)
     manifest = Manifest.load(root)
     device, precision = _choose(manifest, device, precision)
@@ -251,8 +234,8 @@ def load_runtime(
     encoder_path, decoder_path = manifest.variant_paths(root, precision)
     tokenizer = PackageTokenizer(manifest.tokenizer_dir(root), manifest)
     weights: Int8Weights = int8_weights if precision == "int8" else "as_exported"
-    encoder = make_session(encoder_path, device, threads, spin, weights)
-    decoder = make_session(decoder_path, device, threads, spin, weights, shared_cross_kv)
+    encoder = make_session(encoder_path, device, threads, weights)
+    decoder = make_session(decoder_path, device, threads, weights, shared_cross_kv)
     providers = tuple(decoder.get_providers())
     backend: Backend
     if device == "cuda" and providers[0] == CUDA_PROVIDER:
@@ -271,8 +254,8 @@ def load_runtime(
     positioned_paths = manifest.positioned_paths(root, precision) if positioned else None
     if positioned_paths is not None and device == "cpu":
         positioned_sessions = (
-            make_session(positioned_paths[0], device, threads, spin, weights),
-            make_session(positioned_paths[1], device, threads, spin, weights),
+            make_session(positioned_paths[0], device, threads, weights),
+            make_session(positioned_paths[1], device, threads, weights),
         )
     elif positioned:
         log.info("%s (%s, %s): no positioned decoder loaded", manifest.name, precision, device)
@@ -291,9 +274,7 @@ def load_runtime(
         threads,
     )
 
-    return Seq2SeqRuntime(
-        root, manifest, tokenizer, backend, info, positioned_sessions, source_classes
-    )
+    return Seq2SeqRuntime(root, manifest, tokenizer, backend, info, positioned_sessions)
 
 
 __all__ = ["GenerationOutput", "RuntimeInputError", "Seq2SeqRuntime", "load_runtime"]

@@ -3,9 +3,7 @@
 Two rewrites are made at load time, so one package runs the fast way on each host:
 signed int8 weights on VNNI CPUs (``service.runtime.int8_weights``) and cross-attention
 K/V shared by a source's decoder rows (``service.runtime.shared_cross_kv``). Both are
-applied in one pass over the model (one parse, one serialization). Inside
-:func:`reused_rewrites` (runtime lanes load one package several times) a file is rewritten
-once and its copy serves every later load of it.
+applied in one pass over the model (one parse, one serialization).
 """
 
 from __future__ import annotations
@@ -14,42 +12,12 @@ import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.runtime.int8_weights import Int8Weights, cpu_has_vnni, signed_weights
 from service.runtime.shared_cross_kv import share_cross_kv
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Reuse:
-    """Rewritten copies kept for the rest of a :func:`reused_rewrites` block."""
-
-    files: ExitStack = field(default_factory=ExitStack)
-    # (file, its size and mtime, the rewrites asked for) -> what to load (None: the file)
-    sources: dict[tuple[str, int, int, str, str, bool], str | bytes | None] = field(
-        default_factory=dict
-    )
-
-
-_REUSE: ContextVar[_Reuse | None] = ContextVar("s2s_reused_rewrites", default=None)
-
-
-@contextmanager
-def reused_rewrites() -> Iterator[None]:
-    """Inside the block, loading the same file with the same rewrites again reuses the
-    first load's rewritten copy (or its finding that nothing applies) instead of parsing
-    and rewriting it again; the copies are deleted when the block ends."""
-    reuse = _Reuse()
-    token = _REUSE.set(reuse)
-    try:
-        with reuse.files:
-            yield
-    finally:
-        _REUSE.reset(token)
 
 
 def load_bytes(
@@ -100,27 +68,10 @@ def model_source(
 
     A temporary file rather than the bytes themselves: a session made from bytes keeps
     about the model's size more resident memory than one made from a file (measured on
-    full Marian's 176 MB decoder: +386 against +218 MiB), and lanes load every graph
-    twice. Where no temporary file can be written, the bytes themselves."""
-    reuse = _REUSE.get()
-    if reuse is None:
-        with ExitStack() as stack:
-            yield _rewritten_source(path, int8_weights, device, shared_cross_kv, stack) or str(path)
-        return
-    stat = path.stat()
-    key = (
-        str(path.resolve()),
-        stat.st_size,
-        stat.st_mtime_ns,
-        int8_weights,
-        device,
-        shared_cross_kv,
-    )
-    if key not in reuse.sources:
-        reuse.sources[key] = _rewritten_source(
-            path, int8_weights, device, shared_cross_kv, reuse.files
-        )
-    yield reuse.sources[key] or str(path)
+    full Marian's 176 MB decoder: +386 against +218 MiB). Where no temporary file can be
+    written, the bytes themselves."""
+    with ExitStack() as stack:
+        yield _rewritten_source(path, int8_weights, device, shared_cross_kv, stack) or str(path)
 
 
 def _rewritten_source(

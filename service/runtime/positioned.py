@@ -5,7 +5,7 @@ Drives the two graphs of ``export/positioned_decoder.py`` (``cross_kv.onnx`` and
 :class:`PositionedGreedy` holds the slots (the cache, joins, holes, compaction) and has a
 plain greedy ``step`` used to validate the export; :class:`PositionedDecodeBatch` is the
 runtime's step API over it (``Seq2SeqRuntime.new_positioned_batch``, the engine's
-``iteration`` mode), with the project's search (logits processors, sampling) per request.
+``continuous`` mode), with the project's search (logits processors, sampling) per request.
 
 State of a running batch (one *slot* per batch index: a live row or a hole):
 
@@ -29,10 +29,6 @@ uses are trimmed, in one copy when the compaction policy says so (see
 60, source 30: 47 MB self cache + 24 MB cross; numpy, one loaded 2-core machine, so
 indicative), one concatenation or one drop costs 45-55 ms against about 30 ms for one
 decoder step, so a copy at every join and leave would cost more than a step.
-
-Indicative, tiny Marian fp32, 1 ORT thread: 24 requests arriving one every 2 steps took
-73 decoder calls here (one per step) against 364 in the runtime's cohort step API, 45-54
-ms against 219-229 ms in all, same tokens for all 24.
 """
 
 from __future__ import annotations
@@ -453,60 +449,18 @@ def greedy_decode(
 
 @dataclass
 class _Request:
-    """A request of the step-API batch: its search group, the slots (source-width class)
-    its rows live in, and its rows, in group order."""
+    """A request of the step-API batch: its search group and its rows, in group order."""
 
     group: SearchGroup
-    slots: PositionedGreedy
     rows: list[_Row]
     cur_len: int = 1  # tokens in each row so far, the decoder start token included
-
-
-# Source-length limits of the width classes (tokens): a request whose source is at most
-# the first limit decodes in the first class, and so on; the last class takes the rest.
-# Each class is its own set of slots with one decoder call per step, so its cross K/V is
-# padded only to the longest source *of that class*. Measured (full Marian int8, 64 rows,
-# past 31): a step costs 30.8 ms at source width 40 and 41.3 ms at 185, and with 64 WMT14
-# requests in flight the batch's width averaged 186 tokens; a call costs about 3.5 ms
-# whatever its rows, so one split (most sentences are under 64 tokens) is worth it
-# offline (iteration / batched generate 0.82x -> 0.87x at 64 in flight). Not the default:
-# in the service on the open-loop mix it changed neither saturation throughput nor p99
-# measurably (docs/benchmarks.md, `openloop-split`), so a batch has one class unless the
-# operator asks (S2S_ITERATION_SOURCE_SPLIT=64).
-SOURCE_CLASS_LIMITS = (64,)
-# A second call per step only pays when enough short rows would otherwise attend over the
-# long sources' padding; a small batch runs every joiner in the first class (one call per
-# step, the lowest latency). Measured at 64 rows (above) and assumed from the ~3.5 ms a
-# call costs: about 32 rows x 100 padded columns is where the saving passes one call.
-SPLIT_MIN_ROWS = 32
-
-
-@dataclass(frozen=True)
-class SourceClasses:
-    """How a positioned batch splits its rows by source length: ``limits`` (the classes'
-    longest sources, the last class unbounded; empty: one class) and ``split_min_rows``
-    (below it every joiner goes to the first class)."""
-
-    limits: tuple[int, ...] = ()
-    split_min_rows: int = SPLIT_MIN_ROWS
-
-    def __post_init__(self) -> None:
-        if any(b <= a for a, b in itertools.pairwise(self.limits)) or any(
-            n < 1 for n in self.limits
-        ):
-            raise ValueError("source class limits must be positive and increasing")
-        if self.split_min_rows < 0:
-            raise ValueError("split_min_rows must be >= 0")
 
 
 class PositionedDecodeBatch:
     """The runtime's step API (``add`` / ``step`` / ``remove``, the same face as
     ``generator.DecodeBatch``) over the positioned decoder: every request, at whatever
-    position, decodes in **one decoder call per step** of its source-width class
-    (``layout``, a :class:`SourceClasses`, e.g. limits :data:`SOURCE_CLASS_LIMITS`; none by
-    default: with them short sources are not padded to the longest one; while fewer than
-    ``split_min_rows`` rows run, every joiner goes to the first class), and a request may
-    join at any step.
+    position, decodes in **one decoder call per step** (``slots``, a
+    :class:`PositionedGreedy`), and a request may join at any step.
 
     A joiner costs one encoder call for all joiners of the step (``backend.encode``, the
     length groups of the CPU backend) and one ``cross_kv`` call; it then decodes its first
@@ -520,27 +474,18 @@ class PositionedDecodeBatch:
     (:meth:`PositionedGreedy.copy_rows`, the same copy a cohort's ``take`` does), rows that
     end become masked holes that the next joiner fills (:class:`PositionedGreedy`'s slots
     and compaction policy).
-
-    Cost of the per-request search (indicative, tiny Marian int8, 1 ORT thread, 16 greedy
-    rows joined together, loaded 2-core machine): 1.6 ms a step against 1.46 ms for the
-    cohort batch, of which about 30 us per row per step is the search; at base geometry a
-    step costs 10-30 ms, so it is small there.
     """
 
     def __init__(
         self,
-        classes: Sequence[PositionedGreedy],
+        slots: PositionedGreedy,
         backend: Backend,
         pad_token_id: int,
         decoder_start_token_id: int,
         max_source_positions: int | None,
         vocab_size: int | None,
-        layout: SourceClasses | None = None,
     ) -> None:
-        self.layout = layout or SourceClasses()
-        if len(classes) != len(self.layout.limits) + 1:
-            raise ValueError("one slot set per source-width class: len(limits) + 1")
-        self.classes = list(classes)
+        self.slots = slots
         self.backend = backend
         self.pad_token_id = pad_token_id
         self.start_token = decoder_start_token_id
@@ -580,19 +525,11 @@ class PositionedDecodeBatch:
         found = self._requests.pop(key, None)
         if found is None:
             return False
-        index = found.slots.slot_index()
+        index = self.slots.slot_index()
         for row in found.rows:
-            found.slots.release(index[id(row)])
-        found.slots.compact()
+            self.slots.release(index[id(row)])
+        self.slots.compact()
         return True
-
-    def _class_of(self, source_len: int) -> PositionedGreedy:
-        if sum(len(slots) for slots in self.classes) < self.layout.split_min_rows:
-            return self.classes[0]  # a small batch: one call per step
-        for limit, slots in zip(self.layout.limits, self.classes, strict=False):
-            if source_len <= limit:
-                return slots
-        return self.classes[-1]
 
     def _encode_joiners(self) -> None:
         """One encoder call for the step's joiners; each row's states go to the slots."""
@@ -608,26 +545,21 @@ class PositionedDecodeBatch:
             group = make_group(request.options, [request], self.start_token)
             states = hidden[i, : ids.size]
             budget = request.options.max_new_tokens
-            slots = self._class_of(ids.size)
-            rows = [slots.add(request.key, states, budget) for _ in range(request.width)]
-            self._requests[request.key] = _Request(group, slots, rows)
+            rows = [self.slots.add(request.key, states, budget) for _ in range(request.width)]
+            self._requests[request.key] = _Request(group, rows)
 
     def step(self) -> list[StepEvent]:
-        """Advance every request by one token: one positioned decoder call per source-width
-        class with live rows (joiners included), then each request's search."""
+        """Advance every request by one token: one positioned decoder call for every live
+        row (joiners included), then each request's search."""
         if self._joining:
             self._encode_joiners()
-        stepped: dict[int, tuple[np.ndarray, dict[int, int]]] = {}
-        for slots in self.classes:
-            logits = slots.forward()
-            if logits is not None:
-                stepped[id(slots)] = (logits, slots.slot_index())
+        logits = self.slots.forward()
         events: list[StepEvent] = []
-        for key, request in list(self._requests.items()):
-            logits, index = stepped[id(request.slots)]
-            events.extend(self._advance(key, request, logits, index))
-        for slots in self.classes:
-            slots.compact()
+        if logits is not None:
+            index = self.slots.slot_index()
+            for key, request in list(self._requests.items()):
+                events.extend(self._advance(key, request, logits, index))
+        self.slots.compact()
         return events
 
     def _advance(
@@ -645,15 +577,15 @@ class PositionedDecodeBatch:
                 rows = [request.rows[k] for k in keep]
             else:  # beams continue other beams: copy their caches into the rows
                 rows = request.rows[: len(keep)]
-                request.slots.copy_rows(slots[: len(keep)], [slots[k] for k in keep])
+                self.slots.copy_rows(slots[: len(keep)], [slots[k] for k in keep])
             kept = {id(row) for row in rows}
             for row in request.rows:
                 if id(row) not in kept:
-                    request.slots.release(index[id(row)])
+                    self.slots.release(index[id(row)])
         request.rows = rows
         if not rows:
             del self._requests[key]
             return result.events
         for row, token in zip(rows, result.next_tokens.tolist(), strict=True):
-            request.slots.advance(index[id(row)], int(token))
+            self.slots.advance(index[id(row)], int(token))
         return result.events

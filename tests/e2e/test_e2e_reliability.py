@@ -80,7 +80,12 @@ async def test_work_past_the_grace_period_gets_json_503_and_exit_3(
 ) -> None:
     # Finding 4: uvicorn's plain-text 500 after the grace period, exit 0, ~2x the bound.
     grace = 2.0
-    srv = server_factory(S2S_MODELS="tiny-bart", S2S_BATCH_MODE="off", S2S_DRAIN_GRACE_S=str(grace))
+    srv = server_factory(
+        S2S_MODELS="tiny-bart",
+        S2S_MAX_BATCH_SIZE="1",
+        S2S_MAX_WAIT_MS="0",
+        S2S_DRAIN_GRACE_S=str(grace),
+    )
     slow = {
         "text": " ".join(SENTENCES[:6]),
         "options": {"num_beams": 16, "min_new_tokens": 200, "max_new_tokens": 256},

@@ -116,8 +116,6 @@ class FakeBatch:
 
     runtime: FakeRuntime
     rows_: dict[Hashable, _Row] = field(default_factory=dict)
-    # True for the batch new_positioned_batch returns (the iteration mode's batch).
-    positioned: bool = False
 
     def add(self, key: Hashable, input_ids: Sequence[int], options: ResolvedOptions) -> None:
         """Join the batch (poisoned inputs raise when ``poison_at == "add"``)."""
@@ -186,14 +184,15 @@ class FakeRuntime:
         step_delay_s: float = 0.0,
         poison_at: str = "add",
         languages: tuple[Sequence[str], Sequence[str]] = (("en",), ("de",)),
-        positioned: bool = False,
+        positioned: bool = True,
         pairs: Sequence[str] = (),
     ) -> None:
         self.step_delay_s = step_delay_s
-        # Whether the fake offers the positioned batch (supports_positioned).
+        # Whether the fake offers the positioned batch (supports_positioned; False: the
+        # continuous mode falls back to dynamic).
         self.positioned = positioned
-        # Batches handed out, in order: each one's ``positioned`` flag.
-        self.batches: list[bool] = []
+        # Positioned batches handed out (a failed step starts a fresh one).
+        self.batches = 0
         self.poison_at = poison_at
         self.steps = 0
         self.step_sizes: list[int] = []
@@ -278,11 +277,6 @@ class FakeRuntime:
             outputs.append(GenerationOutput(sequences, _reasons(sequences, opts)))
         return outputs
 
-    def new_batch(self) -> FakeBatch:
-        """An empty fake decode batch."""
-        self.batches.append(False)
-        return FakeBatch(self)
-
     @property
     def supports_positioned(self) -> bool:
         """Whether new_positioned_batch may be called (the ``positioned`` argument)."""
@@ -292,8 +286,8 @@ class FakeRuntime:
         """An empty fake batch standing for the positioned one (same outputs: the fake's
         outputs never depend on the batch); AssertionError if not ``positioned``."""
         assert self.positioned, "new_positioned_batch on a fake without positioned graphs"
-        self.batches.append(True)
-        return FakeBatch(self, positioned=True)
+        self.batches += 1
+        return FakeBatch(self)
 
 
 def as_runtime(runtime: FakeRuntime) -> Runtime:

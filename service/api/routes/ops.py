@@ -50,7 +50,6 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
         "precision": service.info.precision if service else None,
         "provider": service.info.provider if service else None,
         "threads": service.info.intra_op_threads if service else None,
-        "lanes": service.info.lanes if service else None,
         "state": entry.state,
     }
     if entry.reason:

@@ -129,7 +129,7 @@ async def test_runtime_failure_fails_only_that_request(tmp_path: Path) -> None:
 async def test_queue_full_is_429_with_retry_after(tmp_path: Path) -> None:
     runtimes = {"fake-sum": FakeRuntime("fake-sum", "summarization", step_delay_s=0.05)}
     async with client_for(
-        tmp_path, runtimes, max_queue=1, batch_mode="off", max_wait_ms=0
+        tmp_path, runtimes, max_queue=1, max_batch_size=1, max_wait_ms=0
     ) as client:
         payload = {"text": "OOO", "options": {"max_new_tokens": 4}}
         results = await asyncio.gather(*(client.post("/summarize", json=payload) for _ in range(5)))

@@ -22,8 +22,8 @@ def test_env_and_cli_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("S2S_BATCH_MODE", "dynamic")
     s = Settings()
     assert (s.port, s.api_keys, s.batch_mode) == (9001, ["key-number-1", "key-number-2"], "dynamic")
-    s = load_settings(["--port", "9002", "--batch-mode", "off"])
-    assert (s.port, s.batch_mode, s.models_dir) == (9002, "off", tmp_path)
+    s = load_settings(["--port", "9002", "--batch-mode", "continuous"])
+    assert (s.port, s.batch_mode, s.models_dir) == (9002, "continuous", tmp_path)
 
 
 def test_json_list_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,19 +89,53 @@ def test_flag_choices_come_from_the_settings(capsys: pytest.CaptureFixture[str])
 
 
 def test_default_batch_mode_is_the_one_that_holds_mixed_load(tmp_path: Path) -> None:
-    # Finding 13: continuous batching collapsed under open-loop mixed load (p99 14.5 s,
-    # 529 failures) where dynamic held (p99 1.25 s); dynamic is the default until true
-    # continuous batching exists. The load itself: tests/reliability.
+    # Finding 13: cohort batching collapsed under open-loop mixed load (p99 14.5 s, 529
+    # failures) where dynamic held (p99 1.25 s); dynamic stays the default.
     from service.engine import EngineConfig
 
     assert Settings(models_dir=tmp_path).batch_mode == "dynamic"
     assert EngineConfig().mode == "dynamic"
 
 
-def test_shared_thread_pool_excludes_runtime_lanes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_service_shares_one_thread_pool_on_cpu(tmp_path: Path) -> None:
+    from service.api.app import load_config
+
+    config = load_config(Settings(models_dir=tmp_path, intra_op_threads=3))
+    assert config.shared_thread_pool and config.intra_op_threads == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "replacement"),
+    [
+        ("S2S_BATCH_MODE", "iteration", "S2S_BATCH_MODE=continuous"),
+        ("S2S_BATCH_MODE", "off", "max_batch_size=1"),
+        ("S2S_JOIN_EVERY_STEPS", "2", "at every step"),
+        ("S2S_ITERATION_SOURCE_SPLIT", "64", "one decoder call per step"),
+        ("S2S_RUNTIME_LANES", "2", "shared thread pool"),
+        ("S2S_SHARED_THREAD_POOL", "true", "always on"),
+        ("S2S_INT8_WEIGHTS", "as_exported", "automatically"),
+        ("S2S_SHARED_CROSS_KV", "false", "always share"),
+    ],
+)
+def test_retired_settings_fail_naming_the_replacement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, replacement: str
 ) -> None:
-    monkeypatch.setenv("S2S_SHARED_THREAD_POOL", "true")
-    assert Settings(models_dir=tmp_path).shared_thread_pool is True
-    with pytest.raises(ValueError, match="runtime_lanes"):
-        Settings(models_dir=tmp_path, runtime_lanes=2)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name) as info:
+        Settings(models_dir=tmp_path)
+    assert replacement in str(info.value)
+
+
+def test_a_retired_setting_stops_the_server_with_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "S2S_RUNTIME_LANES": "2", "S2S_MODELS_DIR": str(tmp_path)}
+    r = subprocess.run(
+        [sys.executable, "-m", "service"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "runtime_lanes (S2S_RUNTIME_LANES) was removed" in r.stderr
+    assert "Traceback" not in r.stderr

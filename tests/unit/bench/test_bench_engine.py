@@ -97,7 +97,7 @@ def test_worker_runs_our_runtime_on_a_tiny_package(tiny_package: Callable[..., P
     """A real cell on our runtime: fixed length means every input yields max_new tokens."""
     from service.runtime import load_runtime
 
-    package = tiny_package("marian", ("fp32",))
+    package = tiny_package("marian")  # the shared package: its fp32 variant is used
     rt = load_runtime(package, device="cpu", precision="fp32", intra_op_threads=1)
     model = rt.manifest.model
     plan = Plan(
@@ -122,9 +122,6 @@ def test_worker_runs_our_runtime_on_a_tiny_package(tiny_package: Callable[..., P
         backend_budget_s=600,
     )
     rows = run_worker(Spec("ours", "fp32", 1), plan)
-    lanes = run_worker(Spec("ours-lanes", "fp32", 2), plan)
-    assert [r["outputs"] for r in lanes] == [r["outputs"] for r in rows]  # the same tokens
-    assert lanes[0]["label"] == "ours-lanes fp32 t2"
     assert [r["tokens"] for r in rows] == [3 * 5, 2 * 5]
     assert all(r["peak_rss_mb"] > 0 and r["latency_ms_p50"] > 0 for r in rows)
     assert rows[0]["label"] == "ours fp32 t1" and rows[1]["search"] == "beam4"

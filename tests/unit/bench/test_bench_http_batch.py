@@ -14,21 +14,17 @@ def test_request_body_forces_the_same_work_as_offline() -> None:
 def test_markdown_judges_the_worst_round() -> None:
     rows = [
         {
-            "lanes": lanes,
-            "threads_per_lane": 2 // lanes,
-            "batch": 32,
+            "threads": 2,
+            "batch": batch,
             "offline_tokens_per_s": [500.0, 520.0, 510.0],
             "http_tokens_per_s": [480.0, 500.0, 400.0],
             "ratios": [0.96, 0.96, worst],
         }
-        for lanes, worst in ((1, 0.92), (2, 0.78))
+        for batch, worst in ((32, 0.92), (64, 0.78))
     ]
     table = markdown(
         {"command": "python -m bench.http_batch", "started": "t", "rounds": 3, "rows": rows}
     )
-    assert (
-        "| one session, 2 thread(s) each | 32 | 510 [500-520] | 480 [400-500] "
-        "| 0.96 [0.92-0.96] | met |" in table
-    )
-    assert "| 2 lanes, 1 thread(s) each | 32 |" in table and "missed (worst 0.78)" in table
+    assert "| 2 | 32 | 510 [500-520] | 480 [400-500] | 0.96 [0.92-0.96] | met |" in table
+    assert "| 2 | 64 |" in table and "missed (worst 0.78)" in table
     assert spread([1.0, 3.0, 2.0], 1) == "2.0 [1.0-3.0]"

@@ -12,12 +12,12 @@ from fastapi.responses import JSONResponse
 from bench.load import (
     LevelResult,
     _parser,
+    batch_mode,
     check_loopback,
     paired_overhead,
     percentile,
     run_level,
     server_command,
-    server_flags,
     single_sentences,
 )
 
@@ -139,43 +139,16 @@ async def test_paired_overhead_refuses_failed_requests() -> None:
             )
 
 
-@pytest.mark.parametrize(
-    ("target", "mode", "join", "shared"),
-    [
-        ("iteration", "iteration", "1", False),
-        ("iteration-shared", "iteration", "1", True),
-        ("continuous-join4-shared", "continuous", "4", True),
-        ("dynamic", "dynamic", "1", False),
-    ],
-)
-def test_server_command_maps_targets_to_service_flags(
-    target: str, mode: str, join: str, shared: bool
-) -> None:
+@pytest.mark.parametrize("mode", ["continuous", "dynamic"])
+def test_server_command_maps_targets_to_batch_modes(mode: str) -> None:
     args = _parser().parse_args(["--package", "/models/full-marian"])
-    command = server_command(target, args, 8123)
+    command = server_command(mode, args, 8123)
     assert command[command.index("--batch-mode") + 1] == mode
-    assert command[command.index("--join-every-steps") + 1] == join
-    assert ("--shared-thread-pool" in command) is shared
+    assert command[command.index("--max-queue") + 1] == "1024"
 
 
-def test_target_names_map_to_batch_modes_and_flags() -> None:
-    assert server_flags("dynamic") == ("dynamic", ())
-    assert server_flags("dynamic", default_join=1) == ("dynamic", ("--join-every-steps", "1"))
-    assert server_flags("iteration-shared") == ("iteration", ("--shared-thread-pool",))
-    assert server_flags("iteration-join4-shared") == (
-        "iteration",
-        ("--join-every-steps", "4", "--shared-thread-pool"),
-    )
-    assert server_flags("dynamic-lanes2") == ("dynamic", ("--runtime-lanes", "2"))
-    assert server_flags("iteration-split0-shared") == (
-        "iteration",
-        ("--iteration-source-split", "0", "--shared-thread-pool"),
-    )
-    assert server_flags("iteration-join2-lanes2") == (
-        "iteration",
-        ("--join-every-steps", "2", "--runtime-lanes", "2"),
-    )
-    with pytest.raises(ValueError, match="unknown target"):
-        server_flags("naive-shared")
-    with pytest.raises(ValueError, match="exclude each other"):
-        server_flags("dynamic-lanes2-shared")
+def test_unknown_targets_are_refused() -> None:
+    assert batch_mode("dynamic") == "dynamic"
+    for name in ("naive", "iteration", "off", "dynamic-shared"):
+        with pytest.raises(ValueError, match="unknown target"):
+            batch_mode(name)

@@ -243,31 +243,30 @@ def test_targets_are_judged_on_the_worst_round(tmp_path: Path) -> None:
     for round_index, (p99, ttft) in enumerate([(400.0, 100.0), (600.0, 200.0)]):
         rows += [
             _row("dynamic", 0.75, round_index, 1000.0, 1000.0, 3.0),
-            _row("iteration", 0.75, round_index, p99, ttft, 3.0),
+            _row("continuous", 0.75, round_index, p99, ttft, 3.0),
             _row("dynamic", 1.1, round_index, 1000.0, 1000.0, 4.0),
-            _row("iteration", 1.1, round_index, p99, ttft, 4.4),
+            _row("continuous", 1.1, round_index, p99, ttft, 4.4),
         ]
     lines = targets(_document(rows))
-    assert lines[0].startswith("iteration p99") and "MISSED (worst round 0.60x" in lines[0]
+    assert lines[0].startswith("continuous p99") and "MISSED (worst round 0.60x" in lines[0]
     assert "met (worst round 0.20x" in lines[1]
     assert "met (worst round 1.10x" in lines[2]
     table = tables(_document(rows))
-    assert "| iteration | 3.00 | 250 [200-300] | 500 [400-600] |" in table
+    assert "| continuous | 3.00 | 250 [200-300] | 500 [400-600] |" in table
     text = section(_document(rows), tmp_path, tmp_path / "plots")
     assert (tmp_path / "plots" / "openloop.png").is_file() and "continuous p99" in text
-    assert "not measured" in text  # no continuous rows
 
 
 def test_the_floor_compares_requests_alone_with_the_baselines_p99(tmp_path: Path) -> None:
     rows = [
         _row("dynamic", 0.75, 0, 1000.0, 1000.0, 3.0),
-        _row("iteration", 0.75, 0, 900.0, 200.0, 3.0),
-        _row("iteration", 0.0, 0, 700.0, 100.0, 1.5),
+        _row("continuous", 0.75, 0, 900.0, 200.0, 3.0),
+        _row("continuous", 0.0, 0, 700.0, 100.0, 1.5),
         _row("dynamic", 1.1, 0, 1000.0, 1000.0, 4.0),
-        _row("iteration", 1.1, 0, 900.0, 200.0, 4.0),
+        _row("continuous", 1.1, 0, 900.0, 200.0, 4.0),
     ]
     lines = targets(_document(rows))
-    assert lines[-1].startswith("floor: iteration one request at a time")
+    assert lines[-1].startswith("floor: continuous one request at a time")
     assert "700 ms = 0.70x" in lines[-1] and "below the floor" in lines[-1]
     rows[2]["p99_ms"] = 400.0
     assert "0.40x (the 0.5x target is above the floor)" in targets(_document(rows))[-1]

@@ -11,7 +11,6 @@ from bench.report import (
     add_ratios,
     engine_tables,
     gpu_section,
-    join_effects,
     main,
     replace_section,
     service_targets,
@@ -77,13 +76,11 @@ def test_service_targets_from_levels() -> None:
             level("continuous", 1, 40, 22.5),
             level("continuous", 32, 600, 50),
             level("continuous", 64, 950, 60),
-            level("off", 32, 100, 300),
             level("naive", 32, 50, 900),
         ],
     }
     lines = service_targets(doc)
     assert any("95%" in line for line in lines)
-    assert any("6.00×" in line for line in lines)
     assert any("2.5 ms" in line for line in lines)
     assert any("12.00×" in line for line in lines)
 
@@ -109,20 +106,6 @@ def test_paired_http_overhead_replaces_the_difference_of_medians() -> None:
     assert line.startswith("p50 added by the service (HTTP, text processing, scheduling)")
     assert "at concurrency 1, continuous: +1.2 ms" in line
     assert "24 sentences" in line and "+0.5 / +2.0 ms" in line
-
-
-def test_join_variants_compared_with_continuous_at_high_concurrency() -> None:
-    rows = [
-        {"target": "continuous", "concurrency": 64, "tokens_per_s": 800.0},
-        {"target": "continuous", "concurrency": 128, "tokens_per_s": 750.0},
-        {"target": "continuous-join2", "concurrency": 64, "tokens_per_s": 840.0},
-        {"target": "continuous-join2", "concurrency": 128, "tokens_per_s": 900.0},
-        {"target": "continuous-join4", "concurrency": 64, "tokens_per_s": 680.0},
-    ]
-    assert join_effects(rows) == [
-        "continuous-join2 / continuous tokens/s: +5% at concurrency 64, +20% at concurrency 128",
-        "continuous-join4 / continuous tokens/s: -15% at concurrency 64",
-    ]
 
 
 def test_replace_section_replaces_or_appends() -> None:

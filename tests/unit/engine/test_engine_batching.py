@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 
 import pytest
@@ -21,7 +20,7 @@ from service.engine import (
 from service.runtime import ResolvedOptions
 from tests.support.fake_runtime import LONG, POISON, FakeOptions, FakeRuntime, expected
 
-MODES = ("continuous", "dynamic", "off")
+MODES = ("continuous", "dynamic")
 
 
 def _inputs(n: int, seed: int = 0) -> list[list[int]]:
@@ -51,10 +50,9 @@ async def test_64_concurrent_requests_equal_single_results(mode: str, beams: int
         await engine.stop(1)
     assert together == [expected(ids, opts) for ids in inputs]
     assert alone == together[:8]
-    # Batching really happened (except with batching off).
+    # Batching really happened.
     sizes = runtime.step_sizes if mode == "continuous" else runtime.generate_sizes
-    assert (max(sizes) > 1) == (mode != "off")
-    assert max(sizes) <= 16
+    assert 1 < max(sizes) <= 16
 
 
 async def test_dynamic_batches_group_by_options() -> None:
@@ -104,7 +102,7 @@ async def test_dynamic_respects_max_batch_cache_tokens() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "poison_at"),
-    [("dynamic", "generate"), ("off", "generate"), ("continuous", "add"), ("continuous", "step")],
+    [("dynamic", "generate"), ("continuous", "add"), ("continuous", "step")],
 )
 async def test_failure_fails_only_its_request_and_scheduler_survives(
     mode: str, poison_at: str
@@ -128,31 +126,6 @@ async def test_failure_fails_only_its_request_and_scheduler_survives(
         else:
             assert out == expected(ids, opts)
     assert after == expected([21, 22], opts)
-
-
-@pytest.mark.parametrize("every", [1, 4])
-async def test_continuous_joins_the_running_batch_every_n_steps(every: int) -> None:
-    runtime = FakeRuntime(step_delay_s=0.005)
-    config = EngineConfig(mode="continuous", max_wait_ms=0, join_every_steps=every)
-    engine = Engine(runtime, config)
-    await engine.start()
-    long_opts, short_opts = FakeOptions(max_new_tokens=60), FakeOptions(max_new_tokens=3)
-    inputs = _inputs(12, seed=3)
-    try:
-        first = asyncio.ensure_future(_run(engine, [99, 98], long_opts))
-        late = []
-        for ids in inputs:
-            await asyncio.sleep(0.004)
-            late.append(asyncio.ensure_future(_run(engine, ids, short_opts)))
-        results = await asyncio.gather(*late)
-        assert await first == expected([99, 98], long_opts)
-    finally:
-        await engine.stop(1)
-    assert results == [expected(ids, short_opts) for ids in inputs]
-    joins = sorted(set(runtime.join_steps))
-    assert len(runtime.join_steps) == 1 + len(inputs)
-    # While the long request runs, joiners wait for every N-th step and join together.
-    assert all(b - a >= every for a, b in itertools.pairwise(joins)), joins
 
 
 async def test_step_failure_fails_streams_in_that_batch_only() -> None:
@@ -223,7 +196,8 @@ async def test_slow_consumer_gets_merged_chunks_in_order() -> None:
 async def test_queue_full_raises_with_retry_after() -> None:
     runtime = FakeRuntime(step_delay_s=0.05)
     # max_queue counts client requests admitted and not answered: one running, two queued.
-    engine = Engine(runtime, EngineConfig(mode="off", max_queue=3, max_wait_ms=0))
+    config = EngineConfig(mode="dynamic", max_batch_size=1, max_queue=3, max_wait_ms=0)
+    engine = Engine(runtime, config)
     await engine.start()
     try:
         tasks = [asyncio.create_task(_run(engine, [30], FakeOptions()))]
@@ -278,7 +252,7 @@ async def test_cancelled_request_leaves_the_running_batch() -> None:
 
 async def test_cancelled_queued_request_never_runs() -> None:
     runtime = FakeRuntime(step_delay_s=0.05)
-    engine = Engine(runtime, EngineConfig(mode="off", max_wait_ms=0))
+    engine = Engine(runtime, EngineConfig(mode="dynamic", max_batch_size=1, max_wait_ms=0))
     await engine.start()
     try:
         first = asyncio.create_task(_run(engine, [30], FakeOptions()))

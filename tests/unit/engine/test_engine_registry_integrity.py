@@ -24,7 +24,7 @@ def _registry(models_dir: Path, **config: object) -> ModelRegistry:
     return ModelRegistry(
         models_dir,
         [],
-        LoadConfig(warmup=False, **config),
+        LoadConfig(warmup=False, shared_thread_pool=False, **config),
         lambda name: EngineObserver(),  # type: ignore[arg-type]
     )
 
@@ -119,7 +119,7 @@ async def test_readiness_policy(tmp_path: Path) -> None:
         registry = ModelRegistry(
             tmp_path,
             [],
-            LoadConfig(warmup=False, ready_policy=policy),  # type: ignore[arg-type]
+            LoadConfig(warmup=False, shared_thread_pool=False, ready_policy=policy),  # type: ignore[arg-type]
             lambda name: EngineObserver(),
             {"a": FakeRuntime("a", "summarization")},
         )

@@ -31,15 +31,21 @@ def _entries(folder: Path) -> list[str]:
 def test_cli_export_progress_and_overwrite(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, marian_dir: Path
 ) -> None:
+    """``python -m export``: stages, validation and the positioned pair (``--positioned``,
+    fp32 only), refusal to overwrite, then ``--overwrite --no-validate`` with int8 (one CLI
+    export each way: the suite's other packages come from the cache)."""
     args = [str(marian_dir), "--task", "translation", "--name", "demo", "--out-dir", str(tmp_path)]
-    assert main([*args, "--precision", "fp32"]) == 0
+    assert main([*args, "--precision", "fp32", "--positioned"]) == 0
     captured = capsys.readouterr()
-    for stage in ("export", "optimize", "validate"):
+    for stage in ("export", "optimize", "validate", "positioned"):
         assert f"[{stage}] done in" in captured.err
     assert "fp32: greedy_exact=1.000 beam_exact=1.000" in captured.out
+    assert "fp32 positioned: greedy_exact=1.000 beam_exact=1.000" in captured.out
     package = tmp_path / "demo"
     first = Manifest.load(package)
     assert set(first.variants) == {"fp32"} and first.variants["fp32"].validated
+    positioned = first.variants["fp32"].positioned
+    assert positioned is not None and positioned.validated
     assert first.source.kind == "local" and first.source.ref == str(marian_dir)
     assert (package / "validation.json").is_file()
 
@@ -47,12 +53,17 @@ def test_cli_export_progress_and_overwrite(
     assert "already exists" in capsys.readouterr().err
     assert Manifest.load(package) == first
 
-    assert main([*args, "--precision", "fp32,int8", "--overwrite", "--no-validate"]) == 0
+    assert (
+        main([*args, "--precision", "fp32,int8", "--positioned", "--overwrite", "--no-validate"])
+        == 0
+    )
     capsys.readouterr()
     second = Manifest.load(package)
     assert set(second.variants) == {"fp32", "int8"}
     assert second.created_at != first.created_at
     assert not second.variants["int8"].validated  # validation was skipped, never "passed"
+    for variant in second.variants.values():
+        assert variant.positioned is not None and not variant.positioned.validated
     assert "skipped" in json.loads((package / "validation.json").read_text())
     assert _entries(tmp_path) == ["demo"]  # no temp or old copies left behind
 

@@ -117,32 +117,6 @@ def test_unsupported_family_is_a_usage_error() -> None:
     check_positioned_family("m2m100")
 
 
-def test_cli_positioned_export(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """``python -m export ... --positioned`` (fp32 only), then again without validation."""
-    from export.__main__ import main
-    from training.checkpoints import ensure_checkpoint
-
-    source = str(ensure_checkpoint("marian", "tiny"))
-    args = [source, "--task", "translation", "--name", "p", "--out-dir", str(tmp_path)]
-    assert main([*args, "--precision", "fp32", "--positioned"]) == 0
-    captured = capsys.readouterr()
-    assert "[positioned] done in" in captured.err
-    assert "fp32 positioned: greedy_exact=1.000 beam_exact=1.000" in captured.out
-    manifest = Manifest.load(tmp_path / "p")
-    assert set(manifest.variants) == {"fp32"}
-    assert manifest.variants["fp32"].positioned is not None
-    assert manifest.variants["fp32"].positioned.validated
-
-    assert main([*args, "--positioned", "--no-validate", "--overwrite"]) == 0
-    capsys.readouterr()
-    manifest = Manifest.load(tmp_path / "p")
-    for variant in manifest.variants.values():
-        assert variant.positioned is not None and not variant.positioned.validated
-    entry = json.loads((tmp_path / "p" / "validation.json").read_text())["positioned"]
-    assert "disabled" in entry["int8"]["reason"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
-
-
 def test_cli_flag() -> None:
     from export.__main__ import build_parser
 

@@ -1,26 +1,17 @@
-"""Decode-loop tuning knobs: glibc malloc thresholds and ORT thread spinning.
-
-Neither may change a single output token; the speed effect is measured in bench.engine
-(variants ours-mallopt and ours-nospin), never asserted here.
-"""
+"""glibc malloc thresholds (service.runtime.memory, used by the checkpoint trainer) and the
+thread count the service's pool gets from the cores the process may use."""
 
 from __future__ import annotations
 
+import os
 import platform
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from service.runtime import GenerationOptions, Seq2SeqRuntime, load_runtime
+from service.runtime import sessions
 from service.runtime.memory import keep_freed_memory
-
-SOURCES = ["A man rides a red bicycle.", "Two dogs play in the snow near a house."]
-
-
-def _greedy(rt: Seq2SeqRuntime) -> list[list[int]]:
-    opts = rt.resolve(GenerationOptions(max_new_tokens=12, num_beams=1))
-    return [seqs[0] for seqs in rt.generate(rt.encode_texts(SOURCES), opts)]
+from service.runtime.sessions import cgroup_cpu_limit, default_intra_op_threads
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="mallopt is glibc's (Linux)")
@@ -28,11 +19,29 @@ def test_keep_freed_memory_is_accepted_by_glibc() -> None:
     assert keep_freed_memory(mmap_threshold_mb=64, trim_threshold_mb=256) is True
 
 
-def test_spin_off_sessions_give_the_same_tokens(
-    tiny_package: Callable[[str], Path], fp32_runtime: Callable[[str], Seq2SeqRuntime]
-) -> None:
-    spinning = fp32_runtime("marian")
-    sleeping = load_runtime(tiny_package("marian"), device="cpu", precision="fp32", spin=False)
-    expected = _greedy(spinning)
-    assert expected[0] != expected[1]  # input-dependent model: the comparison means something
-    assert _greedy(sleeping) == expected
+def test_cgroup_v2_quota_and_no_quota(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+
+
+def test_cgroup_v1_quota_and_no_cgroup(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 3.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    assert cgroup_cpu_limit(tmp_path / "absent") is None
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux CPU affinity")
+def test_threads_are_the_allowed_cores_capped_by_the_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(sessions, "cgroup_cpu_limit", lambda: None)
+    assert default_intra_op_threads() == 4
+    monkeypatch.setattr(sessions, "cgroup_cpu_limit", lambda: 2.5)
+    assert default_intra_op_threads() == 2
+    monkeypatch.setattr(sessions, "cgroup_cpu_limit", lambda: 0.5)
+    assert default_intra_op_threads() == 1

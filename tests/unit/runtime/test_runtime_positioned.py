@@ -20,7 +20,6 @@ from service.runtime import (
     ResolvedOptions,
     RuntimeInputError,
     Seq2SeqRuntime,
-    SourceClasses,
     load_runtime,
 )
 from service.runtime.positioned import PositionedDecodeBatch
@@ -105,38 +104,6 @@ def test_joiners_at_different_steps_match_single_request_decoding(
     assert len(done[2][0]) == 3  # the budget stop
 
 
-def test_source_width_classes_decode_apart_with_the_same_outputs(
-    runtime: Seq2SeqRuntime,
-) -> None:
-    """With a class limit between the sentences' lengths, short and long sources decode in
-    separate slot sets (each step one call per class with live rows; each class's cross
-    K/V only as wide as its own longest source), greedy and beam alike, and every request
-    still gets its alone output."""
-    ids = runtime.encode_texts(TEXTS)
-    lengths = sorted(len(i) for i in ids)
-    limit = lengths[len(lengths) // 2 - 1]
-    batch = runtime.new_positioned_batch(SourceClasses((limit,), split_min_rows=0))
-    beam = runtime.resolve(GenerationOptions(num_beams=3, max_new_tokens=12))
-    options = [beam if i % 3 == 0 else _greedy(runtime, max_new_tokens=20) for i in range(6)]
-    plan = [(i, i, ids[i], options[i]) for i in range(len(TEXTS))]
-    widths: list[tuple[int, int]] = []
-    original = batch.step
-
-    def step() -> list[Any]:
-        events = original()
-        short, long = batch.classes
-        widths.append((short.enc_mask.shape[1], long.enc_mask.shape[1]))
-        return events
-
-    batch.step = step  # type: ignore[method-assign]
-    done, _, steps = _run(runtime, plan, batch=batch)
-    short, long = batch.classes
-    assert short.calls > 0 and long.calls > 0 and short.calls + long.calls > steps
-    assert max(w for w, _ in widths) <= limit < max(w for _, w in widths)
-    for i in range(len(TEXTS)):
-        assert done[i] == _alone(runtime, ids[i], options[i]), i
-
-
 def test_joiners_past_the_holes_fill_the_cross_buffers_spare_room(
     runtime: Seq2SeqRuntime,
 ) -> None:
@@ -145,7 +112,7 @@ def test_joiners_past_the_holes_fill_the_cross_buffers_spare_room(
     ids = runtime.encode_texts(TEXTS)
     options = _greedy(runtime, max_new_tokens=30, min_length=12)  # no row ends early
     batch = runtime.new_positioned_batch()
-    slots = batch.classes[0]
+    slots = batch.slots
     for key in range(4):
         batch.add(key, ids[key], options)
     batch.step()
@@ -162,21 +129,6 @@ def test_joiners_past_the_holes_fill_the_cross_buffers_spare_room(
         assert done[key] == _alone(runtime, ids[key], options), key
 
 
-def test_a_small_batch_keeps_one_class(runtime: Seq2SeqRuntime) -> None:
-    """Below ``split_min_rows`` running rows every joiner goes to the first class, long
-    source or not: one decoder call per step."""
-    ids = runtime.encode_texts(TEXTS)
-    batch = runtime.new_positioned_batch(SourceClasses((min(len(i) for i in ids),)))
-    assert batch.layout.split_min_rows > len(TEXTS)
-    for key, row in enumerate(ids):
-        batch.add(key, row, _greedy(runtime, max_new_tokens=5))
-    steps = 0
-    while len(batch):
-        batch.step()
-        steps += 1
-    assert batch.classes[0].calls == steps and batch.classes[1].calls == 0
-
-
 def test_one_decoder_call_per_step_and_rows_at_different_positions(
     runtime: Seq2SeqRuntime,
 ) -> None:
@@ -188,8 +140,8 @@ def test_one_decoder_call_per_step_and_rows_at_different_positions(
         if step < 4:
             batch.add(step, ids[step], options)
         batch.step()
-        mixed += len(set(batch.classes[0].positions)) > 1
-    assert batch.classes[0].calls == 6  # short sources: all in the first width class
+        mixed += len(set(batch.slots.positions)) > 1
+    assert batch.slots.calls == 6
     assert mixed >= 3
     assert batch.rows == len(batch) <= 4
 
@@ -260,7 +212,7 @@ def test_one_call_per_step_with_beams_in_the_batch(runtime: Seq2SeqRuntime) -> N
     while len(batch):
         batch.step()
         steps += 1
-    assert batch.classes[0].calls == steps
+    assert batch.slots.calls == steps
 
 
 def test_remove_joining_and_running_requests(runtime: Seq2SeqRuntime) -> None:
@@ -346,8 +298,7 @@ def test_random_schedules_with_mixed_searches_under_each_cache_policy(
         plan.append((rng.randrange(0, 25), n, ids[index], rng.choice(choices)))
     batch = runtime.new_positioned_batch()
     for name, value in policy.items():
-        for slots in batch.classes:
-            setattr(slots, name, value)
+        setattr(batch.slots, name, value)
     cancel = {plan[k][0] + 2: plan[k][1] for k in rng.sample(range(10), 3)}  # mid-decode
     todo = sorted(plan, key=lambda p: p[0])
     done: dict[Hashable, list[list[int]]] = {}

@@ -1,6 +1,6 @@
-"""``S2S_BATCH_MODE=iteration`` through the whole service: the registry loads a package
-exported with ``--positioned`` with its positioned graphs and serves it in iteration
-mode; a package without them (a committed one) is served in continuous mode with a
+"""``S2S_BATCH_MODE=continuous`` through the whole service: the registry loads a package
+exported with ``--positioned`` with its positioned graphs and serves it in continuous
+mode; a package without them (a committed one) is served in dynamic mode with a
 warning; concurrent requests get their single-request outputs."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from service.api import create_app
+from service.api.app import load_config
+from service.engine.registry import default_loader
 from service.runtime import GenerationOptions, load_runtime
 from service.settings import Settings
 from tests.support.positioned import SENTENCES, positioned_package
@@ -26,7 +29,7 @@ def _positioned_package() -> Path:
     return positioned_package("marian")
 
 
-async def test_iteration_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_continuous_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     package = _positioned_package()
     models = tmp_path / "models"
     shutil.copytree(package, models / "tiny-marian")
@@ -34,12 +37,14 @@ async def test_iteration_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptu
     settings = Settings.model_validate(
         {
             "models_dir": models,
-            "batch_mode": "iteration",
+            "batch_mode": "continuous",
             "device": "cpu",
             "intra_op_threads": 1,
         }
     )
-    app = create_app(settings)
+    config = load_config(settings)
+    assert config.shared_thread_pool  # what the service runs; process-wide, so not here
+    app = create_app(settings, loader=default_loader(replace(config, shared_thread_pool=False)))
     body = {"source_lang": "en", "target_lang": "de", "options": {"max_new_tokens": 24}}
     with caplog.at_level(logging.WARNING, logger="service.engine"):
         async with LifespanManager(app) as manager:
@@ -51,8 +56,8 @@ async def test_iteration_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptu
                 replies = await asyncio.gather(
                     *(client.post("/translate", json={**body, "text": text}) for text in SENTENCES)
                 )
-    assert modes == {"tiny-marian": "iteration", "copy-summarizer": "continuous"}
-    assert "copy-summarizer: batch mode iteration needs a package exported with --positioned" in (
+    assert modes == {"tiny-marian": "continuous", "copy-summarizer": "dynamic"}
+    assert "copy-summarizer: batch mode continuous needs a package exported with --positioned" in (
         caplog.text
     )
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies]

@@ -1,8 +1,8 @@
-"""Iteration-level batching (``EngineConfig(mode="iteration")``, ``S2S_BATCH_MODE=iteration``):
-the continuous loop over the runtime's positioned batch, admitting at every step within
-the admission budgets and fair turns; a runtime without the positioned graphs falls back
-to continuous with a warning. Against the typed fake, then a real tiny package whose
-requests arrive at different steps."""
+"""Continuous batching (``EngineConfig(mode="continuous")``, ``S2S_BATCH_MODE=continuous``):
+the loop over the runtime's positioned batch, admitting at every step within the
+admission budgets and fair turns; a runtime without the positioned graphs falls back to
+dynamic with a warning. Against the typed fake, then a real tiny package whose requests
+arrive at different steps."""
 
 from __future__ import annotations
 
@@ -60,30 +60,28 @@ async def _drain(stream: AsyncIterator[StreamChunk]) -> None:
 async def test_concurrent_requests_equal_single_results_on_the_positioned_batch(
     beams: int,
 ) -> None:
-    runtime = FakeRuntime(positioned=True)
-    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=16, max_wait_ms=20))
+    runtime = FakeRuntime()
+    engine = Engine(runtime, EngineConfig(mode="continuous", max_batch_size=16, max_wait_ms=20))
     await engine.start()
     opts = FakeOptions(num_beams=beams)
     inputs = _inputs(48)
     try:
-        assert engine.status()["mode"] == "iteration"
+        assert engine.status()["mode"] == "continuous"
         together = await asyncio.gather(*(_run(engine, ids, opts) for ids in inputs))
         alone = [await _run(engine, ids, opts) for ids in inputs[:6]]
     finally:
         await engine.stop(1)
     assert together == [expected(ids, opts) for ids in inputs]
     assert alone == together[:6]
-    assert runtime.batches and all(runtime.batches)  # only positioned batches
+    assert runtime.batches == 1  # one positioned batch, never a generate call
+    assert not runtime.generate_sizes
     assert 1 < max(runtime.step_sizes) <= 16 // beams * beams
 
 
-@pytest.mark.parametrize("every", [1, 4])
-async def test_admits_at_every_step_or_every_n_steps(every: int) -> None:
-    """With join_every_steps=1 requests arriving while a batch runs join at the very next
-    step; with 4, the queue joins only every 4th step (joiners then share one encoder call)."""
-    runtime = FakeRuntime(step_delay_s=0.01, positioned=True)
-    config = EngineConfig(mode="iteration", max_wait_ms=0, join_every_steps=every)
-    engine = Engine(runtime, config)
+async def test_admits_at_every_step() -> None:
+    """Requests arriving while a batch runs join at the very next step, one by one."""
+    runtime = FakeRuntime(step_delay_s=0.01)
+    engine = Engine(runtime, EngineConfig(mode="continuous", max_wait_ms=0))
     await engine.start()
     long = FakeOptions(max_new_tokens=40)
     try:
@@ -99,16 +97,13 @@ async def test_admits_at_every_step_or_every_n_steps(every: int) -> None:
     joins = runtime.join_steps
     assert len(joins) == 7
     gaps = [b - a for a, b in itertools.pairwise(sorted(set(joins)))]
-    if every == 1:
-        assert len(set(joins)) >= 5  # joined at many different steps, one by one
-        assert any(gap not in (0, 4, 8) for gap in gaps)
-    else:
-        assert all(gap >= every for gap in gaps), joins
+    assert len(set(joins)) >= 5  # joined at many different steps, one by one
+    assert any(gap not in (0, 4, 8) for gap in gaps)
 
 
-async def test_budgets_hold_in_iteration_mode() -> None:
-    runtime = FakeRuntime(step_delay_s=0.002, positioned=True)
-    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=3, max_wait_ms=5))
+async def test_budgets_hold_in_continuous_mode() -> None:
+    runtime = FakeRuntime(step_delay_s=0.002)
+    engine = Engine(runtime, EngineConfig(mode="continuous", max_batch_size=3, max_wait_ms=5))
     await engine.start()
     opts = FakeOptions()
     inputs = _inputs(20, seed=3)
@@ -121,8 +116,8 @@ async def test_budgets_hold_in_iteration_mode() -> None:
 
 
 async def test_padded_token_budget_holds_back_a_long_joiner() -> None:
-    runtime = FakeRuntime(step_delay_s=0.002, positioned=True)
-    config = EngineConfig(mode="iteration", max_batch_tokens=40, max_wait_ms=5)
+    runtime = FakeRuntime(step_delay_s=0.002)
+    config = EngineConfig(mode="continuous", max_batch_tokens=40, max_wait_ms=5)
     engine = Engine(runtime, config)
     await engine.start()
     opts = FakeOptions(max_new_tokens=6)
@@ -136,8 +131,8 @@ async def test_padded_token_budget_holds_back_a_long_joiner() -> None:
 
 
 async def test_cache_token_budget_holds_back_long_generations() -> None:
-    runtime = FakeRuntime(step_delay_s=0.002, positioned=True)
-    config = EngineConfig(mode="iteration", max_batch_cache_tokens=50, max_wait_ms=5)
+    runtime = FakeRuntime(step_delay_s=0.002)
+    config = EngineConfig(mode="continuous", max_batch_cache_tokens=50, max_wait_ms=5)
     engine = Engine(runtime, config)
     await engine.start()
     short, long = FakeOptions(max_new_tokens=3), FakeOptions(max_new_tokens=20)
@@ -156,27 +151,27 @@ async def test_cache_token_budget_holds_back_long_generations() -> None:
     assert max(sizes_long) == 2 and max(runtime.step_sizes) == 4
 
 
-async def test_falls_back_to_continuous_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    runtime = FakeRuntime()  # no positioned graphs
+async def test_falls_back_to_dynamic_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = FakeRuntime(positioned=False)
     with caplog.at_level(logging.WARNING, logger="service.engine"):
-        engine = Engine(runtime, EngineConfig(mode="iteration", max_wait_ms=5))
-    assert "using continuous" in caplog.text and "--positioned" in caplog.text
+        engine = Engine(runtime, EngineConfig(mode="continuous", max_wait_ms=5))
+    assert "using dynamic" in caplog.text and "--positioned" in caplog.text
     await engine.start()
     opts = FakeOptions()
     inputs = _inputs(8, seed=1)
     try:
-        assert engine.status()["mode"] == "continuous"
+        assert engine.status()["mode"] == "dynamic"
         out = await asyncio.gather(*(_run(engine, ids, opts) for ids in inputs))
     finally:
         await engine.stop(1)
     assert out == [expected(ids, opts) for ids in inputs]
-    assert runtime.batches and not any(runtime.batches)
+    assert runtime.batches == 0 and runtime.generate_sizes
 
 
 async def test_a_small_request_is_not_queued_behind_a_monster() -> None:
     """Fair turns apply at every admission (as in the other modes)."""
-    runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.005, positioned=True)
-    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=8, max_wait_ms=0))
+    runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.005)
+    engine = Engine(runtime, EngineConfig(mode="continuous", max_batch_size=8, max_wait_ms=0))
     model = ModelService(runtime.manifest.name, runtime, engine)
     await model.start()
     monster_opts = GenerationOptions(num_beams=4, max_new_tokens=8)
@@ -199,8 +194,8 @@ async def test_a_small_request_is_not_queued_behind_a_monster() -> None:
 
 @pytest.mark.parametrize("poison_at", ["add", "step"])
 async def test_a_failure_fails_only_its_request(poison_at: str) -> None:
-    runtime = FakeRuntime(poison_at=poison_at, positioned=True)
-    engine = Engine(runtime, EngineConfig(mode="iteration", max_batch_size=8, max_wait_ms=30))
+    runtime = FakeRuntime(poison_at=poison_at)
+    engine = Engine(runtime, EngineConfig(mode="continuous", max_batch_size=8, max_wait_ms=30))
     await engine.start()
     opts = FakeOptions()
     inputs = _inputs(6, seed=2)
@@ -218,12 +213,13 @@ async def test_a_failure_fails_only_its_request(poison_at: str) -> None:
         else:
             assert out == expected(ids, opts)
     assert after == expected([21, 22], opts)
-    assert all(runtime.batches)  # a fresh positioned batch after the failed step
+    if poison_at == "step":
+        assert runtime.batches == 2  # a fresh positioned batch after the failed step
 
 
 async def test_streams_a_token_per_step_and_cancels_and_expires_running_requests() -> None:
-    runtime = FakeRuntime(step_delay_s=0.01, positioned=True)
-    engine = Engine(runtime, EngineConfig(mode="iteration", max_wait_ms=0))
+    runtime = FakeRuntime(step_delay_s=0.01)
+    engine = Engine(runtime, EngineConfig(mode="continuous", max_wait_ms=0))
     await engine.start()
     opts = FakeOptions(max_new_tokens=30)
     ids = [99, 40]  # LONG: 30 tokens, about 0.3 s
@@ -253,16 +249,21 @@ async def test_streams_a_token_per_step_and_cancels_and_expires_running_requests
     assert len(runtime.removed) == 2  # both left the running batch
 
 
-def test_settings_and_loader_accept_iteration(tmp_path: Path) -> None:
+def test_settings_and_loader_accept_continuous(tmp_path: Path) -> None:
     from service.engine.registry import LoadConfig, default_loader
     from service.settings import Settings
 
-    settings = Settings.model_validate({"models_dir": tmp_path, "batch_mode": "iteration"})
-    assert settings.batch_mode == "iteration"
+    settings = Settings.model_validate({"models_dir": tmp_path, "batch_mode": "continuous"})
+    assert settings.batch_mode == "continuous"
     package = _positioned_package()
-    iteration = LoadConfig(engine=EngineConfig(mode="iteration"), device="cpu")
-    assert default_loader(iteration)(package).supports_positioned
-    dynamic = LoadConfig(engine=EngineConfig(mode="dynamic"), device="cpu")
+    # shared_thread_pool off: the switch is process-wide (the service's default is on).
+    continuous = LoadConfig(
+        engine=EngineConfig(mode="continuous"), device="cpu", shared_thread_pool=False
+    )
+    assert default_loader(continuous)(package).supports_positioned
+    dynamic = LoadConfig(
+        engine=EngineConfig(mode="dynamic"), device="cpu", shared_thread_pool=False
+    )
     assert not default_loader(dynamic)(package).supports_positioned
 
 
@@ -287,8 +288,8 @@ class _Observed:
 
     def step(self) -> list[StepEvent]:
         events = self.inner.step()
-        classes = getattr(self.inner, "classes", [])  # the source-width classes' slots
-        self.positions.append(max((len(set(c.positions)) for c in classes), default=0))
+        slots = getattr(self.inner, "slots", None)  # the positioned batch's slots
+        self.positions.append(len(set(slots.positions)) if slots is not None else 0)
         self.sizes.append(len(events))
         return events
 
@@ -333,9 +334,6 @@ class _Recording:
     ) -> ResolvedOptions:
         return self.runtime.resolve(options, target_lang)
 
-    def new_batch(self) -> DecodeBatch:
-        return self.runtime.new_batch()
-
     def new_positioned_batch(self) -> DecodeBatch:
         return _Observed(self.runtime.new_positioned_batch(), self.positions, self.sizes)
 
@@ -371,7 +369,7 @@ async def test_real_package_requests_arriving_at_different_steps(precision: str)
 
     rt = load_runtime(_positioned_package(), device="cpu", precision=precision, positioned=True)
     recording = _Recording(rt)
-    engine = Engine(recording, EngineConfig(mode="iteration", max_wait_ms=0, max_batch_size=8))
+    engine = Engine(recording, EngineConfig(mode="continuous", max_wait_ms=0, max_batch_size=8))
     ids = rt.encode_texts(SENTENCES)
     options = [
         rt.resolve(GenerationOptions(num_beams=1, max_new_tokens=n))
@@ -399,7 +397,8 @@ async def test_real_package_stream_gets_its_first_token_while_others_run() -> No
     from service.runtime import load_runtime
 
     rt = load_runtime(_positioned_package(), device="cpu", precision="fp32", positioned=True)
-    engine = Engine(rt, EngineConfig(mode="iteration", max_wait_ms=0))
+    engine = Engine(rt, EngineConfig(mode="continuous", max_wait_ms=0))
+    assert engine.status()["mode"] == "continuous"
     ids = rt.encode_texts(SENTENCES)
     # 200 forced tokens (the tiny Marian has 512 positions): ~200 steps after the
     # stream joins, so the check below does not depend on how busy the machine is.
