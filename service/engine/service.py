@@ -87,6 +87,10 @@ class _Piece:
     result: GenerationResult | None = None
 
 
+# The first item of a stream's pieces: the request is admitted (see _admitted_stream).
+_ADMITTED = _Piece(-1, "")
+
+
 class ModelService:
     """Translation, summarization and chat on one model package."""
 
@@ -213,18 +217,18 @@ class ModelService:
         segmented, prepared = await _off_loop(
             self._prepare_sentences, texts, source_lang, target_lang, options
         )
-        self._check_admission(prepared, call)
-        return self._translation_deltas(segmented, prepared, call)
+        pieces = await self._admitted_stream(prepared, call)
+        return self._translation_deltas(segmented, pieces)
 
     async def _translation_deltas(
-        self, segmented: list[sentences.Segmented], prepared: _Prepared, call: CallContext
+        self, segmented: list[sentences.Segmented], pieces: AsyncGenerator[_Piece, None]
     ) -> AsyncGenerator[TextDelta, None]:
         owner = [i for i, seg in enumerate(segmented) for _ in seg.sentences]
         position = [k for seg in segmented for k in range(len(seg.sentences))]
         done: list[list[TextResult]] = [[] for _ in segmented]
         current = [""] * len(owner)
         started: set[int] = set()
-        async for piece in self._stream_in_order(prepared, call):
+        async for piece in pieces:
             text_index = owner[piece.index]
             seg = segmented[text_index]
             k = position[piece.index]
@@ -274,8 +278,7 @@ class ModelService:
         another."""
         self.engine.check_room()
         prepared = await _off_loop(self._prepare, texts, options)
-        self._check_admission(prepared, call)
-        return self._stream_texts(prepared, call)
+        return self._stream_texts(prepared, await self._admitted_stream(prepared, call))
 
     # ---- chat ------------------------------------------------------------------------
     async def chat(
@@ -294,8 +297,7 @@ class ModelService:
         the result."""
         self.engine.check_room()
         prepared = await _off_loop(self._prepare_chat, messages, options)
-        self._check_admission(prepared, call)
-        return self._stream_texts(prepared, call)
+        return self._stream_texts(prepared, await self._admitted_stream(prepared, call))
 
     def conventions(self) -> ChatConventions:
         """The chat conventions of this package (plain defaults when it is no chat model)."""
@@ -347,12 +349,6 @@ class ModelService:
         return WorkGroup(
             cost_of(prepared.options, (len(ids) for ids in prepared.ids)), tenant=call.tenant
         )
-
-    def _check_admission(self, prepared: _Prepared, call: CallContext) -> None:
-        """Refuse a stream before it starts when it would be refused (413/429/503); the
-        stream reserves its capacity when it starts (a race then fails in-band)."""
-        if prepared.ids:
-            self.engine.reserve(self._group(prepared, call), dry_run=True)
 
     def _requests(
         self, prepared: _Prepared, call: CallContext, stream: bool, group: WorkGroup
@@ -412,10 +408,10 @@ class ModelService:
         )
 
     async def _stream_texts(
-        self, prepared: _Prepared, call: CallContext
+        self, prepared: _Prepared, pieces: AsyncGenerator[_Piece, None]
     ) -> AsyncGenerator[TextDelta, None]:
         texts = [""] * len(prepared.ids)
-        async for piece in self._stream_in_order(prepared, call):
+        async for piece in pieces:
             texts[piece.index] += piece.text
             result = (
                 None if piece.result is None else self._streamed(texts[piece.index], piece.result)
@@ -423,15 +419,33 @@ class ModelService:
             if piece.text or result is not None:
                 yield TextDelta(piece.index, piece.text, result, len(prepared.ids[piece.index]))
 
+    async def _admitted_stream(
+        self, prepared: _Prepared, call: CallContext
+    ) -> AsyncGenerator[_Piece, None]:
+        """Admit the request and queue its generations now, so that a refusal (429 queue
+        full, 413, 503) raises here, before the caller starts a response; then its pieces.
+
+        The returned generator has already started and owns the reservation: it is
+        released when the generator ends, is closed, or is dropped unread (asyncio closes
+        a started async generator that is garbage-collected).
+        """
+        pieces = self._stream_in_order(prepared, call)
+        admitted = await anext(pieces)
+        assert admitted is _ADMITTED
+        return pieces
+
     async def _stream_in_order(
         self, prepared: _Prepared, call: CallContext
     ) -> AsyncGenerator[_Piece, None]:
-        """Stream every input's text, all generated concurrently, delivered in input order.
+        """``_ADMITTED`` once the request is admitted (reserved) and its generations are
+        queued, then every input's text, all generated concurrently, delivered in input
+        order.
 
         Later inputs are buffered while earlier ones are still streaming. Closing the
         iterator cancels whatever is still running.
         """
         if not prepared.ids:
+            yield _ADMITTED
             return
         group = self._group(prepared, call)
         self.engine.reserve(group)
@@ -448,6 +462,7 @@ class ModelService:
 
         tasks = [asyncio.ensure_future(pump(i, r)) for i, r in enumerate(requests)]
         try:
+            yield _ADMITTED
             for queue in queues:
                 while True:
                     item = await queue.get()
