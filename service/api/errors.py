@@ -27,6 +27,7 @@ from service.engine import (
     InputTooLargeError,
     InvalidRequestError,
     LanguageNotDetectedError,
+    MarkupTooDeepError,
     ModelFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -104,6 +105,7 @@ _TABLE: tuple[tuple[type[EngineError], Callable[[Any], ApiError]], ...] = (
         ModelNotFoundError,
         lambda e: ApiError(404, "model_not_found", str(e), available=e.available),
     ),
+    (MarkupTooDeepError, lambda e: ApiError(422, "markup_too_deep", str(e), limit=e.limit)),
     (WrongTaskError, _simple(422, "wrong_task")),
     (NoModelError, _simple(422, "no_model")),
     (

@@ -15,7 +15,7 @@ from typing import ParamSpec, TypeVar
 
 from service.engine.admission import WorkGroup, cost_of
 from service.engine.engine import Engine
-from service.engine.errors import invalid_request
+from service.engine.errors import MarkupTooDeepError, invalid_request
 from service.engine.ports import Runtime
 from service.engine.requests import GenerationRequest, GenerationResult
 from service.engine.results import PLAIN_TEXT, CallContext, TextDelta, TextFormat, TextResult
@@ -58,16 +58,22 @@ def _whole(text: str) -> sentences.Segmented:
     return sentences.Segmented([core], [text[:start], text[start + len(core) :]])
 
 
-def _plans(documents: Sequence[str], text_format: TextFormat) -> list[markup.Plan]:
-    return [
-        markup.extract(
-            d,
+def markup_plan(document: str, text_format: TextFormat) -> markup.Plan:
+    """The texts of an HTML/XML ``document`` and how to rebuild it (MarkupTooDeepError
+    when it nests inline elements too deeply)."""
+    try:
+        return markup.extract(
+            document,
             ignore_tags=text_format.ignore_tags,
             inline_tags=text_format.inline_tags,
             xml=text_format.kind == "xml",
         )
-        for d in documents
-    ]
+    except markup.NestingTooDeepError as exc:
+        raise MarkupTooDeepError(str(exc), exc.limit) from None
+
+
+def _plans(documents: Sequence[str], text_format: TextFormat) -> list[markup.Plan]:
+    return [markup_plan(d, text_format) for d in documents]
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,8 @@ from service.engine.errors import (
 )
 from service.engine.registry import ModelEntry, ModelRegistry
 from service.engine.results import PLAIN_TEXT, CallContext, TextDelta, TextFormat, TextResult
-from service.engine.service import ModelService
+from service.engine.service import ModelService, markup_plan
 from service.runtime import GenerationOptions
-from service.text import markup
 from service.text.language import (
     UNDETERMINED,
     Detection,
@@ -295,14 +294,4 @@ def _probes(texts: Sequence[str], text_format: TextFormat) -> list[str]:
     """The text a detector sees: markup's text nodes, not its tags and attributes."""
     if not text_format.is_markup:
         return list(texts)
-    return [
-        "\n".join(
-            markup.extract(
-                t,
-                ignore_tags=text_format.ignore_tags,
-                inline_tags=text_format.inline_tags,
-                xml=text_format.kind == "xml",
-            ).texts
-        )
-        for t in texts
-    ]
+    return ["\n".join(markup_plan(t, text_format).texts) for t in texts]

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.text.markup import TranslationCountError, extract, translate_html
+from service.text.markup import (
+    MAX_INLINE_DEPTH,
+    NestingTooDeepError,
+    TranslationCountError,
+    extract,
+    translate_html,
+)
 
 MASTODON = (
     '<p>Hello <a href="https://x.y/@bob" class="u-url mention">@<span>bob</span></a> look at '
@@ -246,3 +252,23 @@ def test_repeated_words_keep_their_tags_in_place() -> None:
     # earlier in the sentence; a non-overlapping search only saw the earlier match.
     document = " a <b> a  a </b>"
     assert translate_html(document, lambda texts: list(texts)) == document
+
+
+def test_inline_nesting_past_the_limit_is_a_typed_error_not_a_recursion_error() -> None:
+    # Issue 39, finding 3: ~400 nested inline tags raised RecursionError (a 500).
+    deep = "<p>" + "<b>" * 400 + "deep" + "</b>" * 400 + "</p>"
+    with pytest.raises(NestingTooDeepError) as raised:
+        extract(deep)
+    assert raised.value.limit == MAX_INLINE_DEPTH
+    unclosed = "<span>x " * 5000  # never closed: the depth grows all the same
+    with pytest.raises(NestingTooDeepError):
+        extract(unclosed)
+
+
+def test_inline_nesting_at_the_limit_translates() -> None:
+    depth = MAX_INLINE_DEPTH
+    document = "<p>" + "<b>" * depth + "Deep text." + "</b>" * depth + "</p>"
+    assert translate_html(document, Recorder()) == document.replace("Deep text.", "DEEP TEXT.")
+    # Block elements do not nest in the tree: any number of them is fine.
+    blocks = "<div>" * 2000 + "Text." + "</div>" * 2000
+    assert translate_html(blocks, Recorder()) == blocks.replace("Text.", "TEXT.")
