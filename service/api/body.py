@@ -2,11 +2,12 @@
 
 The middleware reads the whole body of a work request (at most ``S2S_MAX_BODY_BYTES``,
 counted as it arrives, so a chunked body without Content-Length gets the same 413) and
-replays it to the app. A JSON body is checked once here so that every way of being
-unparseable answers the same 422 ``validation_error`` (FastAPI answers invalid JSON 422
-but invalid UTF-8 and recursion 400), and so that no string with a lone UTF-16
-surrogate (valid JSON, ``"\\ud800"``, but no text) ever reaches a tokenizer, the
-language detector or a response encoder.
+replays it to the app. A JSON body (any JSON content type) is checked once here so that
+every way of being unparseable answers the same 422 ``validation_error`` (FastAPI answers
+invalid JSON 422 but invalid UTF-8 and recursion 400; the compatible APIs render it as
+their 400), and so that no string with a lone UTF-16 surrogate (valid JSON,
+``"\\ud800"``, but no text) ever reaches a tokenizer, the language detector or a
+response encoder.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ class ClientLeftError(Exception):
 def _invalid(message: str, field: str = "") -> ApiError:
     return ApiError(
         422, "validation_error", message, details=[{"field": field, "message": message}]
+    )
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type header names JSON (``application/json`` or a
+    ``application/...+json`` type, which the compatible APIs accept too)."""
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
     )
 
 

@@ -22,7 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api import body
 from service.api.auth import OPEN_PATHS, SELF_AUTH_PREFIXES, authorized
 from service.api.drain import DrainState
-from service.api.errors import ApiError, error_body, internal_error, log_unexpected, too_large
+from service.api.errors import (
+    ApiError,
+    compat_api_for,
+    internal_error,
+    log_unexpected,
+    rendered,
+    too_large,
+)
 from service.api.logs import request_id_var
 from service.api.metrics import Metrics, route_label
 from service.api.quotas import KeyQuotas, tenant_of
@@ -81,7 +88,7 @@ class ServiceMiddleware:
         try:
             error = self._precheck(path, headers, is_work)
             if error is not None:
-                await self._send_error(error, request_id, send_with_id)
+                await self._send_error(error, path, send_with_id)
                 return
             quota = is_work and self.quotas.enabled
             # A local, not only the scope state: that dict may be shared between requests.
@@ -91,7 +98,7 @@ class ServiceMiddleware:
                 refused = self.quotas.acquire(tenant)
                 if refused is not None:
                     self.metrics.reject("", refused.type)
-                    await self._send_error(refused, request_id, send_with_id)
+                    await self._send_error(refused, path, send_with_id)
                     return
             if is_work:
                 self.drain.active += 1
@@ -110,7 +117,7 @@ class ServiceMiddleware:
                 log_unexpected(exc, path)
                 if started_response[0]:
                     raise
-                await self._send_error(internal_error(), request_id, send_with_id)
+                await self._send_error(internal_error(), path, send_with_id)
             finally:
                 if is_work:
                     self.drain.active -= 1
@@ -176,19 +183,17 @@ class ServiceMiddleware:
     ) -> Receive | None:
         """Read and check a work request's body, answering 413/422 itself; a receive that
         replays the body, or None when answered (or the client left)."""
-        request_id = request_id_var.get()
         try:
             data = await body.read_body(receive, self.settings.max_body_bytes)
         except body.ClientLeftError:
             return None
         except body.BodyTooLargeError as exc:
-            await self._send_error(exc, request_id, send)
+            await self._send_error(exc, path, send)
             return None
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "application/json":
+        if body.is_json(headers.get("content-type", "")):
             error = body.check_json(data)
             if error is not None:
-                await self._send_error(error, request_id, send)
+                await self._send_error(error, path, send)
                 return None
         return body.replaying(data, receive)
 
@@ -207,16 +212,18 @@ class ServiceMiddleware:
 
         return limited_receive
 
-    async def _send_error(self, error: ApiError, request_id: str, send: Send) -> None:
+    async def _send_error(self, error: ApiError, path: str, send: Send) -> None:
+        """Answer ``error`` in the format of the API ``path`` belongs to."""
         if error.status == 413:
             self.metrics.reject("", "too_large")
         if error.type == "draining":
             self.metrics.reject("", "draining")
-        body = json.dumps(error_body(error, request_id)).encode()
+        status, content = rendered(error, compat_api_for(path), request_id_var.get())
+        body = json.dumps(content).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
         headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -5,7 +5,8 @@
 ``format`` text|html, ``alternatives``, ``api_key``), ``POST /detect``, ``GET``/``POST
 /languages``, ``GET /frontend/settings``. JSON or form bodies (and query fields). Errors
 are ``{"error": "..."}`` with LibreTranslate's statuses (400 for client errors, 403 for a
-missing or wrong key, 429, 500), decided from the typed error (``compat_status``).
+missing or wrong key, 429, 503/504 for temporary states, 500), decided from the typed
+error (``compat_status``).
 What clients send and read: docs/compatible-apis-research.md.
 """
 
