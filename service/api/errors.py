@@ -192,13 +192,13 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
 # ---- the compatible APIs' error formats ------------------------------------------------
 CompatApi = Literal["libretranslate", "deepl"]
 #: DeepL's own statuses for quota and auth; every other client error is its 400.
-_DEEPL_KEEPS = frozenset({403, 404, 405, 413, 429, 456, 499})
+_DEEPL_KEEPS = frozenset({403, 404, 405, 408, 413, 429, 456, 499})
 
 
 #: LibreTranslate's own statuses besides 400 and 500: a bad key, an unknown path or
 #: method, rate limits, and the temporary states a client should retry (draining or
 #: loading, a deadline).
-_LIBRETRANSLATE_KEEPS = frozenset({403, 404, 405, 429, 499, 503, 504})
+_LIBRETRANSLATE_KEEPS = frozenset({403, 404, 405, 408, 429, 499, 503, 504})
 #: Path prefixes of the compatible APIs (every path under them answers in their format).
 _COMPAT_PREFIXES: tuple[tuple[str, CompatApi], ...] = (
     ("/libretranslate/", "libretranslate"),
@@ -219,9 +219,10 @@ def compat_status(error: ApiError, api: CompatApi) -> int:
     status the typed table gave it, never from its message).
 
     LibreTranslate answers 400 for every client error but a bad key (403), an unknown
-    path or method (404, 405) and rate limits (429), and 500 for server errors but the
-    temporary ones (503 draining or loading, 504 deadline), which are no bug; DeepL
-    answers 400 for bad requests but keeps 403 (auth), 404, 405, 413, 429 and 456
+    path or method (404, 405), a body too slow (408) and rate limits (429), and 500 for
+    server errors but the temporary ones (503 draining or loading, 504 deadline), which
+    are no bug; DeepL
+    answers 400 for bad requests but keeps 403 (auth), 404, 405, 408, 413, 429 and 456
     (quota), and keeps 5xx (its clients retry them).
     """
     status = error.status

@@ -2,7 +2,7 @@
 
 request id (accepted from ``X-Request-ID`` if sane, else generated; always returned),
 API-key check, draining (503 for new work), content type (415), per-key quotas (429),
-the body read whole and checked (413 / 422 / 499, service/api/body.py), then metrics
+the body read whole and checked (413 / 408 / 422 / 499, service/api/body.py), then metrics
 (requests by route/status, duration) and one access-log line. Pure ASGI rather than
 BaseHTTPMiddleware so streaming responses and disconnects pass through.
 """
@@ -184,10 +184,10 @@ class ServiceMiddleware:
         """Read and check a work request's body, answering 413/422 itself; a receive that
         replays the body, or None when answered (or the client left)."""
         try:
-            data = await body.read_body(receive, self.settings.max_body_bytes)
+            data = await body.read_body(receive, self.settings.max_body_bytes, self._pace())
         except body.ClientLeftError:
             return None
-        except body.BodyTooLargeError as exc:
+        except (body.BodyTooLargeError, body.BodyTimeoutError) as exc:
             await self._send_error(exc, path, send)
             return None
         if body.is_json(headers.get("content-type", "")):
@@ -197,13 +197,19 @@ class ServiceMiddleware:
                 return None
         return body.replaying(data, receive)
 
+    def _pace(self) -> body.BodyPace:
+        return body.BodyPace(self.settings.body_timeout_s, self.settings.body_min_rate)
+
     def _limited(self, receive: Receive) -> Receive:
+        """``receive`` for a route that reads its own body: 413 past the size limit,
+        408 when it arrives too slowly (raised to the route's error handler)."""
         limit = self.settings.max_body_bytes
+        pace = self._pace()
         seen = 0
 
         async def limited_receive() -> Message:
             nonlocal seen
-            message = await receive()
+            message = await pace.receive(receive)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
