@@ -10,9 +10,10 @@ markup.
 Source ``"auto"`` (or None): each text's language is detected on its own
 (``service.text.language``), among the languages the served models translate from into
 the target (or the named model's), so a batch may mix languages and go to several
-models. Markup is detected on its text, not its tags. A text without letters (digits,
-emoji, empty markup) is returned as it is, detected as ``"und"`` with confidence 0, as
-LibreTranslate does. A text clearly in another language is a
+models. Markup is detected on its text, not its tags, and URLs and e-mail addresses are
+not read as language. A text without letters besides them (digits, emoji, a URL, empty
+markup) is returned as it is, detected as ``"und"`` with confidence 0, as LibreTranslate
+does. A text clearly in another language is a
 ``DetectedLanguageUnsupportedError`` naming it; one whose language cannot be told, a
 ``LanguageNotDetectedError``.
 """
@@ -40,6 +41,7 @@ from service.text.language import (
     NoKnownCandidateError,
     Verdict,
     base_language,
+    prose,
 )
 
 AUTO = "auto"
@@ -201,6 +203,15 @@ class Translator:
             if e.task == "translation" and e.manifest is not None and e.state != "failed"
         ]
 
+    def _codes(self) -> set[str]:
+        """Every language code a served translation model names (as it spells it)."""
+        codes: set[str] = set()
+        for entry in self._entries():
+            assert entry.manifest is not None
+            codes.update(entry.manifest.languages.source)
+            codes.update(entry.manifest.languages.target)
+        return codes
+
     def languages(self) -> dict[str, list[str]]:
         """Source language -> the target languages some model translates it into."""
         pairs: dict[str, set[str]] = {}
@@ -245,9 +256,14 @@ class Translator:
         text_format: TextFormat = PLAIN_TEXT,
     ) -> TranslationPlan:
         """Choose the model of every text (detecting the source when it is None or
-        ``"auto"``); raises the typed lookup and detection errors."""
+        ``"auto"``); raises the typed lookup and detection errors. Language codes match
+        the served ones ignoring case and ``_``/``-`` (``EN`` is ``en``), else by their
+        base language (``en-US`` is ``en``: :func:`match_language`)."""
         items = list(texts)
-        if source is not None and source != AUTO:
+        served = self._codes()
+        target = match_language(target, served) or target
+        if source is not None and source.lower() != AUTO:
+            source = match_language(source, served) or source
             service = self.registry.for_pair(source, target, model)
             group = _Group(source, service, list(range(len(items))))
             return TranslationPlan(items, target, text_format, [group], [None] * len(items))
@@ -291,7 +307,9 @@ def _has_letters(text: str) -> bool:
 
 
 def _probes(texts: Sequence[str], text_format: TextFormat) -> list[str]:
-    """The text a detector sees: markup's text nodes, not its tags and attributes."""
+    """The text a detector sees: markup's text nodes, not its tags and attributes, and
+    neither URLs nor e-mail addresses (no language; "https://example.com" alone read as
+    Serbian). A text whose probe has no letter left is passed through unchanged."""
     if not text_format.is_markup:
-        return list(texts)
-    return ["\n".join(markup_plan(t, text_format).texts) for t in texts]
+        return [prose(t) for t in texts]
+    return [prose("\n".join(markup_plan(t, text_format).texts)) for t in texts]
