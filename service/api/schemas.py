@@ -303,6 +303,7 @@ TASK_RESPONSES: dict[int | str, dict[str, object]] = {
     },
     401: _error("`unauthorized`: `S2S_API_KEYS` is set and the Bearer key is missing or wrong"),
     404: _error("`model_not_found`: no package of that name"),
+    408: _error("`request_timeout`: the body did not arrive in time; the connection closes"),
     413: _error("`too_large`: over a request limit, the request cost or the model's window"),
     415: _error("`unsupported_media_type`: the body is not `application/json`"),
     422: _error("`validation_error` and the other request errors of the error table"),
