@@ -1,9 +1,10 @@
 """One pure-ASGI middleware for what every request goes through, in order:
 
 request id (accepted from ``X-Request-ID`` if sane, else generated; always returned),
-API-key check, draining (503 for new work), content type (415), per-key quotas (429),
-the body read whole and checked (413 / 408 / 422 / 499, service/api/body.py), then metrics
-(requests by route/status, duration) and one access-log line. Pure ASGI rather than
+body framing (400 for Content-Length with Transfer-Encoding), API-key check, draining
+(503 for new work), content type (415), per-key quotas (429), the body read whole and
+checked (413 / 408 / 422 / 499, service/api/body.py), then metrics (requests by
+route/status, duration) and one access-log line. Pure ASGI rather than
 BaseHTTPMiddleware so streaming responses and disconnects pass through.
 """
 
@@ -48,6 +49,21 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _BodyTooLargeError = body.BodyTooLargeError
 
 
+def _framing_error(headers: Headers) -> ApiError | None:
+    """400 for a request that frames its body twice (Content-Length and
+    Transfer-Encoding): RFC 9112 6.3 lets a server refuse it, and a proxy in front that
+    reads the other header would see another request boundary (request smuggling). The
+    connection closes after the answer."""
+    if "content-length" in headers and "transfer-encoding" in headers:
+        return ApiError(
+            400,
+            "bad_request",
+            "a request must not have both Content-Length and Transfer-Encoding",
+            headers={"Connection": "close"},
+        )
+    return None
+
+
 class ServiceMiddleware:
     """Request id, auth, draining, content checks, metrics and access log."""
 
@@ -86,7 +102,7 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            error = self._precheck(path, headers, is_work)
+            error = _framing_error(headers) or self._precheck(path, headers, is_work)
             if error is not None:
                 await self._send_error(error, path, send_with_id)
                 return

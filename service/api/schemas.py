@@ -301,6 +301,7 @@ TASK_RESPONSES: dict[int | str, dict[str, object]] = {
             }
         },
     },
+    400: _error("`bad_request`: both Content-Length and Transfer-Encoding; the connection closes"),
     401: _error("`unauthorized`: `S2S_API_KEYS` is set and the Bearer key is missing or wrong"),
     404: _error("`model_not_found`: no package of that name"),
     408: _error("`request_timeout`: the body did not arrive in time; the connection closes"),

@@ -10,43 +10,10 @@ import json
 import select
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
-from api_helpers import fake_runtimes, wait_until
-
-from service.api import create_app
-from service.api.connections import header_timeout_protocol
-from service.settings import Settings
-
-
-@asynccontextmanager
-async def _server(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[str, int]]:
-    app = create_app(Settings(models_dir=tmp_path, **settings), runtimes=fake_runtimes())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        http=header_timeout_protocol(app.state.settings.header_timeout_s),
-        timeout_graceful_shutdown=2,  # a held connection must not hang the test's end
-    )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    try:
-        assert await wait_until(lambda: server.started, timeout=10)
-        await app.state.registry.wait_loaded()
-        yield "127.0.0.1", port
-    finally:
-        server.should_exit = True
-        await serving
+from api_helpers import serving
 
 
 async def _answer(reader: asyncio.StreamReader, within_s: float) -> bytes:
@@ -73,7 +40,7 @@ def _head(path: str, length: int, content_type: str = "application/json") -> byt
 async def test_a_stalled_body_is_a_408_and_the_connection_closes(
     tmp_path: Path, path: str, content_type: str, key: str
 ) -> None:
-    async with _server(tmp_path, body_timeout_s=0.5) as (host, port):
+    async with serving(tmp_path, body_timeout_s=0.5) as (host, port):
         reader, writer = await asyncio.open_connection(host, port)
         writer.write(_head(path, 100, content_type) + b"{")  # 1 of 100 bytes, then nothing
         await writer.drain()
@@ -89,7 +56,7 @@ async def test_a_stalled_body_is_a_408_and_the_connection_closes(
 
 async def test_trickling_bodies_are_closed_and_a_steady_one_is_served(tmp_path: Path) -> None:
     payload = b'{"text": "' + b"Ab. " * 100 + b'", "source_lang": "en", "target_lang": "de"}'
-    async with _server(tmp_path, body_timeout_s=0.5, body_min_rate=200) as (host, port):
+    async with serving(tmp_path, body_timeout_s=0.5, body_min_rate=200) as (host, port):
 
         def trickle() -> bytes:
             """What the server answered before it closed the connection (b"reset" if the
