@@ -9,7 +9,8 @@ streams text deltas detokenized on the engine's worker thread, in input order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import ParamSpec, TypeVar
 
@@ -70,6 +71,11 @@ def markup_plan(document: str, text_format: TextFormat) -> markup.Plan:
         )
     except markup.NestingTooDeepError as exc:
         raise MarkupTooDeepError(str(exc), exc.limit) from None
+
+
+def _nonblank(texts: Sequence[str]) -> int:
+    """Texts with something to translate: each is at least one sentence."""
+    return sum(1 for t in texts if t.strip())
 
 
 def _plans(documents: Sequence[str], text_format: TextFormat) -> list[markup.Plan]:
@@ -152,19 +158,20 @@ class ModelService:
         document go into the same batch and the markup is rebuilt around their
         translations (one text per result; alternatives are not built for markup).
         """
-        self.engine.check_room()
         if text_format.is_markup:
+            self.engine.check_room()  # the text nodes' translate() holds the place
             return await self._translate_markup(
                 texts, source_lang, target_lang, options, call, text_format
             )
-        segmented, prepared = await _off_loop(
-            self._prepare_sentences,
-            texts,
-            source_lang,
-            target_lang,
-            options,
-            text_format.split_sentences,
-        )
+        with self._place(_nonblank(texts), options, call, target_lang):
+            segmented, prepared = await _off_loop(
+                self._prepare_sentences,
+                texts,
+                source_lang,
+                target_lang,
+                options,
+                text_format.split_sentences,
+            )
         results = await self._texts_of(await self._run_all(prepared, call))
         count = prepared.options.num_return_sequences
         out: list[TextResult] = []
@@ -219,10 +226,10 @@ class ModelService:
         """Prepare (errors raise here, before any delta), then the deltas of every text's
         translation: texts one after another, the original spacing included; the last
         delta of a text carries its result."""
-        self.engine.check_room()
-        segmented, prepared = await _off_loop(
-            self._prepare_sentences, texts, source_lang, target_lang, options
-        )
+        with self._place(_nonblank(texts), options, call, target_lang):
+            segmented, prepared = await _off_loop(
+                self._prepare_sentences, texts, source_lang, target_lang, options
+            )
         pieces = await self._admitted_stream(prepared, call)
         return self._translation_deltas(segmented, pieces)
 
@@ -273,8 +280,8 @@ class ModelService:
         self, texts: Sequence[str], options: GenerationOptions, call: CallContext
     ) -> list[TextResult]:
         """Summarize every text (InputTooLongError naming the limit, never truncated)."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare, texts, options)
+        with self._place(len(texts), options, call):
+            prepared = await _off_loop(self._prepare, texts, options)
         return await self._texts_of(await self._run_all(prepared, call))
 
     async def stream_summarize(
@@ -282,8 +289,8 @@ class ModelService:
     ) -> AsyncGenerator[TextDelta, None]:
         """Prepare (errors raise here), then the deltas of every summary, texts one after
         another."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare, texts, options)
+        with self._place(len(texts), options, call):
+            prepared = await _off_loop(self._prepare, texts, options)
         return self._stream_texts(prepared, await self._admitted_stream(prepared, call))
 
     # ---- chat ------------------------------------------------------------------------
@@ -291,8 +298,8 @@ class ModelService:
         self, messages: Sequence[Message], options: GenerationOptions, call: CallContext
     ) -> TextResult:
         """One reply to the conversation (all num_return_sequences of it)."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare_chat, messages, options)
+        with self._place(1, options, call):
+            prepared = await _off_loop(self._prepare_chat, messages, options)
         (result,) = await self._texts_of(await self._run_all(prepared, call))
         return result
 
@@ -301,8 +308,8 @@ class ModelService:
     ) -> AsyncGenerator[TextDelta, None]:
         """Prepare (errors raise here), then the deltas of the reply; the last one carries
         the result."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare_chat, messages, options)
+        with self._place(1, options, call):
+            prepared = await _off_loop(self._prepare_chat, messages, options)
         return self._stream_texts(prepared, await self._admitted_stream(prepared, call))
 
     def conventions(self) -> ChatConventions:
@@ -349,6 +356,32 @@ class ModelService:
             return _Prepared([], resolved)
         ids = self.runtime.encode_texts(texts, source_lang=source_lang, target_lang=target_lang)
         return _Prepared([list(x) for x in ids], resolved)
+
+    @contextlib.contextmanager
+    def _place(
+        self,
+        inputs: int,
+        options: GenerationOptions,
+        call: CallContext,
+        target_lang: str | None = None,
+    ) -> Iterator[None]:
+        """Hold the request's place in the queue while its text work (sentence splitting,
+        tokenization) runs: admitted now as one request costing a lower bound of its
+        work (``inputs`` inputs of one token each), so that a full queue refuses it at
+        once (429, or 413 when even the bound is too costly), before any text work, and
+        requests doing their text work count against ``max_queue``. The caller reserves
+        the real cost right after the block, with no await in between, so no other
+        request can take the place meanwhile."""
+        try:
+            resolved = self.runtime.resolve(options, target_lang=target_lang)
+        except RuntimeInputError as exc:
+            raise invalid_request(exc) from None
+        hold = WorkGroup(cost_of(resolved, [1] * inputs), tenant=call.tenant)
+        self.engine.reserve(hold)
+        try:
+            yield
+        finally:
+            self.engine.release(hold)
 
     def _group(self, prepared: _Prepared, call: CallContext) -> WorkGroup:
         """The admission unit of one client request: all its inputs, their cost."""
