@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from service.engine.errors import (
     DetectedLanguageUnsupportedError,
+    EngineError,
     LanguageNotDetectedError,
     UnsupportedLanguagePairError,
 )
@@ -232,6 +233,20 @@ class Translator:
             return [s for s in languages.source if target in languages.target and s != target]
         return sorted(s for s, targets in self.languages().items() if target in targets)
 
+    def _check_room(self, sources: Sequence[str], target: str, model: str | None) -> None:
+        """Refuse at once (QueueFullError, counted once) when every model that could
+        translate the request is full: detection, like tokenization, is text work a
+        refused request should not wait for."""
+        services: dict[str, ModelService] = {}
+        for source in sources:
+            try:
+                service = self.registry.for_pair(source, target, model)
+            except EngineError:
+                continue  # loading or failed: the plan reports it
+            services.setdefault(service.name, service)
+        if services and not any(s.engine.has_room() for s in services.values()):
+            next(iter(services.values())).engine.check_room()
+
     async def detect(
         self, texts: Sequence[str], candidates: Collection[str] | None = None
     ) -> list[Detection]:
@@ -273,6 +288,7 @@ class Translator:
             where = f"model {model!r}" if model is not None else "no model"
             verb = "does not translate" if model is not None else "translates"
             raise UnsupportedLanguagePairError(f"{where} {verb} into {target}", pairs)
+        self._check_room(candidates, target, model)
         probes = await asyncio.to_thread(_probes, items, text_format)
         wanted = [i for i, probe in enumerate(probes) if _has_letters(probe)]
         detections = await self.detect([probes[i] for i in wanted], candidates)

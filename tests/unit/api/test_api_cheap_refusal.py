@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import client_for
+from api_helpers import client_for, wait_until
 
+from service.text.language import Detection, LanguageDetector
 from tests.support.fake_runtime import FakeRuntime
 
 
@@ -80,3 +81,40 @@ async def test_the_cost_bound_refuses_before_tokenizing(tmp_path: Path) -> None:
     codes = [r.status_code for r in results]
     assert 200 in codes and 429 in codes, codes
     assert runtime.encoded <= codes.count(200), (runtime.encoded, codes)
+
+
+class CountingDetector:
+    """The real detector, counting its calls."""
+
+    def __init__(self, inner: LanguageDetector) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def detect(self, texts: Sequence[str], candidates: Collection[str]) -> list[Detection]:
+        self.calls += 1
+        return self.inner.detect(texts, candidates)
+
+    def knows(self, language: str) -> bool:
+        return self.inner.knows(language)
+
+
+async def test_source_auto_is_refused_before_detection(tmp_path: Path) -> None:
+    runtime = FakeRuntime("fake-mt", "translation", step_delay_s=0.05)
+    async with client_for(tmp_path, {"fake-mt": runtime}, max_queue=1, warmup=False) as client:
+        app = client.app  # type: ignore[attr-defined]
+        detector = CountingDetector(app.state.translator.detector)
+        app.state.translator.detector = detector
+        busy = asyncio.ensure_future(
+            client.post(
+                "/translate",
+                json={"text": "Abc.", "source_lang": "en", "target_lang": "de"},
+            )
+        )
+        engine = app.state.registry.get("fake-mt").engine
+        assert await wait_until(lambda: not engine.has_room())
+        refused = await client.post(
+            "/translate", json={"text": "Good morning.", "target_lang": "de"}
+        )
+        assert (await busy).status_code == 200
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "queue_full"
+    assert detector.calls == 0
