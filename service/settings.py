@@ -149,6 +149,19 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(
         10.0, gt=0, le=600, description="A client must send its request headers within this."
     )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="A request body must arrive within this from its headers, plus one second "
+        "per body_min_rate bytes received (408 and the connection closed otherwise).",
+    )
+    body_min_rate: int = Field(
+        1024,
+        ge=1,
+        description="Bytes per second a request body must keep arriving at once "
+        "body_timeout_s has passed (a trickling body is answered 408).",
+    )
     keep_alive_timeout_s: float = Field(
         5.0, gt=0, le=600, description="Idle keep-alive connections close after this."
     )

@@ -81,6 +81,12 @@ def create_app(
         lifespan=lifespan,
         # /translate/ is a JSON 404 like any unknown path, not a bodiless 307 redirect.
         redirect_slashes=False,
+        # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN: blank on an
+        # offline network, and third-party script on the API's origin (where a key may be
+        # typed into "Authorize"). The schema stays at /openapi.json; docs/api.md is the
+        # documentation.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -2,17 +2,21 @@
 
 The middleware reads the whole body of a work request (at most ``S2S_MAX_BODY_BYTES``,
 counted as it arrives, so a chunked body without Content-Length gets the same 413) and
-replays it to the app. A JSON body is checked once here so that every way of being
-unparseable answers the same 422 ``validation_error`` (FastAPI answers invalid JSON 422
-but invalid UTF-8 and recursion 400), and so that no string with a lone UTF-16
-surrogate (valid JSON, ``"\\ud800"``, but no text) ever reaches a tokenizer, the
-language detector or a response encoder.
+replays it to the app. A JSON body (any JSON content type) is checked once here so that
+every way of being unparseable answers the same 422 ``validation_error`` (FastAPI answers
+invalid JSON 422 but invalid UTF-8 and recursion 400; the compatible APIs render it as
+their 400), and so that no string with a lone UTF-16 surrogate (valid JSON,
+``"\\ud800"``, but no text) ever reaches a tokenizer, the language detector or a
+response encoder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import Message, Receive
@@ -30,6 +34,49 @@ class BodyTooLargeError(ApiError):
         super().__init__(413, "too_large", f"request body over {limit} bytes", limit=limit)
 
 
+class BodyTimeoutError(ApiError):
+    """408: the body did not arrive in time (the connection is closed after the answer)."""
+
+    def __init__(self, pace: BodyPace) -> None:
+        super().__init__(
+            408,
+            "request_timeout",
+            f"the request body did not arrive in time ({pace.received} bytes received; "
+            f"allowed: {pace.timeout_s:g} s plus 1 s per {pace.min_rate} bytes)",
+            headers={"Connection": "close"},
+        )
+
+
+@dataclass
+class BodyPace:
+    """The deadline of one request body: ``timeout_s`` from its headers, plus one second
+    per ``min_rate`` bytes received. A stalled body ends at ``timeout_s``; one trickling
+    slower than ``min_rate`` soon after; a large one arriving steadily at least as fast
+    as ``min_rate`` is never cut. Applies only until the body is complete: afterwards
+    ``receive`` only reports the disconnect, which may take as long as the response."""
+
+    timeout_s: float
+    min_rate: int
+    started: float = field(default_factory=time.monotonic)
+    received: int = 0
+    complete: bool = False
+
+    async def receive(self, receive: Receive) -> Message:
+        """The next ASGI message, or BodyTimeoutError when the body is late."""
+        if self.complete:
+            return await receive()
+        deadline = self.started + self.timeout_s + self.received / self.min_rate
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                message = await receive()
+        except TimeoutError:
+            raise BodyTimeoutError(self) from None
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.complete = not message.get("more_body", False)
+        return message
+
+
 class ClientLeftError(Exception):
     """The client disconnected before sending the whole body (answered 499, no body)."""
 
@@ -40,13 +87,22 @@ def _invalid(message: str, field: str = "") -> ApiError:
     )
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole body; BodyTooLargeError past ``limit`` bytes, ClientLeftError when the
-    client disconnects first."""
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type header names JSON (``application/json`` or a
+    ``application/...+json`` type, which the compatible APIs accept too)."""
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+async def read_body(receive: Receive, limit: int, pace: BodyPace) -> bytes:
+    """The whole body; BodyTooLargeError past ``limit`` bytes, BodyTimeoutError when it
+    arrives too slowly (``pace``), ClientLeftError when the client disconnects first."""
     chunks: list[bytes] = []
     seen = 0
     while True:
-        message = await receive()
+        message = await pace.receive(receive)
         if message["type"] == "http.disconnect":
             raise ClientLeftError
         if message["type"] != "http.request":

@@ -3,6 +3,8 @@ within ``S2S_HEADER_TIMEOUT_S`` of connecting (or of its previous response), els
 connection is closed. Without it, 1,000 connections trickling header bytes were all held
 (uvicorn's keep-alive timeout only starts after a response). Idle keep-alive
 connections close after ``S2S_KEEP_ALIVE_TIMEOUT_S`` (uvicorn's ``timeout_keep_alive``).
+The request body's deadline (``S2S_BODY_TIMEOUT_S``, ``S2S_BODY_MIN_RATE``: 408) is kept
+by the middleware, which reads every body (``service/api/body.py``, ``BodyPace``).
 """
 
 from __future__ import annotations

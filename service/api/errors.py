@@ -27,6 +27,7 @@ from service.engine import (
     InputTooLargeError,
     InvalidRequestError,
     LanguageNotDetectedError,
+    MarkupTooDeepError,
     ModelFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -104,6 +105,7 @@ _TABLE: tuple[tuple[type[EngineError], Callable[[Any], ApiError]], ...] = (
         ModelNotFoundError,
         lambda e: ApiError(404, "model_not_found", str(e), available=e.available),
     ),
+    (MarkupTooDeepError, lambda e: ApiError(422, "markup_too_deep", str(e), limit=e.limit)),
     (WrongTaskError, _simple(422, "wrong_task")),
     (NoModelError, _simple(422, "no_model")),
     (
@@ -166,16 +168,14 @@ def request_id_of(request: Request) -> str | None:
 
 
 def error_response(error: ApiError, request: Request) -> JSONResponse:
-    """Render ``error`` and count a too_large rejection."""
+    """Render ``error`` in the format of the API its path belongs to (ours, or a
+    compatible one: :func:`compat_api_for`) and count a too_large rejection."""
     if error.status == 413:
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.reject(getattr(request.state, "model", ""), "too_large")
-    return JSONResponse(
-        error_body(error, request_id_of(request)),
-        status_code=error.status,
-        headers=error.headers,
-    )
+    status, body = rendered(error, compat_api_for(request.url.path), request_id_of(request))
+    return JSONResponse(body, status_code=status, headers=error.headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -192,25 +192,58 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str
 # ---- the compatible APIs' error formats ------------------------------------------------
 CompatApi = Literal["libretranslate", "deepl"]
 #: DeepL's own statuses for quota and auth; every other client error is its 400.
-_DEEPL_KEEPS = frozenset({403, 413, 429, 456, 499})
+_DEEPL_KEEPS = frozenset({403, 404, 405, 408, 413, 429, 456, 499})
+
+
+#: LibreTranslate's own statuses besides 400 and 500: a bad key, an unknown path or
+#: method, rate limits, and the temporary states a client should retry (draining or
+#: loading, a deadline).
+_LIBRETRANSLATE_KEEPS = frozenset({403, 404, 405, 408, 429, 499, 503, 504})
+#: Path prefixes of the compatible APIs (every path under them answers in their format).
+_COMPAT_PREFIXES: tuple[tuple[str, CompatApi], ...] = (
+    ("/libretranslate/", "libretranslate"),
+    ("/v2/", "deepl"),
+)
+
+
+def compat_api_for(path: str) -> CompatApi | None:
+    """The compatible API a request path belongs to, or None for our own API."""
+    for prefix, api in _COMPAT_PREFIXES:
+        if path.startswith(prefix) or path == prefix.rstrip("/"):
+            return api
+    return None
 
 
 def compat_status(error: ApiError, api: CompatApi) -> int:
     """The status a LibreTranslate or DeepL client expects for ``error`` (decided from the
     status the typed table gave it, never from its message).
 
-    LibreTranslate answers 400 for every client error but a bad key (403) and rate limits
-    (429), and 500 for server errors; DeepL answers 400 for bad requests but keeps 403
-    (auth), 413, 429 and 456 (quota), and keeps 5xx (its clients retry them).
+    LibreTranslate answers 400 for every client error but a bad key (403), an unknown
+    path or method (404, 405), a body too slow (408) and rate limits (429), and 500 for
+    server errors but the temporary ones (503 draining or loading, 504 deadline), which
+    are no bug; DeepL
+    answers 400 for bad requests but keeps 403 (auth), 404, 405, 408, 413, 429 and 456
+    (quota), and keeps 5xx (its clients retry them).
     """
     status = error.status
     if api == "libretranslate":
-        if status in (403, 429, 499):
+        if status in _LIBRETRANSLATE_KEEPS:
             return status
         return 400 if status < 500 else 500
     if status in _DEEPL_KEEPS or status >= 500:
         return status
     return 400
+
+
+def rendered(
+    error: ApiError, api: CompatApi | None, request_id: str | None
+) -> tuple[int, dict[str, Any]]:
+    """Status and body of ``error`` in ``api``'s format: ours (``{"error": {...}}``),
+    LibreTranslate's ``{"error": message}`` or DeepL's ``{"message": message}``."""
+    if api is None:
+        return error.status, error_body(error, request_id)
+    key = "error" if api == "libretranslate" else "message"
+    return compat_status(error, api), {key: error.message}
 
 
 def compat_error_response(error: BaseException, request: Request, api: CompatApi) -> JSONResponse:
@@ -223,12 +256,8 @@ def compat_error_response(error: BaseException, request: Request, api: CompatApi
         metrics = getattr(request.app.state, "metrics", None)
         if metrics is not None:
             metrics.reject(getattr(request.state, "model", ""), "too_large")
-    key = "error" if api == "libretranslate" else "message"
-    return JSONResponse(
-        {key: api_error.message},
-        status_code=compat_status(api_error, api),
-        headers=api_error.headers,
-    )
+    status, body = rendered(api_error, api, None)
+    return JSONResponse(body, status_code=status, headers=api_error.headers)
 
 
 def install(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
+from service.api.body import is_json
 from service.api.errors import ApiError
 
 _MAX_FIELDS = 1000
@@ -59,9 +60,7 @@ async def read_fields(request: Request) -> Fields:
     query = parse_qs(request.url.query, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/json" or (
-        content_type.startswith("application/") and content_type.endswith("+json")
-    ):
+    if is_json(content_type):
         try:
             data = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError):

@@ -1,9 +1,10 @@
 """One pure-ASGI middleware for what every request goes through, in order:
 
 request id (accepted from ``X-Request-ID`` if sane, else generated; always returned),
-API-key check, draining (503 for new work), content type (415), per-key quotas (429),
-the body read whole and checked (413 / 422 / 499, service/api/body.py), then metrics
-(requests by route/status, duration) and one access-log line. Pure ASGI rather than
+body framing (400 for Content-Length with Transfer-Encoding), API-key check, draining
+(503 for new work), content type (415), per-key quotas (429), the body read whole and
+checked (413 / 408 / 422 / 499, service/api/body.py), then metrics (requests by
+route/status, duration) and one access-log line. Pure ASGI rather than
 BaseHTTPMiddleware so streaming responses and disconnects pass through.
 """
 
@@ -22,7 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.api import body
 from service.api.auth import OPEN_PATHS, OPEN_PREFIXES, SELF_AUTH_PREFIXES, authorized
 from service.api.drain import DrainState
-from service.api.errors import ApiError, error_body, internal_error, log_unexpected, too_large
+from service.api.errors import (
+    ApiError,
+    compat_api_for,
+    internal_error,
+    log_unexpected,
+    rendered,
+    too_large,
+)
 from service.api.logs import request_id_var
 from service.api.metrics import Metrics, route_label
 from service.api.quotas import KeyQuotas, tenant_of
@@ -39,6 +47,21 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 _BodyTooLargeError = body.BodyTooLargeError
+
+
+def _framing_error(headers: Headers) -> ApiError | None:
+    """400 for a request that frames its body twice (Content-Length and
+    Transfer-Encoding): RFC 9112 6.3 lets a server refuse it, and a proxy in front that
+    reads the other header would see another request boundary (request smuggling). The
+    connection closes after the answer."""
+    if "content-length" in headers and "transfer-encoding" in headers:
+        return ApiError(
+            400,
+            "bad_request",
+            "a request must not have both Content-Length and Transfer-Encoding",
+            headers={"Connection": "close"},
+        )
+    return None
 
 
 class ServiceMiddleware:
@@ -79,9 +102,9 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            error = self._precheck(path, headers, is_work)
+            error = _framing_error(headers) or self._precheck(path, headers, is_work)
             if error is not None:
-                await self._send_error(error, request_id, send_with_id)
+                await self._send_error(error, path, send_with_id)
                 return
             quota = is_work and self.quotas.enabled
             # A local, not only the scope state: that dict may be shared between requests.
@@ -91,7 +114,7 @@ class ServiceMiddleware:
                 refused = self.quotas.acquire(tenant)
                 if refused is not None:
                     self.metrics.reject("", refused.type)
-                    await self._send_error(refused, request_id, send_with_id)
+                    await self._send_error(refused, path, send_with_id)
                     return
             if is_work:
                 self.drain.active += 1
@@ -110,7 +133,7 @@ class ServiceMiddleware:
                 log_unexpected(exc, path)
                 if started_response[0]:
                     raise
-                await self._send_error(internal_error(), request_id, send_with_id)
+                await self._send_error(internal_error(), path, send_with_id)
             finally:
                 if is_work:
                     self.drain.active -= 1
@@ -177,29 +200,33 @@ class ServiceMiddleware:
     ) -> Receive | None:
         """Read and check a work request's body, answering 413/422 itself; a receive that
         replays the body, or None when answered (or the client left)."""
-        request_id = request_id_var.get()
         try:
-            data = await body.read_body(receive, self.settings.max_body_bytes)
+            data = await body.read_body(receive, self.settings.max_body_bytes, self._pace())
         except body.ClientLeftError:
             return None
-        except body.BodyTooLargeError as exc:
-            await self._send_error(exc, request_id, send)
+        except (body.BodyTooLargeError, body.BodyTimeoutError) as exc:
+            await self._send_error(exc, path, send)
             return None
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "application/json":
+        if body.is_json(headers.get("content-type", "")):
             error = body.check_json(data)
             if error is not None:
-                await self._send_error(error, request_id, send)
+                await self._send_error(error, path, send)
                 return None
         return body.replaying(data, receive)
 
+    def _pace(self) -> body.BodyPace:
+        return body.BodyPace(self.settings.body_timeout_s, self.settings.body_min_rate)
+
     def _limited(self, receive: Receive) -> Receive:
+        """``receive`` for a route that reads its own body: 413 past the size limit,
+        408 when it arrives too slowly (raised to the route's error handler)."""
         limit = self.settings.max_body_bytes
+        pace = self._pace()
         seen = 0
 
         async def limited_receive() -> Message:
             nonlocal seen
-            message = await receive()
+            message = await pace.receive(receive)
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
@@ -208,16 +235,18 @@ class ServiceMiddleware:
 
         return limited_receive
 
-    async def _send_error(self, error: ApiError, request_id: str, send: Send) -> None:
+    async def _send_error(self, error: ApiError, path: str, send: Send) -> None:
+        """Answer ``error`` in the format of the API ``path`` belongs to."""
         if error.status == 413:
             self.metrics.reject("", "too_large")
         if error.type == "draining":
             self.metrics.reject("", "draining")
-        body = json.dumps(error_body(error, request_id)).encode()
+        status, content = rendered(error, compat_api_for(path), request_id_var.get())
+        body = json.dumps(content).encode()
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ]
         headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

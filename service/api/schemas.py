@@ -43,12 +43,23 @@ class Options(BaseModel):
         return self
 
 
+#: The one rule for blank input (docs/api.md): a text or message with no character but
+#: whitespace is a validation error on every route (the compatible APIs' 400).
+BLANK_TEXT = "must not be empty or blank (whitespace only)"
+
+
 def _texts(value: str | list[str]) -> str | list[str]:
     items = [value] if isinstance(value, str) else value
     if not items:
         raise ValueError("at least one text is required")
     if any(not item.strip() for item in items):
-        raise ValueError("texts must not be empty")
+        raise ValueError(f"texts {BLANK_TEXT}")
+    return value
+
+
+def _content(value: str) -> str:
+    if not value.strip():
+        raise ValueError(f"content {BLANK_TEXT}")
     return value
 
 
@@ -108,7 +119,9 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1)
+    content: str
+
+    _check_content = field_validator("content")(classmethod(lambda cls, v: _content(v)))
 
 
 class ChatRequest(_Work):
@@ -192,6 +205,11 @@ class OpenAIMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[OpenAIContentPart]
+
+    @model_validator(mode="after")
+    def _not_blank(self) -> OpenAIMessage:
+        _content(self.text())
+        return self
 
     def text(self) -> str:
         """The content as one string."""
@@ -288,8 +306,10 @@ TASK_RESPONSES: dict[int | str, dict[str, object]] = {
             }
         },
     },
+    400: _error("`bad_request`: both Content-Length and Transfer-Encoding; the connection closes"),
     401: _error("`unauthorized`: `S2S_API_KEYS` is set and the Bearer key is missing or wrong"),
     404: _error("`model_not_found`: no package of that name"),
+    408: _error("`request_timeout`: the body did not arrive in time; the connection closes"),
     413: _error("`too_large`: over a request limit, the request cost or the model's window"),
     415: _error("`unsupported_media_type`: the body is not `application/json`"),
     422: _error("`validation_error` and the other request errors of the error table"),

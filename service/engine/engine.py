@@ -200,6 +200,16 @@ class Engine:
         with self._counting_rejections():
             self._scheduler.check_room()
 
+    def has_room(self) -> bool:
+        """Whether ``check_room`` would pass now (nothing is counted)."""
+        if self._state != "running":
+            return False
+        try:
+            self._scheduler.check_room()
+        except EngineError:
+            return False
+        return True
+
     def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
         """Admit one client request (all its generations) or refuse it as a whole:
         RequestTooCostlyError, QueueFullError (counted once), DrainingError,

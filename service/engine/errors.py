@@ -95,6 +95,15 @@ def invalid_request(cause: RuntimeInputError) -> InvalidRequestError:
     return InvalidRequestError(cause)
 
 
+class MarkupTooDeepError(EngineError):
+    """An HTML/XML text nests inline elements deeper than ``limit`` (markup's
+    ``MAX_INLINE_DEPTH``): refused before any model work."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class GenerationFailedError(EngineError):
     """The runtime failed on this request for an unexpected reason (a bug, not the input)."""
 

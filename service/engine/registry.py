@@ -9,11 +9,12 @@ ready, failed), which the API maps to HTTP statuses in one table.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from service.engine.engine import Engine
 from service.engine.errors import (
@@ -36,6 +37,7 @@ from service.runtime import (
     load_runtime,
     share_thread_pool,
 )
+from service.runtime.manifest import Task
 from service.runtime.sessions import default_intra_op_threads
 
 log = logging.getLogger("service.models")
@@ -92,6 +94,9 @@ class ModelEntry:
     service: ModelService | None = None
     load_state: ModelState = "loading"
     load_failure: str = ""
+    # The task an invalid manifest still names (best effort), so that a broken package is
+    # reported as the failed model for its task, not as no model at all.
+    declared_task: str = ""
 
     @property
     def state(self) -> ModelState:
@@ -112,8 +117,9 @@ class ModelEntry:
 
     @property
     def task(self) -> str:
-        """translation, summarization or chat ("" when the manifest is unreadable)."""
-        return self.manifest.task if self.manifest is not None else ""
+        """translation, summarization or chat (from an invalid manifest, the task it
+        names; "" when it names none or cannot be read)."""
+        return self.manifest.task if self.manifest is not None else self.declared_task
 
     def serves_pair(self, source: str, target: str) -> bool:
         """True for a translation package that serves ``source`` -> ``target`` (the
@@ -156,6 +162,17 @@ def default_loader(config: LoadConfig) -> Loader:
         )
 
     return load
+
+
+def _declared_task(package: Path) -> str:
+    """The task an invalid manifest names ("" when it names no known task or is no JSON
+    object)."""
+    try:
+        data = json.loads((package / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    task = data.get("task") if isinstance(data, dict) else None
+    return task if isinstance(task, str) and task in get_args(Task) else ""
 
 
 class ModelRegistry:
@@ -203,6 +220,7 @@ class ModelRegistry:
                 "failed",
                 public_failure(exc, "manifest", entry.path),
             )
+            entry.declared_task = _declared_task(entry.path)
             log.error("model %s failed to load: %s", entry.name, exc)
         return entry
 
@@ -311,9 +329,21 @@ class ModelRegistry:
             return entry
         candidates = [e for e in self.entries.values() if e.task == task]
         if not candidates:
+            self._raise_unknown_failures(f"no {task} model is ready")
             raise NoModelError(f"no {task} model is served")
         ready = [e for e in candidates if e.state == "ready"]
         return ready[0] if ready else candidates[0]
+
+    def _raise_unknown_failures(self, what: str) -> None:
+        """ModelFailedError when a package whose manifest could not be read (so whose task
+        is unknown) failed: it may be the one that serves the request, so the answer is
+        503 model_failed naming it, not "no such model" (a client error)."""
+        unknown = sorted(
+            e.name for e in self.entries.values() if e.state == "failed" and not e.task
+        )
+        if unknown:
+            reason = "; ".join(f"{n}: {self.entries[n].reason}" for n in unknown)
+            raise ModelFailedError(f"{what}: model(s) {', '.join(unknown)} failed to load", reason)
 
     def for_task(self, task: str, name: str | None) -> ModelService:
         """The named model (checked to do ``task``) or the first model doing ``task``."""
@@ -334,6 +364,7 @@ class ModelRegistry:
             return self._ready(entry)
         candidates = [e for e in self.entries.values() if e.serves_pair(source, target)]
         if not candidates:
+            self._raise_unknown_failures(f"no model translating {source}->{target} is ready")
             pairs = sorted({p for e in self.entries.values() for p in e.pairs()})
             raise UnsupportedLanguagePairError(f"no model translates {source}->{target}", pairs)
         ready = [e for e in candidates if e.state == "ready"]

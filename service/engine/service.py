@@ -9,13 +9,14 @@ streams text deltas detokenized on the engine's worker thread, in input order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import ParamSpec, TypeVar
 
 from service.engine.admission import WorkGroup, cost_of
 from service.engine.engine import Engine
-from service.engine.errors import invalid_request
+from service.engine.errors import MarkupTooDeepError, invalid_request
 from service.engine.ports import Runtime
 from service.engine.requests import GenerationRequest, GenerationResult
 from service.engine.results import PLAIN_TEXT, CallContext, TextDelta, TextFormat, TextResult
@@ -58,16 +59,27 @@ def _whole(text: str) -> sentences.Segmented:
     return sentences.Segmented([core], [text[:start], text[start + len(core) :]])
 
 
-def _plans(documents: Sequence[str], text_format: TextFormat) -> list[markup.Plan]:
-    return [
-        markup.extract(
-            d,
+def markup_plan(document: str, text_format: TextFormat) -> markup.Plan:
+    """The texts of an HTML/XML ``document`` and how to rebuild it (MarkupTooDeepError
+    when it nests inline elements too deeply)."""
+    try:
+        return markup.extract(
+            document,
             ignore_tags=text_format.ignore_tags,
             inline_tags=text_format.inline_tags,
             xml=text_format.kind == "xml",
         )
-        for d in documents
-    ]
+    except markup.NestingTooDeepError as exc:
+        raise MarkupTooDeepError(str(exc), exc.limit) from None
+
+
+def _nonblank(texts: Sequence[str]) -> int:
+    """Texts with something to translate: each is at least one sentence."""
+    return sum(1 for t in texts if t.strip())
+
+
+def _plans(documents: Sequence[str], text_format: TextFormat) -> list[markup.Plan]:
+    return [markup_plan(d, text_format) for d in documents]
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,10 @@ class _Piece:
     index: int
     text: str
     result: GenerationResult | None = None
+
+
+# The first item of a stream's pieces: the request is admitted (see _admitted_stream).
+_ADMITTED = _Piece(-1, "")
 
 
 class ModelService:
@@ -149,19 +165,20 @@ class ModelService:
         document go into the same batch and the markup is rebuilt around their
         translations (one text per result; alternatives are not built for markup).
         """
-        self.engine.check_room()
         if text_format.is_markup:
+            self.engine.check_room()  # the text nodes' translate() holds the place
             return await self._translate_markup(
                 texts, source_lang, target_lang, options, call, text_format
             )
-        segmented, prepared = await _off_loop(
-            self._prepare_sentences,
-            texts,
-            source_lang,
-            target_lang,
-            options,
-            text_format.split_sentences,
-        )
+        with self._place(_nonblank(texts), options, call, target_lang):
+            segmented, prepared = await _off_loop(
+                self._prepare_sentences,
+                texts,
+                source_lang,
+                target_lang,
+                options,
+                text_format.split_sentences,
+            )
         results = await self._texts_of(await self._run_all(prepared, call))
         count = prepared.options.num_return_sequences
         out: list[TextResult] = []
@@ -216,22 +233,22 @@ class ModelService:
         """Prepare (errors raise here, before any delta), then the deltas of every text's
         translation: texts one after another, the original spacing included; the last
         delta of a text carries its result."""
-        self.engine.check_room()
-        segmented, prepared = await _off_loop(
-            self._prepare_sentences, texts, source_lang, target_lang, options
-        )
-        self._check_admission(prepared, call)
-        return self._translation_deltas(segmented, prepared, call)
+        with self._place(_nonblank(texts), options, call, target_lang):
+            segmented, prepared = await _off_loop(
+                self._prepare_sentences, texts, source_lang, target_lang, options
+            )
+        pieces = await self._admitted_stream(prepared, call)
+        return self._translation_deltas(segmented, pieces)
 
     async def _translation_deltas(
-        self, segmented: list[sentences.Segmented], prepared: _Prepared, call: CallContext
+        self, segmented: list[sentences.Segmented], pieces: AsyncGenerator[_Piece, None]
     ) -> AsyncGenerator[TextDelta, None]:
         owner = [i for i, seg in enumerate(segmented) for _ in seg.sentences]
         position = [k for seg in segmented for k in range(len(seg.sentences))]
         done: list[list[TextResult]] = [[] for _ in segmented]
         current = [""] * len(owner)
         started: set[int] = set()
-        async for piece in self._stream_in_order(prepared, call):
+        async for piece in pieces:
             text_index = owner[piece.index]
             seg = segmented[text_index]
             k = position[piece.index]
@@ -270,8 +287,8 @@ class ModelService:
         self, texts: Sequence[str], options: GenerationOptions, call: CallContext
     ) -> list[TextResult]:
         """Summarize every text (InputTooLongError naming the limit, never truncated)."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare, texts, options)
+        with self._place(len(texts), options, call):
+            prepared = await _off_loop(self._prepare, texts, options)
         return await self._texts_of(await self._run_all(prepared, call))
 
     async def stream_summarize(
@@ -279,18 +296,17 @@ class ModelService:
     ) -> AsyncGenerator[TextDelta, None]:
         """Prepare (errors raise here), then the deltas of every summary, texts one after
         another."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare, texts, options)
-        self._check_admission(prepared, call)
-        return self._stream_texts(prepared, call)
+        with self._place(len(texts), options, call):
+            prepared = await _off_loop(self._prepare, texts, options)
+        return self._stream_texts(prepared, await self._admitted_stream(prepared, call))
 
     # ---- chat ------------------------------------------------------------------------
     async def chat(
         self, messages: Sequence[Message], options: GenerationOptions, call: CallContext
     ) -> TextResult:
         """One reply to the conversation (all num_return_sequences of it)."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare_chat, messages, options)
+        with self._place(1, options, call):
+            prepared = await _off_loop(self._prepare_chat, messages, options)
         (result,) = await self._texts_of(await self._run_all(prepared, call))
         return result
 
@@ -299,10 +315,9 @@ class ModelService:
     ) -> AsyncGenerator[TextDelta, None]:
         """Prepare (errors raise here), then the deltas of the reply; the last one carries
         the result."""
-        self.engine.check_room()
-        prepared = await _off_loop(self._prepare_chat, messages, options)
-        self._check_admission(prepared, call)
-        return self._stream_texts(prepared, call)
+        with self._place(1, options, call):
+            prepared = await _off_loop(self._prepare_chat, messages, options)
+        return self._stream_texts(prepared, await self._admitted_stream(prepared, call))
 
     def conventions(self) -> ChatConventions:
         """The chat conventions of this package (plain defaults when it is no chat model)."""
@@ -349,17 +364,37 @@ class ModelService:
         ids = self.runtime.encode_texts(texts, source_lang=source_lang, target_lang=target_lang)
         return _Prepared([list(x) for x in ids], resolved)
 
+    @contextlib.contextmanager
+    def _place(
+        self,
+        inputs: int,
+        options: GenerationOptions,
+        call: CallContext,
+        target_lang: str | None = None,
+    ) -> Iterator[None]:
+        """Hold the request's place in the queue while its text work (sentence splitting,
+        tokenization) runs: admitted now as one request costing a lower bound of its
+        work (``inputs`` inputs of one token each), so that a full queue refuses it at
+        once (429, or 413 when even the bound is too costly), before any text work, and
+        requests doing their text work count against ``max_queue``. The caller reserves
+        the real cost right after the block, with no await in between, so no other
+        request can take the place meanwhile."""
+        try:
+            resolved = self.runtime.resolve(options, target_lang=target_lang)
+        except RuntimeInputError as exc:
+            raise invalid_request(exc) from None
+        hold = WorkGroup(cost_of(resolved, [1] * inputs), tenant=call.tenant)
+        self.engine.reserve(hold)
+        try:
+            yield
+        finally:
+            self.engine.release(hold)
+
     def _group(self, prepared: _Prepared, call: CallContext) -> WorkGroup:
         """The admission unit of one client request: all its inputs, their cost."""
         return WorkGroup(
             cost_of(prepared.options, (len(ids) for ids in prepared.ids)), tenant=call.tenant
         )
-
-    def _check_admission(self, prepared: _Prepared, call: CallContext) -> None:
-        """Refuse a stream before it starts when it would be refused (413/429/503); the
-        stream reserves its capacity when it starts (a race then fails in-band)."""
-        if prepared.ids:
-            self.engine.reserve(self._group(prepared, call), dry_run=True)
 
     def _requests(
         self, prepared: _Prepared, call: CallContext, stream: bool, group: WorkGroup
@@ -419,10 +454,10 @@ class ModelService:
         )
 
     async def _stream_texts(
-        self, prepared: _Prepared, call: CallContext
+        self, prepared: _Prepared, pieces: AsyncGenerator[_Piece, None]
     ) -> AsyncGenerator[TextDelta, None]:
         texts = [""] * len(prepared.ids)
-        async for piece in self._stream_in_order(prepared, call):
+        async for piece in pieces:
             texts[piece.index] += piece.text
             result = (
                 None if piece.result is None else self._streamed(texts[piece.index], piece.result)
@@ -430,15 +465,33 @@ class ModelService:
             if piece.text or result is not None:
                 yield TextDelta(piece.index, piece.text, result, len(prepared.ids[piece.index]))
 
+    async def _admitted_stream(
+        self, prepared: _Prepared, call: CallContext
+    ) -> AsyncGenerator[_Piece, None]:
+        """Admit the request and queue its generations now, so that a refusal (429 queue
+        full, 413, 503) raises here, before the caller starts a response; then its pieces.
+
+        The returned generator has already started and owns the reservation: it is
+        released when the generator ends, is closed, or is dropped unread (asyncio closes
+        a started async generator that is garbage-collected).
+        """
+        pieces = self._stream_in_order(prepared, call)
+        admitted = await anext(pieces)
+        assert admitted is _ADMITTED
+        return pieces
+
     async def _stream_in_order(
         self, prepared: _Prepared, call: CallContext
     ) -> AsyncGenerator[_Piece, None]:
-        """Stream every input's text, all generated concurrently, delivered in input order.
+        """``_ADMITTED`` once the request is admitted (reserved) and its generations are
+        queued, then every input's text, all generated concurrently, delivered in input
+        order.
 
         Later inputs are buffered while earlier ones are still streaming. Closing the
         iterator cancels whatever is still running.
         """
         if not prepared.ids:
+            yield _ADMITTED
             return
         group = self._group(prepared, call)
         self.engine.reserve(group)
@@ -455,6 +508,7 @@ class ModelService:
 
         tasks = [asyncio.ensure_future(pump(i, r)) for i, r in enumerate(requests)]
         try:
+            yield _ADMITTED
             for queue in queues:
                 while True:
                     item = await queue.get()

@@ -10,9 +10,10 @@ markup.
 Source ``"auto"`` (or None): each text's language is detected on its own
 (``service.text.language``), among the languages the served models translate from into
 the target (or the named model's), so a batch may mix languages and go to several
-models. Markup is detected on its text, not its tags. A text without letters (digits,
-emoji, empty markup) is returned as it is, detected as ``"und"`` with confidence 0, as
-LibreTranslate does. A text clearly in another language is a
+models. Markup is detected on its text, not its tags, and URLs and e-mail addresses are
+not read as language. A text without letters besides them (digits, emoji, a URL, empty
+markup) is returned as it is, detected as ``"und"`` with confidence 0, as LibreTranslate
+does. A text clearly in another language is a
 ``DetectedLanguageUnsupportedError`` naming it; one whose language cannot be told, a
 ``LanguageNotDetectedError``.
 
@@ -36,14 +37,14 @@ from typing import Any, TypeVar
 
 from service.engine.errors import (
     DetectedLanguageUnsupportedError,
+    EngineError,
     LanguageNotDetectedError,
     UnsupportedLanguagePairError,
 )
 from service.engine.registry import ModelEntry, ModelRegistry
 from service.engine.results import PLAIN_TEXT, CallContext, TextDelta, TextFormat, TextResult
-from service.engine.service import ModelService
+from service.engine.service import ModelService, markup_plan
 from service.runtime import GenerationOptions
-from service.text import markup
 from service.text.language import (
     UNDETERMINED,
     Detection,
@@ -52,6 +53,7 @@ from service.text.language import (
     NoKnownCandidateError,
     Verdict,
     base_language,
+    prose,
 )
 
 AUTO = "auto"
@@ -279,6 +281,15 @@ class Translator:
             if e.task == "translation" and e.manifest is not None and e.state != "failed"
         ]
 
+    def _codes(self) -> set[str]:
+        """Every language code a served translation model names (as it spells it)."""
+        codes: set[str] = set()
+        for entry in self._entries():
+            assert entry.manifest is not None
+            codes.update(entry.manifest.languages.source)
+            codes.update(entry.manifest.languages.target)
+        return codes
+
     def languages(self) -> dict[str, list[str]]:
         """Source language -> the target languages it can be translated into: by a model
         directly, or through the pivot (source -> en by one model, en -> target by one)."""
@@ -309,6 +320,20 @@ class Translator:
                 raise direct from None
             return (_Hop(source, PIVOT, first), _Hop(PIVOT, target, second))
 
+    def _check_room(self, sources: Sequence[str], target: str, model: str | None) -> None:
+        """Refuse at once (QueueFullError, counted once) when every model that could
+        translate the request is full: detection, like tokenization, is text work a
+        refused request should not wait for."""
+        services: dict[str, ModelService] = {}
+        for source in sources:
+            try:
+                service = self.registry.for_pair(source, target, model)
+            except EngineError:
+                continue  # loading or failed: the plan reports it
+            services.setdefault(service.name, service)
+        if services and not any(s.engine.has_room() for s in services.values()):
+            next(iter(services.values())).engine.check_room()
+
     async def detect(
         self, texts: Sequence[str], candidates: Collection[str] | None = None
     ) -> list[Detection]:
@@ -333,9 +358,14 @@ class Translator:
         text_format: TextFormat = PLAIN_TEXT,
     ) -> TranslationPlan:
         """Choose the model of every text (detecting the source when it is None or
-        ``"auto"``); raises the typed lookup and detection errors."""
+        ``"auto"``); raises the typed lookup and detection errors. Language codes match
+        the served ones ignoring case and ``_``/``-`` (``EN`` is ``en``), else by their
+        base language (``en-US`` is ``en``: :func:`match_language`)."""
         items = list(texts)
-        if source is not None and source != AUTO:
+        served = self._codes()
+        target = match_language(target, served) or target
+        if source is not None and source.lower() != AUTO:
+            source = match_language(source, served) or source
             group = _Group(source, self.route(source, target, model), list(range(len(items))))
             return TranslationPlan(items, target, text_format, [group], [None] * len(items))
         candidates = self.sources_into(target, model)
@@ -344,6 +374,7 @@ class Translator:
             where = f"model {model!r}" if model is not None else "no model"
             verb = "does not translate" if model is not None else "translates"
             raise UnsupportedLanguagePairError(f"{where} {verb} into {target}", pairs)
+        self._check_room(candidates, target, model)
         probes = await asyncio.to_thread(_probes, items, text_format)
         wanted = [i for i, probe in enumerate(probes) if _has_letters(probe)]
         detections = await self.detect([probes[i] for i in wanted], candidates)
@@ -393,17 +424,9 @@ def _has_letters(text: str) -> bool:
 
 
 def _probes(texts: Sequence[str], text_format: TextFormat) -> list[str]:
-    """The text a detector sees: markup's text nodes, not its tags and attributes."""
+    """The text a detector sees: markup's text nodes, not its tags and attributes, and
+    neither URLs nor e-mail addresses (no language; "https://example.com" alone read as
+    Serbian). A text whose probe has no letter left is passed through unchanged."""
     if not text_format.is_markup:
-        return list(texts)
-    return [
-        "\n".join(
-            markup.extract(
-                t,
-                ignore_tags=text_format.ignore_tags,
-                inline_tags=text_format.inline_tags,
-                xml=text_format.kind == "xml",
-            ).texts
-        )
-        for t in texts
-    ]
+        return [prose(t) for t in texts]
+    return [prose("\n".join(markup_plan(t, text_format).texts)) for t in texts]

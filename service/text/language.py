@@ -25,6 +25,7 @@ rejecting short texts in a supported language.
 from __future__ import annotations
 
 import enum
+import re
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,17 @@ class LanguageDetector(Protocol):
     def knows(self, language: str) -> bool:
         """Whether ``language`` can be detected at all (check candidates at start-up)."""
         ...
+
+
+# A URL (with a scheme or starting www.) or an e-mail address: words of no language.
+_NOT_PROSE = re.compile(
+    r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE
+)
+
+
+def prose(text: str) -> str:
+    """``text`` without its URLs and e-mail addresses: what tells its language."""
+    return _NOT_PROSE.sub(" ", text)
 
 
 def base_language(code: str) -> str:

@@ -40,6 +40,9 @@ sent. References survive: a character that the input wrote as a reference (``&nb
 ``&#8217;``, ``&amp;``) is written back in the same spelling wherever the translation
 has it; other text is escaped minimally (``&``, ``<``, ``>``).
 
+A document nesting inline elements more than ``MAX_INLINE_DEPTH`` deep is refused
+(``NestingTooDeepError``) instead of walked: the tree walks recurse once per level.
+
 Plain-text layout (line breaks, paragraphs, sentences) is ``service/text/sentences.py``'s
 job; a caller may split a segment's text into sentences before translating.
 """
@@ -113,8 +116,23 @@ _REF = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?")
 _TRAILING_STOP = re.compile(r"[.。!?]+$")
 
 
+#: Inline elements nested deeper than this (open at once, closed or not) make the
+#: document refused: the walks over a segment's tree recurse once per level, and no real
+#: document nests inline elements anywhere near this deep. Block elements do not nest in
+#: the tree (each one starts a new segment), so any number of them is fine.
+MAX_INLINE_DEPTH = 64
+
+
 class TranslationCountError(ValueError):
     """``rebuild`` got a different number of translations than ``texts``."""
+
+
+class NestingTooDeepError(ValueError):
+    """The document nests inline elements deeper than ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the markup nests inline elements more than {limit} levels deep")
+        self.limit = limit
 
 
 # --- tokens --------------------------------------------------------------------------
@@ -313,6 +331,8 @@ def _parts(tokens: list[_Token], rules: _Rules) -> list[_Part]:
             i = j
             continue
         elif tok.kind == "start" and tok.name in rules.inline and tok.name not in rules.void:
+            if len(stack) > MAX_INLINE_DEPTH:  # stack[0] is the segment's root
+                raise NestingTooDeepError(MAX_INLINE_DEPTH)
             element = _Element(tok.raw, "", tok.name)
             stack[-1].items.append(element)
             stack.append(element)
@@ -599,7 +619,8 @@ def extract(
     inline_tags: Collection[str] | None = None,
     xml: bool = False,
 ) -> Plan:
-    """Cut ``document`` into the texts to translate.
+    """Cut ``document`` into the texts to translate (NestingTooDeepError past
+    ``MAX_INLINE_DEPTH`` nested inline elements).
 
     ``ignore_tags``: elements whose content stays as it is (added to code, pre, script
     and style in HTML mode). ``inline_tags``: in XML mode the elements that do not split

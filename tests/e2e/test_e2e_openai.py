@@ -22,7 +22,7 @@ def _client(server: Any) -> openai.OpenAI:
 
 def test_models_list(server: Any) -> None:
     ids = {m.id for m in _client(server).models.list()}
-    assert ids == {"tiny-marian", "tiny-bart", "tiny-blenderbot"}
+    assert ids == {"tiny-blenderbot"}  # the chat models: the ones the route serves
 
 
 def test_chat_completion_and_stream_agree(server: Any) -> None:
@@ -88,3 +88,8 @@ def test_errors_surface_as_sdk_exceptions(server: Any) -> None:
         client.chat.completions.create(model="nope", messages=MESSAGES)
     with pytest.raises(openai.UnprocessableEntityError):
         client.chat.completions.create(model="tiny-blenderbot", messages=MESSAGES, n=99)
+    for model in ("tiny-marian", "tiny-bart"):  # issue 39, finding 5: no chat model
+        with pytest.raises(openai.UnprocessableEntityError, match="wrong_task"):
+            client.chat.completions.create(model=model, messages=MESSAGES)
+        with pytest.raises(openai.UnprocessableEntityError, match="wrong_task"):
+            client.chat.completions.create(model=model, messages=MESSAGES, stream=True)

@@ -25,7 +25,7 @@ from service.api.auth import deepl_key, valid_key
 from service.api.calls import check_limits, label_models, start_call, until_done_or_disconnect
 from service.api.errors import ApiError, compat_error_response
 from service.api.forms import Fields, bad_request, read_fields
-from service.api.schemas import Options
+from service.api.schemas import BLANK_TEXT, Options
 from service.engine import GenerationOptions, TextFormat, match_language
 from service.text.language import UNDETERMINED, base_language
 from service.text.language_names import language_name
@@ -103,6 +103,8 @@ async def translate(request: Request) -> Any:
         raise bad_request("Parameter 'text' not specified.")
     if any(not isinstance(t, str) for t in texts):
         raise bad_request("Parameter 'text' must be a list of strings.")
+    if any(not t.strip() for t in texts):
+        raise bad_request(f"Parameter 'text': every text {BLANK_TEXT}.")
     target_code = fields.get("target_lang")
     if not isinstance(target_code, str) or not target_code.strip():
         raise bad_request("Parameter 'target_lang' not specified.")

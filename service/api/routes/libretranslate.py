@@ -5,7 +5,8 @@
 ``format`` text|html, ``alternatives``, ``api_key``), ``POST /detect``, ``GET``/``POST
 /languages``, ``GET /frontend/settings``. JSON or form bodies (and query fields). Errors
 are ``{"error": "..."}`` with LibreTranslate's statuses (400 for client errors, 403 for a
-missing or wrong key, 429, 500), decided from the typed error (``compat_status``).
+missing or wrong key, 429, 503/504 for temporary states, 500), decided from the typed
+error (``compat_status``).
 What clients send and read: docs/compatible-apis-research.md.
 """
 
@@ -22,7 +23,7 @@ from service.api.auth import valid_key
 from service.api.calls import check_limits, label_models, start_call, until_done_or_disconnect
 from service.api.errors import ApiError, compat_error_response
 from service.api.forms import Fields, bad_request, read_fields
-from service.api.schemas import Options
+from service.api.schemas import BLANK_TEXT, Options
 from service.engine import AUTO, GenerationOptions, TextFormat
 from service.text.language import UNDETERMINED, Verdict
 from service.text.language_names import language_name
@@ -95,7 +96,7 @@ def _validate(fields: Fields) -> LibreTranslateRequest:
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise bad_request(f"Invalid request: {where}: {first.get('msg', 'invalid')}") from None
     if any(not isinstance(t, str) or not t.strip() for t in body.texts()):
-        raise bad_request("Invalid request: every q text must be a non-empty string")
+        raise bad_request(f"Invalid request: q: every text is a string and {BLANK_TEXT}")
     return body
 
 

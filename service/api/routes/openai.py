@@ -3,8 +3,8 @@
 Mapping: ``max_tokens``/``max_completion_tokens`` -> max_new_tokens; ``temperature`` 0 is
 greedy, > 0 samples; ``n`` > 1 returns n sequences (sampled, or the n best beams when not
 sampling); ``stop`` strings cut the text (applied to the decoded text, also while
-streaming); ``seed`` seeds sampling. Chat packages get the whole conversation, other
-packages the last user message.
+streaming); ``seed`` seeds sampling. Only chat packages are served here (and listed by
+``/v1/models``): another package is refused like on ``/chat`` (422 ``wrong_task``).
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ OPENAI_FINISH = {"eos": "stop", "length": "length"}
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    """Every ready model, in OpenAI's list format."""
+    """Every ready chat model (the models this API serves), in OpenAI's list format."""
     entries = request.app.state.registry.entries.values()
     return {
         "object": "list",
         "data": [
             {"id": e.name, "object": "model", "created": 0, "owned_by": "seq2seq-serve"}
             for e in entries
-            if e.state == "ready"
+            if e.state == "ready" and e.task == "chat"
         ],
     }
 
@@ -85,7 +85,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     ]
     if not any(m.role == "user" for m in messages):
         raise ApiError(422, "validation_error", "messages need at least one user message")
-    model = app.registry.get(body.model)
+    model = app.registry.for_task("chat", body.model)
     call = call_context(request, model, None)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from asgi_lifespan import LifespanManager
 
 from service.api import create_app
+from service.api.connections import header_timeout_protocol
 from service.settings import Settings
 from tests.support.fake_runtime import FakeRuntime
 
@@ -60,3 +63,30 @@ async def wait_until(predicate: Any, timeout: float = 2.0) -> bool:
             return True
         await asyncio.sleep(0.01)
     return bool(predicate())
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[str, int]]:
+    """A real uvicorn on 127.0.0.1 with the server's own protocol class (header timeout)
+    around the app with fake runtimes; yields (host, port)."""
+    app = create_app(Settings(models_dir=tmp_path, **settings), runtimes=fake_runtimes())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        http=header_timeout_protocol(app.state.settings.header_timeout_s),
+        timeout_graceful_shutdown=2,  # a held connection must not hang the test's end
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        assert await wait_until(lambda: server.started, timeout=10)
+        await app.state.registry.wait_loaded()
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        await task

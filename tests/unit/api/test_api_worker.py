@@ -9,6 +9,7 @@ import pytest
 from api_helpers import client_for, sse_events, wait_until
 
 from service.engine.scheduler import Scheduler
+from service.engine.service import ModelService
 from tests.support.fake_runtime import FakeRuntime
 
 
@@ -66,7 +67,9 @@ async def test_an_unexpected_exception_is_a_500_with_the_request_id(
             "/summarize", json={"text": "x", "stream": True}, headers={"X-Request-ID": "r-2"}
         )
         monkeypatch.undo()
-        monkeypatch.setattr(runtime, "new_detokenizer", broken)  # fails once streaming
+        # Fails once streaming: when the result arrives (the detokenizer is made at
+        # admission, before the response starts, so breaking it fails early).
+        monkeypatch.setattr(ModelService, "_streamed", staticmethod(broken))
         late = await client.post(
             "/summarize", json={"text": "x", "stream": True}, headers={"X-Request-ID": "r-3"}
         )

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.text.markup import TranslationCountError, extract, translate_html
+from service.text.markup import (
+    MAX_INLINE_DEPTH,
+    NestingTooDeepError,
+    TranslationCountError,
+    extract,
+    translate_html,
+)
 
 MASTODON = (
     '<p>Hello <a href="https://x.y/@bob" class="u-url mention">@<span>bob</span></a> look at '
@@ -269,3 +275,23 @@ def test_in_context_reports_a_container_that_fell_back() -> None:
     plan = extract("<p>Say <b>hello</b> there</p><p>No tags here.</p>")
     table["No tags here."] = "Keine Tags hier."
     assert plan.in_context([table[t] for t in plan.texts]) == [False]
+
+
+def test_inline_nesting_past_the_limit_is_a_typed_error_not_a_recursion_error() -> None:
+    # Issue 39, finding 3: ~400 nested inline tags raised RecursionError (a 500).
+    deep = "<p>" + "<b>" * 400 + "deep" + "</b>" * 400 + "</p>"
+    with pytest.raises(NestingTooDeepError) as raised:
+        extract(deep)
+    assert raised.value.limit == MAX_INLINE_DEPTH
+    unclosed = "<span>x " * 5000  # never closed: the depth grows all the same
+    with pytest.raises(NestingTooDeepError):
+        extract(unclosed)
+
+
+def test_inline_nesting_at_the_limit_translates() -> None:
+    depth = MAX_INLINE_DEPTH
+    document = "<p>" + "<b>" * depth + "Deep text." + "</b>" * depth + "</p>"
+    assert translate_html(document, Recorder()) == document.replace("Deep text.", "DEEP TEXT.")
+    # Block elements do not nest in the tree: any number of them is fine.
+    blocks = "<div>" * 2000 + "Text." + "</div>" * 2000
+    assert translate_html(blocks, Recorder()) == blocks.replace("Text.", "TEXT.")
