@@ -86,6 +86,11 @@ class Runtime(Protocol):
         """Request options merged with the package defaults; InvalidOptionsError if bad."""
         ...
 
+    def new_batch(self) -> DecodeBatch:
+        """An empty decode batch whose requests start together and step together (the
+        step API: tokens come out after every step)."""
+        ...
+
     @property
     def supports_positioned(self) -> bool:
         """True when :meth:`new_positioned_batch` can run (the package has the positioned

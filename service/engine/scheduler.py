@@ -9,7 +9,8 @@ Policies
 - ``dynamic`` (default): collect up to ``max_batch_size`` decoder rows (waiting at most
   ``max_wait_ms`` for the oldest), grouped by identical options and bucketed by input
   length to limit padding, capped by ``max_batch_tokens`` padded tokens; run one
-  ``generate`` call.
+  ``generate`` call, or, when the batch holds a streaming request, decode it step by step
+  (``new_batch``: the rows start together and each step's tokens go out at once).
 - ``continuous``: continuous batching over the runtime's *positioned* batch
   (``new_positioned_batch``): queued requests join the running batch at every step
   (within the same row / padded-token / cache budgets and fair turns), finished ones
@@ -389,11 +390,44 @@ class Scheduler:
         # No try/finally: if this raises, the jobs stay in _running for the loop's guard
         # to fail them.
         self._start(jobs, len(jobs))
-        self._generate(jobs)
+        if any(job.stream for job in jobs):
+            self._step_through(jobs)
+        else:
+            self._generate(jobs)
         with self._cond:
             for job in jobs:
                 self._running.pop(job.key, None)
         return True
+
+    def _step_through(self, jobs: list[Job]) -> None:
+        """Decode a batch that holds a stream with the step API, so that its tokens go
+        out as they are made (one generate call would send them all at the end)."""
+        batch = self.runtime.new_batch()
+        for job in jobs:
+            try:
+                batch.add(job.key, list(job.request.input_ids), job.request.options)
+            except Exception as exc:
+                _log_failure(exc)
+                with self._cond:
+                    self._running.pop(job.key, None)
+                job.fail(error_for(exc))
+        while True:
+            with self._cond:
+                if not self._running:
+                    return
+                size = len(self._running)
+            self.observer.on_batch(size)
+            started = time.monotonic()
+            try:
+                events = batch.step()
+            except Exception as exc:
+                log.error("decode step failed; isolating its requests", exc_info=exc)
+                self._recover_step(exc)
+                return
+            self.observer.on_step(time.monotonic() - started)
+            with batched_posts():
+                self._deliver(events)
+                self._reap(batch)
 
     def _generate(self, jobs: list[Job]) -> None:
         """Run one generate call for ``jobs``; on failure isolate the failing requests."""

@@ -193,6 +193,8 @@ class FakeRuntime:
         self.positioned = positioned
         # Positioned batches handed out (a failed step starts a fresh one).
         self.batches = 0
+        # Step-API batches handed out (dynamic batches that hold a stream).
+        self.stepped_batches = 0
         self.poison_at = poison_at
         self.steps = 0
         self.step_sizes: list[int] = []
@@ -281,6 +283,11 @@ class FakeRuntime:
     def supports_positioned(self) -> bool:
         """Whether new_positioned_batch may be called (the ``positioned`` argument)."""
         return self.positioned
+
+    def new_batch(self) -> FakeBatch:
+        """An empty fake batch for the step API (dynamic batches holding a stream)."""
+        self.stepped_batches += 1
+        return FakeBatch(self)
 
     def new_positioned_batch(self) -> FakeBatch:
         """An empty fake batch standing for the positioned one (same outputs: the fake's

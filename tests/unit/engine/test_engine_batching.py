@@ -166,11 +166,39 @@ async def test_stream_yields_tokens_then_result(mode: str, beams: int) -> None:
     want = expected(ids, opts)
     assert [t for c in chunks for t in c.token_ids] == want[0]
     assert chunks[-1].result is not None and chunks[-1].result.sequences == want
-    # Beam search (and dynamic/off) sends the sequence when it ends; greedy in continuous
-    # mode streams as it goes (a consumer that keeps up gets a token per step, one that
-    # falls behind the queued tokens as one chunk: test_slow_consumer_gets_merged_chunks).
-    if not (mode == "continuous" and beams == 1):
+    # Beam search sends the sequence when it ends; greedy streams as it goes in both modes
+    # (a consumer that keeps up gets a token per step, one that falls behind the queued
+    # tokens as one chunk: test_slow_consumer_gets_merged_chunks).
+    # test_dynamic_steps_only_batches_that_hold_a_stream: a stream in dynamic mode.
+    if beams > 1:
         assert len([c for c in chunks if c.token_ids]) == 1
+
+
+async def test_dynamic_steps_only_batches_that_hold_a_stream() -> None:
+    runtime = FakeRuntime(step_delay_s=0.01)
+    engine = Engine(runtime, EngineConfig(mode="dynamic", max_wait_ms=20))
+    await engine.start()
+    ids, opts = [33, 44, 55, 66], FakeOptions()
+    try:
+        plain = await _run(engine, ids, opts)
+        assert runtime.stepped_batches == 0  # no stream: one generate call
+        chunks = [c async for c in engine.stream(GenerationRequest(ids, opts))]
+        # A stream batched with plain requests: all of them step, all get their output.
+        streamed, *others = await asyncio.gather(
+            _collect(engine, ids, opts), *(_run(engine, i, opts) for i in _inputs(3))
+        )
+    finally:
+        await engine.stop(1)
+    assert plain == expected(ids, opts)
+    assert [t for c in chunks for t in c.token_ids] == plain[0]
+    assert len([c for c in chunks if c.token_ids]) > 1  # token by token, not at the end
+    assert streamed == plain[0]
+    assert others == [expected(i, opts) for i in _inputs(3)]
+    assert runtime.stepped_batches >= 2
+
+
+async def _collect(engine: Engine, ids: list[int], opts: ResolvedOptions) -> list[int]:
+    return [t async for c in engine.stream(GenerationRequest(ids, opts)) for t in c.token_ids]
 
 
 async def test_slow_consumer_gets_merged_chunks_in_order() -> None:
