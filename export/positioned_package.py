@@ -47,7 +47,7 @@ from export.positioned_decoder import (
 )
 from export.quantize import Int8Options, quantize_file
 from export.static_reshapes import try_constant_reshape_targets
-from export.validate import Reference, compare, setup_for
+from export.validate import Reference, ValidationSetup, compare, setup_for
 from service.runtime.manifest import (
     CROSS_KV_FILE,
     POSITIONED_DECODER_FILE,
@@ -114,14 +114,13 @@ def _with_positioned(
 
 
 def positioned_outputs(
-    root: Path, precision: str, reference: Reference, num_beams: int
+    root: Path, precision: str, setup: ValidationSetup, num_beams: int
 ) -> list[list[int]]:
     """Outputs of the package's positioned pair on the validation inputs (greedy, or beam
     search with ``num_beams``), input ``i`` joining the running batch before step ``i``
     (the service's runtime, CPU)."""
     from service.runtime import GenerationOptions, load_runtime
 
-    setup = reference.setup
     runtime = load_runtime(root, device="cpu", precision=precision, positioned=True)
     ids = runtime.encode_texts(
         setup.texts, source_lang=setup.source_lang, target_lang=setup.target_lang
@@ -150,9 +149,10 @@ def positioned_outputs(
 def _check(root: Path, precision: str, reference: Reference) -> dict[str, Any]:
     eos = reference.manifest.model.eos_token_id
     beams = reference.setup.beam_size
-    greedy = compare(reference.generate(1), positioned_outputs(root, precision, reference, 1), eos)
+    setup = reference.setup
+    greedy = compare(reference.generate(1), positioned_outputs(root, precision, setup, 1), eos)
     beam = compare(
-        reference.generate(beams), positioned_outputs(root, precision, reference, beams), eos
+        reference.generate(beams), positioned_outputs(root, precision, setup, beams), eos
     )
     return {
         "greedy_exact": greedy.exact,

@@ -17,12 +17,15 @@ from pathlib import Path
 from typing import Literal
 
 from export.errors import ConversionError
+from export.int8_embeddings import quantize_embeddings_file
 from export.int8_per_row import quantize_per_row
 from export.onnx_export import OnnxPair, UnmergedDecoders, merge_into
 from service.runtime.int8_weights import iter_graphs
 from service.runtime.manifest import DECODER_FILE, ENCODER_FILE
 
 Int8Method = Literal["dynamic", "weight_only", "per_row"]
+# What export.int8_embeddings does, as the per-row label says it.
+EMBEDDINGS_LABEL = "per-row int8 token embeddings (stored once with a tied lm_head)"
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Int8Options:
         if self.method == "per_row":
             return (
                 "per-row int8 activations x per-column int8 MatMul weights "
-                f"(MatMulIntegerToFloat{head})"
+                f"(MatMulIntegerToFloat{head}), {EMBEDDINGS_LABEL}"
             )
         scales = "per-channel" if self.per_channel else "per-tensor"
         return f"dynamic int8 MatMul weights ({scales}{head})"
@@ -83,14 +86,18 @@ def lm_head_nodes(model_path: Path) -> list[str]:
     return names
 
 
-def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
-    """Quantize one ONNX file's MatMul weights to int8 (subgraphs included)."""
+def quantize_file(src: Path, dst: Path, options: Int8Options, embeddings: bool = True) -> None:
+    """Quantize one ONNX file's MatMul weights to int8 (subgraphs included); per-row int8
+    also stores token embeddings as per-row int8 (``export.int8_embeddings``) unless
+    ``embeddings`` is False."""
     exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
     try:
         if options.method == "weight_only":
             _quantize_weight_only(src, dst, options, exclude)
         elif options.method == "per_row":
             quantize_per_row(src, dst, set(exclude))
+            if embeddings:
+                quantize_embeddings_file(dst, dst)
         else:
             _quantize_dynamic(src, dst, options, exclude)
     except Exception as exc:  # ORT and onnx raise plain Exceptions for unsupported graphs
@@ -168,8 +175,13 @@ def quantize_pair(
     quantized = UnmergedDecoders(
         first=scratch / unmerged.first.name, with_past=scratch / unmerged.with_past.name
     )
-    quantize_file(unmerged.first, quantized.first, options)
-    quantize_file(unmerged.with_past, quantized.with_past, options)
+    quantize_file(unmerged.first, quantized.first, options, embeddings=False)
+    quantize_file(unmerged.with_past, quantized.with_past, options, embeddings=False)
     merge_into(quantized, out.decoder)
     shutil.rmtree(scratch)
+    if options.method == "per_row":
+        try:
+            quantize_embeddings_file(out.decoder, out.decoder)
+        except Exception as exc:  # onnx raises plain Exceptions for graphs it cannot read
+            raise ConversionError(f"int8 embeddings of {out.decoder.name} failed: {exc}") from exc
     return out
