@@ -1,9 +1,11 @@
 """Stage 3 (CPU): int8 quantization of the fp32 encoder and merged decoder.
 
 Three methods: per-row int8 (the pipeline's; ``export.int8_per_row``: one activation
-scale per row, computed in the graph), ORT dynamic quantization (int8 weights and int8
-activations, with one activation scale computed per tensor at run time) and weight-only
-int8 (MatMulNBits: int8 weights with symmetric per-block scales, activations stay float).
+scale per row, computed in the graph; token embeddings int8 with one scale per token and
+a tied lm_head stored once, ``export.int8_embeddings``), ORT dynamic quantization (int8
+weights and int8 activations, with one activation scale computed per tensor at run time)
+and weight-only int8 (MatMulNBits: int8 weights with symmetric per-block scales,
+activations stay float).
 Dynamic quantization's activation scale spans the whole batch, padding rows included, so a
 request's output depends on its batch neighbours; the other two have no such coupling."""
 

@@ -26,6 +26,17 @@ def _validation(package: Path) -> dict[str, Any]:
     return data
 
 
+def _vocab_tables(path: Path, vocab: int) -> list[int]:
+    """Element types of the vocabulary-sized matrices (embedding tables, lm_head weights)."""
+    model = onnx.load(str(path))
+    return [
+        init.data_type
+        for graph in iter_graphs(model.graph)
+        for init in graph.initializer
+        if len(init.dims) == 2 and vocab in init.dims and min(init.dims) > 1
+    ]
+
+
 def _op_count(path: Path, op_type: str) -> int:
     model = onnx.load(str(path))
     return sum(node.op_type == op_type for graph in iter_graphs(model.graph) for node in graph.node)
@@ -73,6 +84,16 @@ def test_fp32_is_token_exact_and_int8_is_measured(
     # No batch-coupled dynamic int8 (one activation scale for the whole tensor).
     assert _op_count(int8_decoder, "DynamicQuantizeLinear") == 0
     assert int8["first_step_max_abs_logit_diff"] > fp32["first_step_max_abs_logit_diff"]
+    # Token embeddings are int8 (per-row scales) in both files, and the decoder stores its
+    # table once: the tied lm_head reads it (all tiny checkpoints tie them). With the
+    # lm_head kept fp32 the decoder's one table stays fp32.
+    int8_encoder, _ = manifest.variant_paths(package, "int8")
+    vocab = manifest.model.vocab_size
+    assert _vocab_tables(int8_encoder, vocab) == [onnx.TensorProto.UINT8]
+    head_fp32 = "lm_head fp32" in int8["quantization"]
+    decoder_table = onnx.TensorProto.FLOAT if head_fp32 else onnx.TensorProto.UINT8
+    assert _vocab_tables(int8_decoder, vocab) == [decoder_table]
+    assert "token embeddings" in int8["quantization"]
     print(
         f"{family} int8: greedy_exact={int8['greedy_exact']:.3f} "
         f"beam_exact={int8['beam_exact']:.3f} "
