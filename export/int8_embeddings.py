@@ -160,16 +160,19 @@ class _Head:
     signed: bool = False
 
 
-def _tied_heads(scope: _Scope, table: np.ndarray, q: np.ndarray, scale: np.ndarray) -> list[_Head]:
-    """lm_head weights (by name) that hold ``table`` transposed: fp32 exactly, or per-row
-    int8 with exactly ``q`` (int8 [d_model, vocab]) and ``scale``."""
+def _tied_heads(
+    scope: _Scope, table_name: str, table: np.ndarray, q: np.ndarray, scale: np.ndarray
+) -> list[_Head]:
+    """lm_head weights (by name) in the table's graph that hold ``table`` transposed: fp32
+    exactly, or per-row int8 with exactly ``q`` (int8 [d_model, vocab]) and ``scale``."""
     from onnx import TensorProto
 
     heads: list[_Head] = []
     vocab, width = table.shape
-    for name, (_, init) in scope.initializers.items():
+    home = scope.initializers[table_name][0]
+    for name, (graph, init) in scope.initializers.items():
         uses = scope.uses.get(name, [])
-        if list(init.dims) != [width, vocab] or not uses:
+        if graph is not home or list(init.dims) != [width, vocab] or not uses:
             continue
         if init.data_type == TensorProto.FLOAT:
             if all(u.node.op_type == "MatMul" and u.index == 1 for u in uses) and np.array_equal(
@@ -223,7 +226,7 @@ def quantize_embeddings(model: Any) -> EmbeddingReport:
         graph, init = scope.initializers[name]
         table = numpy_helper.to_array(init).astype(np.float32)
         q_t, scale = per_column_int8(table.T)  # [d_model, vocab]: the lm_head's layout
-        heads = _tied_heads(scope, table, q_t, scale)
+        heads = _tied_heads(scope, name, table, q_t, scale)
         fp32_heads = [h for h in heads if not h.quantized]
         if fp32_heads:
             # An fp32 lm_head: the embedding stays fp32 (exact), the lm_head reads it.

@@ -49,8 +49,11 @@ from service.runtime.manifest import (
 )
 
 PRECISION = "int8"
-# Token agreement with the package as it was, greedy and beam, below which nothing changes.
-MIN_AGREEMENT = 0.95
+# Token agreement with the package as it was (greedy and beam) below which nothing changes:
+# a check that the rewrite broke nothing, not a quality bound. int8 rounding of the
+# embeddings flips near-tie tokens, and a flipped token changes the rest of its sequence;
+# a broken table or scale keeps almost none (docs/export.md, per-row int8 embeddings).
+MIN_AGREEMENT = 0.8
 REFERENCE = "the package's int8 variant before the rewrite (same runtime, same inputs)"
 
 Progress = Callable[[str], None]
