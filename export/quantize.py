@@ -36,6 +36,8 @@ class Int8Options:
 
     per_channel: bool = True
     lm_head_fp32: bool = False
+    # per_row: token embeddings as per-row int8 too (export.int8_embeddings).
+    int8_embeddings: bool = True
     method: Int8Method = "dynamic"
     # weight_only: each block of this many weights along the input dimension shares one
     # scale. 128 rather than 32: on ORT 1.32 / AVX-512 CPUs it was 15-20% faster at batch 16
@@ -57,7 +59,8 @@ class Int8Options:
         if self.method == "per_row":
             return (
                 "per-row int8 activations x per-column int8 MatMul weights "
-                f"(MatMulIntegerToFloat{head}), {EMBEDDINGS_LABEL}"
+                f"(MatMulIntegerToFloat{head})"
+                + (f", {EMBEDDINGS_LABEL}" if self.int8_embeddings else "")
             )
         scales = "per-channel" if self.per_channel else "per-tensor"
         return f"dynamic int8 MatMul weights ({scales}{head})"
@@ -90,15 +93,15 @@ def lm_head_nodes(model_path: Path) -> list[str]:
 
 def quantize_file(src: Path, dst: Path, options: Int8Options, embeddings: bool = True) -> None:
     """Quantize one ONNX file's MatMul weights to int8 (subgraphs included); per-row int8
-    also stores token embeddings as per-row int8 (``export.int8_embeddings``) unless
-    ``embeddings`` is False."""
+    with ``options.int8_embeddings`` also stores token embeddings as per-row int8
+    (``export.int8_embeddings``) unless ``embeddings`` is False (done after merging)."""
     exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
     try:
         if options.method == "weight_only":
             _quantize_weight_only(src, dst, options, exclude)
         elif options.method == "per_row":
             quantize_per_row(src, dst, set(exclude))
-            if embeddings:
+            if embeddings and options.int8_embeddings:
                 quantize_embeddings_file(dst, dst)
         else:
             _quantize_dynamic(src, dst, options, exclude)
@@ -181,7 +184,7 @@ def quantize_pair(
     quantize_file(unmerged.with_past, quantized.with_past, options, embeddings=False)
     merge_into(quantized, out.decoder)
     shutil.rmtree(scratch)
-    if options.method == "per_row":
+    if options.method == "per_row" and options.int8_embeddings:
         try:
             quantize_embeddings_file(out.decoder, out.decoder)
         except Exception as exc:  # onnx raises plain Exceptions for graphs it cannot read
