@@ -15,7 +15,8 @@ For each CPU variant of a package being written (``fp32``, ``int8``) this adds t
   validation entry's ``notes`` say so.
 - ``int8/decoder_positioned.onnx`` and ``int8/cross_kv.onnx``: the project's per-row int8
   of the unfused fp32 graphs, with the recipe the pipeline kept for the merged int8
-  decoder (``INT8_CANDIDATES``: all MatMuls, or the output projection left in fp32), so
+  decoder (``INT8_CANDIDATES``: all MatMuls and the token embeddings, or the embeddings
+  or the output projection left in fp32), so
   both int8 decoders of a package quantize alike. Per-row int8 keeps a row's result
   independent of the rows beside it (tested); ORT's dynamic int8 does not.
 - ``fp16`` (CUDA) gets none: there is no fp16 / IO-binding variant of this decoder yet.
