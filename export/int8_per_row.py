@@ -27,6 +27,14 @@ DOMAIN = "com.microsoft"
 ZERO_POINT = 128
 
 
+def per_column_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 of a 2-D weight with one scale per column: (int8 values in
+    [-127, 127], float32 scales) with ``weight ~= values * scales``."""
+    weight = weight.astype(np.float32)
+    scale = (np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0).astype(np.float32)
+    return np.clip(np.round(weight / scale), -127, 127).astype(np.int8), scale
+
+
 def _weights(graph: Any) -> dict[str, Any]:
     return {init.name: init for init in graph.initializer}
 
@@ -93,13 +101,8 @@ def quantize_per_row(
 
     def quantize_weight(name: str) -> tuple[str, str]:
         if name not in quantized_weights:
-            weight = numpy_helper.to_array(initializers[name]).astype(np.float32)
-            scale = (np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0).astype(np.float32)
-            weight_q = np.clip(np.round(weight / scale), -127, 127)
-            if signed_weights:
-                weight_q = weight_q.astype(np.int8)
-            else:
-                weight_q = (weight_q + ZERO_POINT).astype(np.uint8)
+            q, scale = per_column_int8(numpy_helper.to_array(initializers[name]))
+            weight_q = q if signed_weights else (q.astype(np.int16) + ZERO_POINT).astype(np.uint8)
             graph.initializer.extend(
                 [
                     numpy_helper.from_array(weight_q, f"{name}_prq_w"),

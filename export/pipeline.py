@@ -61,12 +61,15 @@ from service.runtime.manifest import (
 )
 
 # int8 recipes, tried in order until one is token-exact; otherwise ``choose_int8`` keeps
-# the most quantized one within tolerance of the best (smaller and faster). Only per-row
+# the most quantized one within tolerance of the best (smaller and faster): int8 token
+# embeddings (about 1 byte per parameter), then fp32 embeddings with an int8 lm_head (a
+# model whose embeddings lose too much in int8; tiny T5 did), then an fp32 lm_head. Only per-row
 # int8 is a candidate: dynamic int8 shares one activation scale across the batch, so a
 # request's output would depend on its batch neighbours, and weight-only MatMulNBits ran
 # slower than fp32 at batch 32-64 on an AVX2 CPU (docs/export.md, "int8 method").
 INT8_CANDIDATES = (
     Int8Options(method="per_row"),
+    Int8Options(method="per_row", int8_embeddings=False),
     Int8Options(method="per_row", lm_head_fp32=True),
 )
 # A more quantized int8 candidate is kept unless a later one agrees with the reference on

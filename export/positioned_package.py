@@ -15,7 +15,8 @@ For each CPU variant of a package being written (``fp32``, ``int8``) this adds t
   validation entry's ``notes`` say so.
 - ``int8/decoder_positioned.onnx`` and ``int8/cross_kv.onnx``: the project's per-row int8
   of the unfused fp32 graphs, with the recipe the pipeline kept for the merged int8
-  decoder (``INT8_CANDIDATES``: all MatMuls, or the output projection left in fp32), so
+  decoder (``INT8_CANDIDATES``: all MatMuls and the token embeddings, or the embeddings
+  or the output projection left in fp32), so
   both int8 decoders of a package quantize alike. Per-row int8 keeps a row's result
   independent of the rows beside it (tested); ORT's dynamic int8 does not.
 - ``fp16`` (CUDA) gets none: there is no fp16 / IO-binding variant of this decoder yet.
@@ -47,7 +48,7 @@ from export.positioned_decoder import (
 )
 from export.quantize import Int8Options, quantize_file
 from export.static_reshapes import try_constant_reshape_targets
-from export.validate import Reference, compare, setup_for
+from export.validate import Reference, ValidationSetup, compare, setup_for
 from service.runtime.manifest import (
     CROSS_KV_FILE,
     POSITIONED_DECODER_FILE,
@@ -114,14 +115,13 @@ def _with_positioned(
 
 
 def positioned_outputs(
-    root: Path, precision: str, reference: Reference, num_beams: int
+    root: Path, precision: str, setup: ValidationSetup, num_beams: int
 ) -> list[list[int]]:
     """Outputs of the package's positioned pair on the validation inputs (greedy, or beam
     search with ``num_beams``), input ``i`` joining the running batch before step ``i``
     (the service's runtime, CPU)."""
     from service.runtime import GenerationOptions, load_runtime
 
-    setup = reference.setup
     runtime = load_runtime(root, device="cpu", precision=precision, positioned=True)
     ids = runtime.encode_texts(
         setup.texts, source_lang=setup.source_lang, target_lang=setup.target_lang
@@ -150,9 +150,10 @@ def positioned_outputs(
 def _check(root: Path, precision: str, reference: Reference) -> dict[str, Any]:
     eos = reference.manifest.model.eos_token_id
     beams = reference.setup.beam_size
-    greedy = compare(reference.generate(1), positioned_outputs(root, precision, reference, 1), eos)
+    setup = reference.setup
+    greedy = compare(reference.generate(1), positioned_outputs(root, precision, setup, 1), eos)
     beam = compare(
-        reference.generate(beams), positioned_outputs(root, precision, reference, beams), eos
+        reference.generate(beams), positioned_outputs(root, precision, setup, beams), eos
     )
     return {
         "greedy_exact": greedy.exact,

@@ -1,9 +1,11 @@
 """Stage 3 (CPU): int8 quantization of the fp32 encoder and merged decoder.
 
 Three methods: per-row int8 (the pipeline's; ``export.int8_per_row``: one activation
-scale per row, computed in the graph), ORT dynamic quantization (int8 weights and int8
-activations, with one activation scale computed per tensor at run time) and weight-only
-int8 (MatMulNBits: int8 weights with symmetric per-block scales, activations stay float).
+scale per row, computed in the graph; token embeddings int8 with one scale per token and
+a tied lm_head stored once, ``export.int8_embeddings``), ORT dynamic quantization (int8
+weights and int8 activations, with one activation scale computed per tensor at run time)
+and weight-only int8 (MatMulNBits: int8 weights with symmetric per-block scales,
+activations stay float).
 Dynamic quantization's activation scale spans the whole batch, padding rows included, so a
 request's output depends on its batch neighbours; the other two have no such coupling."""
 
@@ -17,12 +19,15 @@ from pathlib import Path
 from typing import Literal
 
 from export.errors import ConversionError
+from export.int8_embeddings import quantize_embeddings_file
 from export.int8_per_row import quantize_per_row
 from export.onnx_export import OnnxPair, UnmergedDecoders, merge_into
 from service.runtime.int8_weights import iter_graphs
 from service.runtime.manifest import DECODER_FILE, ENCODER_FILE
 
 Int8Method = Literal["dynamic", "weight_only", "per_row"]
+# What export.int8_embeddings does, as the per-row label says it.
+EMBEDDINGS_LABEL = "per-row int8 token embeddings (stored once with a tied lm_head)"
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class Int8Options:
 
     per_channel: bool = True
     lm_head_fp32: bool = False
+    # per_row: token embeddings as per-row int8 too (export.int8_embeddings).
+    int8_embeddings: bool = True
     method: Int8Method = "dynamic"
     # weight_only: each block of this many weights along the input dimension shares one
     # scale. 128 rather than 32: on ORT 1.32 / AVX-512 CPUs it was 15-20% faster at batch 16
@@ -53,6 +60,7 @@ class Int8Options:
             return (
                 "per-row int8 activations x per-column int8 MatMul weights "
                 f"(MatMulIntegerToFloat{head})"
+                + (f", {EMBEDDINGS_LABEL}" if self.int8_embeddings else "")
             )
         scales = "per-channel" if self.per_channel else "per-tensor"
         return f"dynamic int8 MatMul weights ({scales}{head})"
@@ -83,14 +91,18 @@ def lm_head_nodes(model_path: Path) -> list[str]:
     return names
 
 
-def quantize_file(src: Path, dst: Path, options: Int8Options) -> None:
-    """Quantize one ONNX file's MatMul weights to int8 (subgraphs included)."""
+def quantize_file(src: Path, dst: Path, options: Int8Options, embeddings: bool = True) -> None:
+    """Quantize one ONNX file's MatMul weights to int8 (subgraphs included); per-row int8
+    with ``options.int8_embeddings`` also stores token embeddings as per-row int8
+    (``export.int8_embeddings``) unless ``embeddings`` is False (done after merging)."""
     exclude = lm_head_nodes(src) if options.lm_head_fp32 else []
     try:
         if options.method == "weight_only":
             _quantize_weight_only(src, dst, options, exclude)
         elif options.method == "per_row":
             quantize_per_row(src, dst, set(exclude))
+            if embeddings and options.int8_embeddings:
+                quantize_embeddings_file(dst, dst)
         else:
             _quantize_dynamic(src, dst, options, exclude)
     except Exception as exc:  # ORT and onnx raise plain Exceptions for unsupported graphs
@@ -168,8 +180,13 @@ def quantize_pair(
     quantized = UnmergedDecoders(
         first=scratch / unmerged.first.name, with_past=scratch / unmerged.with_past.name
     )
-    quantize_file(unmerged.first, quantized.first, options)
-    quantize_file(unmerged.with_past, quantized.with_past, options)
+    quantize_file(unmerged.first, quantized.first, options, embeddings=False)
+    quantize_file(unmerged.with_past, quantized.with_past, options, embeddings=False)
     merge_into(quantized, out.decoder)
     shutil.rmtree(scratch)
+    if options.method == "per_row" and options.int8_embeddings:
+        try:
+            quantize_embeddings_file(out.decoder, out.decoder)
+        except Exception as exc:  # onnx raises plain Exceptions for graphs it cannot read
+            raise ConversionError(f"int8 embeddings of {out.decoder.name} failed: {exc}") from exc
     return out

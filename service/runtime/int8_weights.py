@@ -25,6 +25,8 @@ VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 _PER_ROW_OP = "MatMulIntegerToFloat"
 _WEIGHT_INPUT = 1
 _WEIGHT_ZERO_POINT_INPUT = 5
+_DEQUANTIZE_OP = "DequantizeLinear"
+_DEQUANTIZE_ZERO_POINT_INPUT = 2
 _EXPORTED_ZERO_POINT = 128
 
 
@@ -62,12 +64,21 @@ def iter_graphs(graph: Any) -> Iterator[Any]:
 
 def signed_weights(model: Any) -> int:
     """Re-encode ``model``'s (an ``onnx.ModelProto``, in place) per-row uint8 weights as
-    int8; returns how many were. A weight is re-encoded only when every use of it is the
-    weight of a per-row MatMul with the exported zero point 128, so no other op sees it."""
+    int8; returns how many were. A weight is re-encoded only when every use of it reads it
+    around the exported zero point 128, which is then dropped: the weight of a per-row
+    MatMul, directly or through a ``Transpose`` (an lm_head tied to the token embedding),
+    or the table of a per-row int8 token embedding (``Gather`` into ``DequantizeLinear``,
+    ``export.int8_embeddings``). No other op sees it."""
     from onnx import TensorProto, numpy_helper
 
     graphs = list(iter_graphs(model.graph))
     initializers = {init.name: init for graph in graphs for init in graph.initializer}
+    consumers: dict[str, list[tuple[Any, int]]] = {}
+    for graph in graphs:
+        for node in graph.node:
+            for index, name in enumerate(node.input):
+                if name:
+                    consumers.setdefault(name, []).append((node, index))
 
     def is_exported_zero_point(name: str) -> bool:
         init = initializers.get(name)
@@ -75,28 +86,43 @@ def signed_weights(model: Any) -> int:
             return False
         return int(numpy_helper.to_array(init)) == _EXPORTED_ZERO_POINT
 
-    per_row_uses: dict[str, list[Any]] = {}
-    other_uses: set[str] = set()
-    for graph in graphs:
-        for node in graph.node:
-            for index, name in enumerate(node.input):
-                init = initializers.get(name)
-                if init is None or init.data_type != TensorProto.UINT8 or len(init.dims) != 2:
-                    continue
-                if (
-                    node.op_type == _PER_ROW_OP
-                    and index == _WEIGHT_INPUT
-                    and len(node.input) > _WEIGHT_ZERO_POINT_INPUT
-                    and is_exported_zero_point(node.input[_WEIGHT_ZERO_POINT_INPUT])
-                ):
-                    per_row_uses.setdefault(name, []).append(node)
-                else:
-                    other_uses.add(name)
-    convertible = sorted(set(per_row_uses) - other_uses)
-    for name in convertible:
-        weight = numpy_helper.to_array(initializers[name]).astype(np.int16)
-        signed = numpy_helper.from_array((weight - _EXPORTED_ZERO_POINT).astype(np.int8), name)
-        initializers[name].CopyFrom(signed)
-        for node in per_row_uses[name]:
-            node.input[_WEIGHT_ZERO_POINT_INPUT] = ""  # int8 weights: zero point 0
-    return len(convertible)
+    def zero_point_uses(name: str) -> list[tuple[Any, int]] | None:
+        """The (node, zero point input) pairs to clear if ``name`` becomes int8, or None
+        when some use of it is not a per-row one."""
+        found: list[tuple[Any, int]] = []
+        for node, index in consumers.get(name, []):
+            if node.op_type == _PER_ROW_OP and index == _WEIGHT_INPUT:
+                zero_point = _WEIGHT_ZERO_POINT_INPUT
+            elif node.op_type == _DEQUANTIZE_OP and index == 0:
+                zero_point = _DEQUANTIZE_ZERO_POINT_INPUT
+            elif (node.op_type == "Transpose" and index == 0) or (
+                node.op_type == "Gather" and index == 0
+            ):
+                # Same bytes, moved: every consumer of the result must qualify too.
+                inner = zero_point_uses(node.output[0])
+                if not inner:
+                    return None
+                found.extend(inner)
+                continue
+            else:
+                return None
+            if len(node.input) <= zero_point or not is_exported_zero_point(node.input[zero_point]):
+                return None
+            found.append((node, zero_point))
+        return found
+
+    converted = 0
+    for name, init in initializers.items():
+        if init.data_type != TensorProto.UINT8 or len(init.dims) != 2:
+            continue
+        uses = zero_point_uses(name)
+        if not uses or not any(node.op_type == _PER_ROW_OP for node, _ in uses):
+            continue
+        weight = numpy_helper.to_array(init).astype(np.int16)
+        init.CopyFrom(
+            numpy_helper.from_array((weight - _EXPORTED_ZERO_POINT).astype(np.int8), name)
+        )
+        for node, zero_point in uses:
+            node.input[zero_point] = ""  # int8 weights: zero point 0
+        converted += 1
+    return converted

@@ -13,7 +13,8 @@ from typing import Any
 import onnx
 import pytest
 
-from export.quantize import iter_graphs
+from export.pipeline import INT8_CANDIDATES
+from export.quantize import EMBEDDINGS_LABEL, iter_graphs
 from service.runtime.manifest import Manifest
 
 FAMILIES = ("marian", "bart", "t5", "pegasus", "blenderbot", "m2m100")
@@ -24,6 +25,17 @@ pytestmark = pytest.mark.slow
 def _validation(package: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((package / "validation.json").read_text())
     return data
+
+
+def _vocab_tables(path: Path, vocab: int) -> list[int]:
+    """Element types of the vocabulary-sized matrices (embedding tables, lm_head weights)."""
+    model = onnx.load(str(path))
+    return [
+        init.data_type
+        for graph in iter_graphs(model.graph)
+        for init in graph.initializer
+        if len(init.dims) == 2 and vocab in init.dims and min(init.dims) > 1
+    ]
 
 
 def _op_count(path: Path, op_type: str) -> int:
@@ -61,11 +73,9 @@ def test_fp32_is_token_exact_and_int8_is_measured(
     int8 = validation["precisions"]["int8"]
     assert manifest.variants["int8"].validated
     assert 0.0 <= int8["greedy_exact"] <= 1.0 and 0.0 <= int8["beam_exact"] <= 1.0
-    # The lm_head-in-fp32 recipe is only tried when full int8 is not exact.
-    exact_first = (
-        int8["candidates"][0]["greedy_exact"] == int8["candidates"][0]["beam_exact"] == 1.0
-    )
-    assert len(int8["candidates"]) == (1 if exact_first else 2)
+    # Less quantized recipes are only tried while none so far is exact.
+    exact = [c["greedy_exact"] == c["beam_exact"] == 1.0 for c in int8["candidates"]]
+    assert len(exact) == (exact.index(True) + 1 if True in exact else len(INT8_CANDIDATES))
     # int8 really changed the model: quantized MatMuls in the decoder's If branches, and
     # logits that are no longer bit-identical to fp32.
     _, int8_decoder = manifest.variant_paths(package, "int8")
@@ -73,6 +83,19 @@ def test_fp32_is_token_exact_and_int8_is_measured(
     # No batch-coupled dynamic int8 (one activation scale for the whole tensor).
     assert _op_count(int8_decoder, "DynamicQuantizeLinear") == 0
     assert int8["first_step_max_abs_logit_diff"] > fp32["first_step_max_abs_logit_diff"]
+    # With int8 token embeddings (per-row scales) both files hold one int8 table, the
+    # decoder's shared with its tied lm_head (all tiny checkpoints tie them), or, with the
+    # lm_head kept fp32, one fp32 table; without, an fp32 table (+ the int8 lm_head).
+    int8_encoder, _ = manifest.variant_paths(package, "int8")
+    vocab = manifest.model.vocab_size
+    u8, f32 = onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT
+    label = int8["quantization"]
+    if EMBEDDINGS_LABEL not in label:
+        assert _vocab_tables(int8_encoder, vocab) == [f32]
+        assert sorted(_vocab_tables(int8_decoder, vocab)) == sorted([f32, u8])
+    else:
+        assert _vocab_tables(int8_encoder, vocab) == [u8]
+        assert _vocab_tables(int8_decoder, vocab) == [f32 if "lm_head fp32" in label else u8]
     print(
         f"{family} int8: greedy_exact={int8['greedy_exact']:.3f} "
         f"beam_exact={int8['beam_exact']:.3f} "
