@@ -25,7 +25,7 @@ class SlowTokenizer(FakeRuntime):
 
     def __init__(self, name: str, task: str) -> None:
         super().__init__(name, task, step_delay_s=0.02)
-        self.encoded = 0
+        self.encode_calls = 0
         self._count = threading.Lock()
 
     def encode_texts(
@@ -35,7 +35,7 @@ class SlowTokenizer(FakeRuntime):
         target_lang: str | None = None,
     ) -> list[list[int]]:
         with self._count:
-            self.encoded += 1
+            self.encode_calls += 1
         time.sleep(0.05)
         return super().encode_texts(texts, source_lang, target_lang)
 
@@ -62,7 +62,7 @@ async def test_refused_requests_never_tokenize(tmp_path: Path, path: str, stream
         )
     codes = [r.status_code for r in results]
     assert codes.count(429) >= 10 - 2 and set(codes) == {200, 429}, codes
-    assert runtime.encoded <= codes.count(200), (runtime.encoded, codes)
+    assert runtime.encode_calls <= codes.count(200), (runtime.encode_calls, codes)
 
 
 async def test_the_cost_bound_refuses_before_tokenizing(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ async def test_the_cost_bound_refuses_before_tokenizing(tmp_path: Path) -> None:
         results = await asyncio.gather(*(client.post("/summarize", json=payload) for _ in range(8)))
     codes = [r.status_code for r in results]
     assert 200 in codes and 429 in codes, codes
-    assert runtime.encoded <= codes.count(200), (runtime.encoded, codes)
+    assert runtime.encode_calls <= codes.count(200), (runtime.encode_calls, codes)
 
 
 class CountingDetector:
