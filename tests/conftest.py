@@ -8,7 +8,7 @@ first run builds them and later runs reuse them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,21 @@ FAMILY_TASKS = {
     "blenderbot": "chat",
     "m2m100": "translation",
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _sessions_keep_their_own_thread_pools() -> Iterator[None]:
+    """The service's registry makes ONNX Runtime share one thread pool process-wide, and
+    from then on ORT refuses every session with a pool of its own, which the export's
+    optimizer, quantizer and validation create. Tests load services and export packages in
+    one process, so here the registry leaves sessions their own pools; the shared pool is
+    tested in a child process (tests/unit/runtime/test_runtime_thread_pool.py)."""
+    import service.engine.registry as registry
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(registry, "share_thread_pool", lambda threads: threads)
+    yield
+    patch.undo()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
