@@ -58,19 +58,35 @@ def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"make serve was not ready within {READY_TIMEOUT_S} s")
 
 
+# Everyday sentences in every direction of the default translator, with a word the
+# translation must contain.
+TRANSLATIONS = [
+    ("Where is the train station?", "en", "de", "Bahnhof"),
+    ("Ich habe Hunger.", "de", "en", "hungry"),
+    ("Where is the train station?", "en", "fr", "gare"),
+    ("Merci beaucoup.", "fr", "en", "thank"),
+]
+
+
 def check(base: str) -> list[str]:
     """Problems found with the three tasks (empty when all answered well)."""
     problems: list[str] = []
     status, models = call(base, "/models")
     print("/models:", json.dumps(models)[:2000])
+    for text, source, target, word in TRANSLATIONS:
+        status, body = call(
+            base, "/translate", {"text": text, "source_lang": source, "target_lang": target}
+        )
+        print(f"/translate {source}->{target}:", status, body)
+        got = body.get("translations", [""])[0] if isinstance(body, dict) else ""
+        if status != 200 or word.lower() not in got.lower():
+            problems.append(f"/translate {text!r} {source}->{target}: {status} {body}")
     status, body = call(
-        base,
-        "/translate",
-        {"text": "A man is riding a bicycle.", "source_lang": "en", "target_lang": "de"},
+        base, "/translate", {"text": "Ich habe Hunger.", "source_lang": "de", "target_lang": "fr"}
     )
-    print("/translate:", status, body)
-    if status != 200 or not isinstance(body, dict) or not body.get("translations", [""])[0]:
-        problems.append(f"/translate answered {status} {body}")
+    print("/translate de->fr:", status, body)
+    if status != 200 or not isinstance(body, dict) or body.get("pivot") != "en":
+        problems.append(f"/translate de->fr (through English) answered {status} {body}")
     text = "The council met on Tuesday. It agreed to build a new school near the station."
     status, body = call(base, "/summarize", {"text": text})
     print("/summarize:", status, body)
