@@ -350,7 +350,8 @@ class ModelRegistry:
         return self._ready(self._entry_for_task(task, name))
 
     def for_pair(self, source: str, target: str, name: str | None) -> ModelService:
-        """The translation model for a language pair (the named one, checked, or the first)."""
+        """The translation model for a language pair: the named one (checked), else the
+        ready package serving the most directions (first by name among equals)."""
         if name is not None:
             entry = self._entry_for_task("translation", name)
             assert entry.manifest is not None
@@ -362,7 +363,12 @@ class ModelRegistry:
                     f"model {name!r} does not translate {source}->{target}", entry.pairs()
                 )
             return self._ready(entry)
-        candidates = [e for e in self.entries.values() if e.serves_pair(source, target)]
+        # When several packages serve the pair, the general one answers by default: the one
+        # serving the most directions (a caption specialist is reached by naming it).
+        candidates = sorted(
+            (e for e in self.entries.values() if e.serves_pair(source, target)),
+            key=lambda e: -len(e.pairs()),
+        )
         if not candidates:
             self._raise_unknown_failures(f"no model translating {source}->{target} is ready")
             pairs = sorted({p for e in self.entries.values() for p in e.pairs()})

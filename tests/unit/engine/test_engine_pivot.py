@@ -180,3 +180,13 @@ async def test_alternatives_of_a_pivot_come_from_the_second_hop(
     (french,) = await (await translator.plan([english.text], "en", "fr")).run(options, _call())
     assert len(result.alternatives) == 2
     assert [result.text, *result.alternatives] == [french.text, *french.alternatives]
+
+
+async def test_the_general_package_serves_a_shared_pair_by_default() -> None:
+    # A caption specialist named first alphabetically ("a-...") beside the general model:
+    # en->de goes to the package serving the most directions unless a model is named.
+    specialist = FakeRuntime("a-captions", "translation", languages=(("en",), ("de",)))
+    async for translator in _translator(specialist, _multi()):
+        registry = translator.registry
+        assert registry.for_pair("en", "de", None).name == "multi"
+        assert registry.for_pair("en", "de", "a-captions").name == "a-captions"

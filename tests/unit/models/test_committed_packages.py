@@ -12,14 +12,18 @@ import gzip
 from difflib import SequenceMatcher
 from pathlib import Path
 
+import pytest
 import sacrebleu
 
 from service.runtime import GenerationOptions, Manifest, Seq2SeqRuntime, load_runtime
 from service.text.chat import ChatConventions, Message, render
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
-PACKAGES = {"translation": "multi30k-en-de", "summarization": "copy-summarizer"}
+# The default package of each task (translation: the general one; the Multi30k caption
+# model is served beside it, reached by naming it).
+PACKAGES = {"translation": "tatoeba-en-de-fr", "summarization": "copy-summarizer"}
 PACKAGES["chat"] = "dailydialog-chat"
+CAPTIONS = "multi30k-en-de"
 GREEDY = GenerationOptions(num_beams=1)
 PROMPTS = [
     "Hello, how are you?",
@@ -31,8 +35,9 @@ PROMPTS = [
 ]
 
 
-def _runtime(task: str) -> Seq2SeqRuntime:
-    return load_runtime(MODELS / PACKAGES[task], device="cpu", intra_op_threads=1, verify=True)
+def _runtime(task: str, name: str | None = None) -> Seq2SeqRuntime:
+    package = MODELS / (name or PACKAGES[task])
+    return load_runtime(package, device="cpu", intra_op_threads=1, verify=True)
 
 
 def _chat_input(runtime: Seq2SeqRuntime, text: str) -> str:
@@ -43,21 +48,46 @@ def _chat_input(runtime: Seq2SeqRuntime, text: str) -> str:
 
 
 def test_every_task_has_a_committed_package_that_says_what_it_is() -> None:
-    tasks = {}
+    tasks: dict[str, set[str]] = {}
     for manifest_path in sorted(MODELS.glob("*/manifest.json")):
         manifest = Manifest.load(manifest_path.parent)
-        tasks[manifest.task] = manifest.name
+        tasks.setdefault(manifest.task, set()).add(manifest.name)
         assert "/work/" not in manifest.description and "/work/" not in manifest.source.ref
-    assert tasks == PACKAGES
+    assert tasks == {
+        "translation": {PACKAGES["translation"], CAPTIONS},
+        "summarization": {PACKAGES["summarization"]},
+        "chat": {PACKAGES["chat"]},
+    }
     description = Manifest.load(MODELS / "copy-summarizer").description
     assert "Plumbing model" in description and "copy its input" in description
-    assert "Licence" in Manifest.load(MODELS / "multi30k-en-de").description
+    assert "Licence" in Manifest.load(MODELS / CAPTIONS).description
+    translator = Manifest.load(MODELS / PACKAGES["translation"])
+    assert "Tatoeba" in translator.description and "CC BY 2.0 FR" in translator.description
+    assert translator.languages.pairs == ["de->en", "en->de", "en->fr", "fr->en"]
     chat = Manifest.load(MODELS / "dailydialog-chat").description
     assert "DailyDialog" in chat and "CC BY-NC-SA 4.0" in chat
 
 
-def test_translation_package_translates() -> None:
+@pytest.mark.parametrize(
+    ("text", "source", "target", "words"),
+    [
+        ("Where is the train station?", "en", "de", ("Bahnhof",)),
+        ("Ich habe Hunger.", "de", "en", ("hungry",)),
+        ("Where is the train station?", "en", "fr", ("gare",)),
+        ("Je ne comprends pas la question.", "fr", "en", ("understand", "question")),
+    ],
+)
+def test_default_translator_translates_everyday_sentences_both_ways(
+    text: str, source: str, target: str, words: tuple[str, ...]
+) -> None:
     runtime = _runtime("translation")
+    # The package's own decoding defaults (beam 4), as the service serves it.
+    [[out]] = runtime.generate_texts([text], GenerationOptions(), source, target)
+    assert all(w in out for w in words), out
+
+
+def test_caption_package_translates() -> None:
+    runtime = _runtime("translation", CAPTIONS)
     [[german]] = runtime.generate_texts(["A man is riding a bicycle."], GREEDY, "en", "de")
     assert "Mann" in german and "Fahrrad" in german
 
@@ -85,7 +115,7 @@ def test_chat_package_answers_each_message_in_its_own_words() -> None:
 
 
 def test_translation_quality_on_multi30k_test(data_dir: Path) -> None:
-    runtime = _runtime("translation")
+    runtime = _runtime("translation", CAPTIONS)
     path = data_dir / "multi30k"
     with gzip.open(path / "test_2016_flickr.en.gz", "rt", encoding="utf-8") as handle:
         sources = [line.strip() for line in handle][:100]
