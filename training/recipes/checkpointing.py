@@ -1,10 +1,16 @@
-"""Per-epoch checkpoint files: pruning the old ones and averaging the last few."""
+"""Checkpoint files of the training recipes: the resumable state of a phased run, weight
+snapshots, pruning the old ones and averaging the last few."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # train_marian imports this module
+    from training.recipes.train_marian import Trainer
 
 
 def prune_checkpoints(paths: list[Path], keep_last: int, keep: int) -> list[Path]:
@@ -31,3 +37,50 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     return {
         name: (t / len(paths)).float() if t.is_floating_point() else t for name, t in total.items()
     }
+
+
+@dataclass
+class Position:
+    """Where the run stands: optimizer steps, epoch, batches of the epoch already trained."""
+
+    step: int = 0
+    epoch: int = 1
+    batch: int = 0
+
+
+def save_state(
+    path: Path, trainer: Trainer, position: Position, history: list[dict[str, float]]
+) -> None:
+    """Write the whole training state atomically (a kill mid-write keeps the last one)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "position": asdict(position),
+            "history": history,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_state(path: Path, trainer: Trainer) -> tuple[Position, list[dict[str, float]]]:
+    """Restore weights, optimizer, RNG and step from ``save_state``'s file."""
+    state = torch.load(path, weights_only=False)
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    position = Position(**state["position"])
+    trainer.step = position.step
+    return position, list(state["history"])
+
+
+def snapshot(work_dir: Path, trainer: Trainer, keep: int) -> None:
+    """Save the weights as a snapshot; drop all but the newest ``keep``."""
+    folder = work_dir / "snapshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(trainer.model.state_dict(), folder / f"step{trainer.step:07d}.pt")
+    for old in sorted(folder.glob("step*.pt"))[:-keep]:
+        old.unlink()

@@ -47,7 +47,13 @@ import torch
 from transformers import MarianMTModel, MarianTokenizer
 
 from export.evaluate import score
-from training.recipes.checkpointing import average_checkpoints
+from training.recipes.checkpointing import (
+    Position,
+    average_checkpoints,
+    load_state,
+    save_state,
+    snapshot,
+)
 from training.recipes.data import Example, token_batches
 from training.recipes.decode import translate
 from training.recipes.spm_vocab import train_sentencepiece, write_marian_tokenizer
@@ -101,15 +107,6 @@ class SummarizeConfig:
     bf16: bool = False
     resume: bool = False
     limit_train: int | None = None
-
-
-@dataclass
-class Position:
-    """Where the run stands: optimizer steps, epoch, batches of the epoch already trained."""
-
-    step: int = 0
-    epoch: int = 1
-    batch: int = 0
 
 
 def build_or_load_tokenizer(config: SummarizeConfig, train: list[Dialogue]) -> MarianTokenizer:
@@ -194,44 +191,6 @@ def dev_rouge(
     scores = score("summarization", hypotheses, [d.summary for d in dev])
     scores["mean"] = sum(scores.values()) / len(scores)
     return scores
-
-
-def save_state(
-    path: Path, trainer: Trainer, position: Position, history: list[dict[str, float]]
-) -> None:
-    """Write the whole training state atomically (a kill mid-write keeps the last one)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": trainer.model.state_dict(),
-            "optimizer": trainer.optimizer.state_dict(),
-            "rng": torch.get_rng_state(),
-            "position": asdict(position),
-            "history": history,
-        },
-        tmp,
-    )
-    tmp.replace(path)
-
-
-def load_state(path: Path, trainer: Trainer) -> tuple[Position, list[dict[str, float]]]:
-    """Restore weights, optimizer, RNG and step from ``save_state``'s file."""
-    state = torch.load(path, weights_only=False)
-    trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    position = Position(**state["position"])
-    trainer.step = position.step
-    return position, list(state["history"])
-
-
-def snapshot(work_dir: Path, trainer: Trainer, keep: int) -> None:
-    """Save the weights as a snapshot; drop all but the newest ``keep``."""
-    folder = work_dir / "snapshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(trainer.model.state_dict(), folder / f"step{trainer.step:07d}.pt")
-    for old in sorted(folder.glob("step*.pt"))[:-keep]:
-        old.unlink()
 
 
 def finalize(

@@ -33,7 +33,13 @@ from pathlib import Path
 import torch
 from transformers import MarianMTModel, MarianTokenizer
 
-from training.recipes.checkpointing import average_checkpoints
+from training.recipes.checkpointing import (
+    Position,
+    average_checkpoints,
+    load_state,
+    save_state,
+    snapshot,
+)
 from training.recipes.data import Example, read_lines, token_batches
 from training.recipes.decode import corpus_bleu, translate
 from training.recipes.spm_vocab import train_sentencepiece, write_marian_tokenizer
@@ -244,41 +250,6 @@ def dev_bleu(
     return scores
 
 
-@dataclass
-class Position:
-    """Where the run stands: optimizer steps, epoch, batches of the epoch already trained."""
-
-    step: int = 0
-    epoch: int = 1
-    batch: int = 0
-
-
-def save_state(path: Path, trainer: Trainer, position: Position, history: list[dict]) -> None:
-    """Write the whole training state atomically (a kill mid-write keeps the last one)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": trainer.model.state_dict(),
-            "optimizer": trainer.optimizer.state_dict(),
-            "position": asdict(position),
-            "history": history,
-        },
-        tmp,
-    )
-    tmp.replace(path)
-
-
-def snapshot(config: TranslateConfig, trainer: Trainer, step: int) -> list[Path]:
-    """Save the weights as a snapshot; drop all but the newest ``keep_snapshots``."""
-    folder = config.work_dir / "snapshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save(trainer.model.state_dict(), folder / f"step{step:07d}.pt")
-    snapshots = sorted(folder.glob("step*.pt"))
-    for old in snapshots[: -config.keep_snapshots]:
-        old.unlink()
-    return snapshots[-config.keep_snapshots :]
-
-
 def finalize(
     config: TranslateConfig,
     trainer: Trainer,
@@ -343,13 +314,9 @@ def run(config: TranslateConfig) -> None:
         time.monotonic() - t0,
     )
     trainer = Trainer(marian_config(config), tokenizer)
-    position, history = Position(), []
+    position, history = Position(), list[dict[str, float]]()
     if config.resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        trainer.model.load_state_dict(state["model"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        position = Position(**state["position"])
-        history = state["history"]
+        position, history = load_state(state_path, trainer)
         log.info("resumed at %s", position)
     trainer.step = position.step
     n_params = sum(p.numel() for p in trainer.model.parameters())
@@ -393,7 +360,7 @@ def run(config: TranslateConfig) -> None:
         scores = dev_bleu(trainer.model, tokenizer, dev, config.max_len)
         history.append({"step": trainer.step, "epoch": position.epoch, **scores})
         log.info("step %d dev BLEU %s", trainer.step, json.dumps(scores))
-        snapshot(config, trainer, trainer.step)
+        snapshot(config.work_dir, trainer, config.keep_snapshots)
         save_state(state_path, trainer, position, history)
         log.info("state saved at %s (%.1f min into this phase)", position, (now - t0) / 60)
         next_save = time.monotonic() + config.checkpoint_min * 60
