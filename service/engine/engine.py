@@ -210,13 +210,12 @@ class Engine:
             return False
         return True
 
-    def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
+    def reserve(self, group: WorkGroup) -> None:
         """Admit one client request (all its generations) or refuse it as a whole:
         RequestTooCostlyError, QueueFullError (counted once), DrainingError,
-        WorkerFailedError. Every admitted group must be released. ``dry_run``: only
-        check that it would be admitted now."""
+        WorkerFailedError. Every admitted group must be released."""
         with self._counting_rejections():
-            self._scheduler.reserve(group, dry_run)
+            self._scheduler.reserve(group)
 
     def release(self, group: WorkGroup) -> None:
         """The client request of ``group`` is answered (or gave up): free its capacity."""
@@ -304,8 +303,9 @@ class Engine:
         """Yield new token ids (and their text) as they are generated; the last chunk
         carries the result.
 
-        Greedy/sampling requests in continuous mode yield a chunk per step; beam search
-        and dynamic mode yield the whole first sequence at once.
+        Greedy/sampling requests yield a chunk per step (in dynamic mode too: a batch that
+        holds a stream is decoded step by step); beam search yields the whole first
+        sequence at once.
         Closing the iterator early cancels the request.
         """
         job, own = self._accept(request, stream=True)

@@ -155,10 +155,9 @@ class Scheduler:
             self.mode = "dynamic"
 
     # ---- event-loop side -------------------------------------------------------------
-    def reserve(self, group: WorkGroup, dry_run: bool = False) -> None:
+    def reserve(self, group: WorkGroup) -> None:
         """Admit a client request as a whole or raise RequestTooCostlyError (it could
-        never fit), QueueFullError or DrainingError (never blocks; ``dry_run``: check
-        only)."""
+        never fit), QueueFullError or DrainingError (never blocks)."""
         limit = self.config.max_request_cost
         if group.cost > limit:
             raise RequestTooCostlyError(
@@ -169,9 +168,8 @@ class Scheduler:
             )
         with self._cond:
             self._refuse_when_full(group.cost)
-            if not dry_run:
-                self._groups[group.key] = group
-                self._reserved_cost += group.cost
+            self._groups[group.key] = group
+            self._reserved_cost += group.cost
 
     def check_room(self) -> None:
         """Raise QueueFullError (or DrainingError) when the queue already holds
@@ -415,19 +413,26 @@ class Scheduler:
             with self._cond:
                 if not self._running:
                     return
-                size = len(self._running)
-            self.observer.on_batch(size)
-            started = time.monotonic()
-            try:
-                events = batch.step()
-            except Exception as exc:
-                log.error("decode step failed; isolating its requests", exc_info=exc)
-                self._recover_step(exc)
+            if not self._step(batch):
                 return
-            self.observer.on_step(time.monotonic() - started)
-            with batched_posts():
-                self._deliver(events)
-                self._reap(batch)
+
+    def _step(self, batch: DecodeBatch) -> bool:
+        """One decode step of the running requests: deliver its tokens and finished
+        requests, drop cancelled and expired ones. False when the step failed (its
+        requests were isolated by ``_recover_step``; the batch is unusable)."""
+        self.observer.on_batch(len(self._running))
+        started = time.monotonic()
+        try:
+            events = batch.step()
+        except Exception as exc:
+            log.error("decode step failed; isolating its requests", exc_info=exc)
+            self._recover_step(exc)
+            return False
+        self.observer.on_step(time.monotonic() - started)
+        with batched_posts():  # one event-loop wake-up for the whole step
+            self._deliver(events)
+            self._reap(batch)
+        return True
 
     def _generate(self, jobs: list[Job]) -> None:
         """Run one generate call for ``jobs``; on failure isolate the failing requests."""
@@ -495,19 +500,8 @@ class Scheduler:
         with self._cond:
             if not self._running:
                 return True
-        self.observer.on_batch(len(self._running))
-        started = time.monotonic()
-        try:
-            events = batch.step()
-        except Exception as exc:
-            log.error("decode step failed; isolating its requests", exc_info=exc)
-            self._recover_step(exc)
+        if not self._step(batch):
             state.batch = None
-            return True
-        self.observer.on_step(time.monotonic() - started)
-        with batched_posts():  # one event-loop wake-up for the whole step
-            self._deliver(events)
-            self._reap(batch)
         return True
 
     def _join(self, batch: DecodeBatch, joiners: list[Job]) -> None:
