@@ -30,7 +30,7 @@ from training.recipes.dailydialog import (
     context_pairs,
     read_dialogues,
 )
-from training.recipes.train_marian import Corpus, TrainConfig, run
+from training.recipes.train_marian import Corpus, TrainConfig, log_to_console_and, run
 
 log = logging.getLogger("train_chat")
 # A reply of DailyDialog is ~14 tokens, a 3-turn context ~45: budgets sized for that.
@@ -180,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     chat = parse_args(argv)
     config = chat.config
-    config.work_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(config.work_dir / "log.txt")],
-    )
+    log_to_console_and(config.work_dir)
     corpus = load_corpus(
         config.data_dir, chat.val_dialogues, config.limit_train, chat.max_history_turns
     )

@@ -544,15 +544,20 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**vars(args))
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
-    config = parse_args(argv)
-    config.work_dir.mkdir(parents=True, exist_ok=True)
+def log_to_console_and(work_dir: Path) -> None:
+    """Log INFO to the console and to ``work_dir/log.txt`` (created), for a training run."""
+    work_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(config.work_dir / "log.txt")],
+        handlers=[logging.StreamHandler(), logging.FileHandler(work_dir / "log.txt")],
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI entry point."""
+    config = parse_args(argv)
+    log_to_console_and(config.work_dir)
     run(config)
 
 

@@ -64,7 +64,12 @@ from training.recipes.summarization_data import (
     read_csv,
     read_train,
 )
-from training.recipes.train_marian import TrainConfig, Trainer, generation_config
+from training.recipes.train_marian import (
+    TrainConfig,
+    Trainer,
+    generation_config,
+    log_to_console_and,
+)
 
 log = logging.getLogger("train_summarize")
 
@@ -369,12 +374,7 @@ def parse_args(argv: list[str] | None = None) -> SummarizeConfig:
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     config = parse_args(argv)
-    config.work_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(config.work_dir / "log.txt")],
-    )
+    log_to_console_and(config.work_dir)
     run(config)
 
 

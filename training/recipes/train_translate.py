@@ -47,6 +47,7 @@ from training.recipes.train_marian import (
     TrainConfig,
     Trainer,
     generation_config,
+    log_to_console_and,
 )
 
 log = logging.getLogger("train_translate")
@@ -397,12 +398,7 @@ def parse_args(argv: list[str] | None = None) -> TranslateConfig:
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     config = parse_args(argv)
-    config.work_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.StreamHandler(), logging.FileHandler(config.work_dir / "log.txt")],
-    )
+    log_to_console_and(config.work_dir)
     run(config)
 
 
