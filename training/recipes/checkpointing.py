@@ -3,6 +3,9 @@ snapshots, pruning the old ones and averaging the last few."""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +14,8 @@ import torch
 
 if TYPE_CHECKING:  # train_marian imports this module
     from training.recipes.train_marian import Trainer
+
+log = logging.getLogger(__name__)
 
 
 def prune_checkpoints(paths: list[Path], keep_last: int, keep: int) -> list[Path]:
@@ -84,3 +89,26 @@ def snapshot(work_dir: Path, trainer: Trainer, keep: int) -> None:
     torch.save(trainer.model.state_dict(), folder / f"step{trainer.step:07d}.pt")
     for old in sorted(folder.glob("step*.pt"))[:-keep]:
         old.unlink()
+
+
+def select_snapshots(
+    work_dir: Path, model: torch.nn.Module, score: Callable[[], dict[str, float]], metric: str
+) -> tuple[str, dict[str, dict[str, float]]]:
+    """Load into ``model`` the best by ``score()["mean"]`` (scored with each candidate
+    loaded) of the last snapshot and the averages of the last 3 and 5 in
+    ``work_dir/snapshots``; return its label and every candidate's scores."""
+    snapshots = sorted((work_dir / "snapshots").glob("step*.pt"))
+    candidates: dict[str, tuple[dict[str, float], dict[str, torch.Tensor]]] = {}
+    for k in (1, 3, 5):
+        if k > len(snapshots):
+            continue
+        state = average_checkpoints(snapshots[-k:])
+        model.load_state_dict(state)
+        scores = score()
+        label = "last snapshot" if k == 1 else f"average of last {k} snapshots"
+        log.info("%s: dev %s %s", label, metric, json.dumps(scores))
+        candidates[label] = (scores, state)
+    chosen = max(candidates, key=lambda name: candidates[name][0]["mean"])
+    model.load_state_dict(candidates[chosen][1])
+    log.info("selected %s (mean dev %s %.2f)", chosen, metric, candidates[chosen][0]["mean"])
+    return chosen, {name: scores for name, (scores, _) in candidates.items()}

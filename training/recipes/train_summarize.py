@@ -49,9 +49,9 @@ from transformers import MarianMTModel, MarianTokenizer
 from export.evaluate import score
 from training.recipes.checkpointing import (
     Position,
-    average_checkpoints,
     load_state,
     save_state,
+    select_snapshots,
     snapshot,
 )
 from training.recipes.data import Example, token_batches
@@ -207,20 +207,12 @@ def finalize(
 ) -> None:
     """Pick the best of the last snapshot and snapshot averages by dev ROUGE; save the HF
     checkpoint (with the serving generation config) and ``training.json``."""
-    snapshots = sorted((config.work_dir / "snapshots").glob("step*.pt"))
-    candidates: dict[str, tuple[dict[str, float], dict[str, torch.Tensor]]] = {}
-    for k in (1, 3, 5):
-        if k > len(snapshots):
-            continue
-        state = average_checkpoints(snapshots[-k:])
-        trainer.model.load_state_dict(state)
-        scores = dev_rouge(trainer.model, tokenizer, dev, config.max_target_len)
-        label = "last snapshot" if k == 1 else f"average of last {k} snapshots"
-        log.info("%s: dev ROUGE %s", label, json.dumps(scores))
-        candidates[label] = (scores, state)
-    chosen = max(candidates, key=lambda name: candidates[name][0]["mean"])
-    trainer.model.load_state_dict(candidates[chosen][1])
-    log.info("selected %s (dev ROUGE %s)", chosen, json.dumps(candidates[chosen][0]))
+    chosen, candidates = select_snapshots(
+        config.work_dir,
+        trainer.model,
+        lambda: dev_rouge(trainer.model, tokenizer, dev, config.max_target_len),
+        "ROUGE",
+    )
     model = trainer.model
     model.generation_config = generation_config(
         model, config.max_target_len, config.no_repeat_ngram_size, config.serve_num_beams
@@ -228,7 +220,7 @@ def finalize(
     config.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(config.out))
     tokenizer.save_pretrained(str(config.out))
-    summary["candidates"] = {name: scores for name, (scores, _) in candidates.items()}
+    summary["candidates"] = candidates
     summary["selected"] = chosen
     (config.out / "training.json").write_text(json.dumps(summary, indent=2, default=str))
     log.info("saved %s", config.out)

@@ -35,9 +35,9 @@ from transformers import MarianMTModel, MarianTokenizer
 
 from training.recipes.checkpointing import (
     Position,
-    average_checkpoints,
     load_state,
     save_state,
+    select_snapshots,
     snapshot,
 )
 from training.recipes.data import Example, read_lines, token_batches
@@ -259,20 +259,12 @@ def finalize(
     summary: dict[str, object],
 ) -> None:
     """Pick the best of the last snapshot and snapshot averages; save the HF checkpoint."""
-    snapshots = sorted((config.work_dir / "snapshots").glob("step*.pt"))
-    candidates: dict[str, tuple[float, dict[str, torch.Tensor]]] = {}
-    for k in (1, 3, 5):
-        if k > len(snapshots):
-            continue
-        state = average_checkpoints(snapshots[-k:])
-        trainer.model.load_state_dict(state)
-        scores = dev_bleu(trainer.model, tokenizer, dev, config.max_len)
-        label = "last snapshot" if k == 1 else f"average of last {k} snapshots"
-        log.info("%s: dev BLEU %s", label, json.dumps(scores))
-        candidates[label] = (scores["mean"], state)
-    chosen = max(candidates, key=lambda name: candidates[name][0])
-    trainer.model.load_state_dict(candidates[chosen][1])
-    log.info("selected %s (mean dev BLEU %.2f)", chosen, candidates[chosen][0])
+    chosen, candidates = select_snapshots(
+        config.work_dir,
+        trainer.model,
+        lambda: dev_bleu(trainer.model, tokenizer, dev, config.max_len),
+        "BLEU",
+    )
     model = trainer.model
     model.config.task_specific_params = {
         f"translation_{d.source}_to_{d.target}": {
@@ -284,7 +276,7 @@ def finalize(
     config.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(config.out))
     tokenizer.save_pretrained(str(config.out))
-    summary["candidates"] = {name: bleu for name, (bleu, _) in candidates.items()}
+    summary["candidates"] = candidates
     summary["selected"] = chosen
     (config.out / "training.json").write_text(json.dumps(summary, indent=2, default=str))
     log.info("saved %s", config.out)
@@ -319,7 +311,6 @@ def run(config: TranslateConfig) -> None:
     if config.resume and state_path.exists():
         position, history = load_state(state_path, trainer)
         log.info("resumed at %s", position)
-    trainer.step = position.step
     n_params = sum(p.numel() for p in trainer.model.parameters())
     log.info("model: %.2fM parameters, config %s", n_params / 1e6, asdict(config))
 
