@@ -15,8 +15,10 @@ and cohorts of mixed beam widths still hold one copy per row.
 Admission is per client request (:class:`WorkGroup`, every sentence of it): a request is
 accepted or refused as a whole, its cost is :func:`cost_of` work units, the queue holds
 at most ``max_queue`` requests and ``max_queue_cost`` units, a request over
-``max_request_cost`` can never run (413), and :class:`Turns` orders the queue so that
-tenants (API keys) and the requests of a tenant take turns.
+``max_request_cost`` can never run (413), and a request that could not finish before its
+deadline at the measured :class:`ServiceRate`, behind the work already admitted, is
+refused at once (429) rather than accepted to time out. :class:`Turns` orders the queue:
+tenants (API keys) take turns, and a tenant's requests run by due time.
 """
 
 from __future__ import annotations
@@ -71,13 +73,19 @@ class WorkGroup:
     """One client request: every engine job of it shares this group.
 
     The scheduler admits (or refuses) a group as a whole, counts queue capacity in
-    groups and their ``cost``, and takes turns between tenants (API keys) and between the
-    groups of a tenant. ``abandoned``: the request itself gave up the rest of its jobs (a
-    sibling failed), which is no client disconnect.
+    groups and their ``cost``, and orders the queue by group (see :class:`Turns`).
+    ``deadline``: absolute ``time.monotonic()`` time the whole request must be answered by
+    (None: the engine's default timeout, set on admission). ``due``: the group's place in
+    its tenant's order, set on admission. ``done``: work units of its finished jobs.
+    ``abandoned``: the request itself gave up the rest of its jobs (a sibling failed),
+    which is no client disconnect.
     """
 
     cost: int
     tenant: str = ""
+    deadline: float | None = None
+    due: float = 0.0
+    done: int = 0
     abandoned: bool = False
     key: int = field(default_factory=lambda: next(_group_keys))
     _reported: set[str] = field(default_factory=set)
@@ -91,6 +99,57 @@ class WorkGroup:
         return True
 
 
+#: Work units a second assumed for ordering before any rate is measured.
+_PRIOR_UNITS_PER_S = 1000.0
+
+
+def due_time(group: WorkGroup, now: float, units_per_s: float | None) -> float:
+    """When ``group``, admitted at ``now``, should be done: the earlier of its deadline and
+    the time it would finish if it ran alone from now at the service rate. Smaller
+    requests are due sooner than bigger ones admitted at the same time, and a request
+    admitted earlier sooner than an equal one admitted later."""
+    alone = now + group.cost / (units_per_s or _PRIOR_UNITS_PER_S)
+    return alone if group.deadline is None else min(group.deadline, alone)
+
+
+class ServiceRate:
+    """Work units (:func:`cost_of`) the worker finishes a second while it has work.
+
+    Measured over windows of at least ``window_s`` busy seconds (idle time is never
+    counted); :attr:`per_second` is None until the first window ends, then the lower of
+    the last window's rate and an exponential moving average: a slowdown (a burst of HTTP
+    work on the same cores, a noisy neighbour) is believed at once, a speed-up gradually,
+    so admission errs towards refusing. Written by the worker thread only.
+    """
+
+    def __init__(self, window_s: float = 0.5, weight: float = 0.3) -> None:
+        self.window_s = window_s
+        self.weight = weight
+        self.per_second: float | None = None
+        self._average: float | None = None
+        self._units = 0
+        self._busy_s = 0.0
+
+    def finished(self, units: int) -> None:
+        """Credit the work units of a finished job."""
+        self._units += units
+
+    def busy(self, seconds: float) -> None:
+        """Count ``seconds`` the worker spent running batches; may close a window."""
+        self._busy_s += seconds
+        if self._busy_s < self.window_s:
+            return
+        sample = self._units / self._busy_s
+        self._units, self._busy_s = 0, 0.0
+        if sample <= 0:
+            return  # nothing finished (one long batch): no evidence either way
+        average = self._average
+        self._average = (
+            sample if average is None else (1 - self.weight) * average + self.weight * sample
+        )
+        self.per_second = min(sample, self._average)
+
+
 class Grouped(Protocol):
     """A queued job: what the fair order needs of it."""
 
@@ -102,56 +161,43 @@ J = TypeVar("J", bound=Grouped)
 
 
 class Turns:
-    """Whose turn it is: tenants, and the groups of each tenant, least recently served
-    first (a new one joins at the back). Not thread-safe (the scheduler's lock)."""
+    """Whose turn it is. Tenants (API keys) take turns, least recently served first (a new
+    one joins at the back); within a tenant the request due first goes first
+    (:func:`due_time`: earliest deadline, else shortest estimated finish), ties to the
+    earlier admitted; within a request first in first out. So an admitted request runs to
+    its end instead of every queued request finishing late together, and a small request
+    is not queued behind a big one. Not thread-safe (the scheduler's lock)."""
 
     def __init__(self) -> None:
         self._tenants: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._groups: collections.OrderedDict[int, None] = collections.OrderedDict()
 
     def order(self, pending: Iterable[J]) -> list[J]:
-        """``pending`` in fair order: round-robin over tenants, within a tenant over its
-        groups, within a group first in first out."""
-        by_tenant: dict[str, dict[int, collections.deque[J]]] = {}
+        """``pending`` in turn order: one job of each tenant in turn, each tenant's jobs by
+        their request's due time, then admission, then queue order."""
+        by_tenant: dict[str, list[J]] = {}
         for job in pending:
-            group = job.group
-            self._tenants.setdefault(group.tenant, None)
-            self._groups.setdefault(group.key, None)
-            by_tenant.setdefault(group.tenant, {}).setdefault(
-                group.key, collections.deque()
-            ).append(job)
-        rank = {key: i for i, key in enumerate(self._groups)}
-        rotations: list[collections.deque[collections.deque[J]]] = [
-            collections.deque(
-                queue for _, queue in sorted(by_tenant[t].items(), key=lambda kv: rank[kv[0]])
-            )
+            self._tenants.setdefault(job.group.tenant, None)
+            by_tenant.setdefault(job.group.tenant, []).append(job)
+        queues = [
+            collections.deque(sorted(by_tenant[t], key=lambda j: (j.group.due, j.group.key)))
             for t in self._tenants
             if t in by_tenant
         ]
         out: list[J] = []
-        while rotations:
-            for rotation in list(rotations):
-                queue = rotation[0]
+        while queues:
+            for queue in list(queues):
                 out.append(queue.popleft())
-                if queue:
-                    rotation.rotate(-1)
-                else:
-                    rotation.popleft()
-                if not rotation:
-                    rotations.remove(rotation)
+                if not queue:
+                    queues.remove(queue)
         return out
 
     def served(self, jobs: Iterable[Grouped]) -> None:
-        """Send the tenants and groups of ``jobs`` to the back of their turns."""
+        """Send the tenants of ``jobs`` to the back of the turns."""
         for job in jobs:
-            group = job.group
-            self._tenants.pop(group.tenant, None)
-            self._tenants[group.tenant] = None
-            self._groups.pop(group.key, None)
-            self._groups[group.key] = None
+            tenant = job.group.tenant
+            self._tenants.pop(tenant, None)
+            self._tenants[tenant] = None
 
-    def forget(self, group: WorkGroup, tenant_still_queued: bool) -> None:
-        """Drop a finished group (and its tenant when it has nothing left)."""
-        self._groups.pop(group.key, None)
-        if not tenant_still_queued:
-            self._tenants.pop(group.tenant, None)
+    def forget(self, tenant: str) -> None:
+        """Drop a tenant that has nothing left."""
+        self._tenants.pop(tenant, None)

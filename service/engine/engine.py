@@ -239,8 +239,9 @@ class Engine:
         if request.group is None:
             request.group = WorkGroup(cost_of(request.options, [len(request.input_ids)]))
             self.reserve(request.group)
-        if request.deadline is None and self.config.default_timeout_ms is not None:
-            request.deadline = GenerationRequest.deadline_in(self.config.default_timeout_ms)
+        if request.deadline is None:
+            # The request's deadline, as admission assumed it.
+            request.deadline = request.group.deadline
         job = Job(request=request, loop=asyncio.get_running_loop(), stream=stream)
         try:
             self._scheduler.put(job)

@@ -21,11 +21,15 @@ Policies
   (and the engine's status) says which runs.
 
 Admission counts decoder rows (a beam-16 request costs 16), padded tokens and key/value
-cache positions (service/engine/admission.py). The queue is taken in fair order, not arrival order:
-API keys take turns, and so do the client requests of a key (each request's sentences
-are its jobs, first in first out), least recently served first; a batch starts with the
-job whose turn it is. So a request waits for at most one turn of every other request
-queued before it, never for all the sentences of a big one.
+cache positions (service/engine/admission.py). A client request is admitted only when it
+can finish before its deadline: the work units admitted ahead of it plus its own, at the
+worker's measured service rate (:class:`ServiceRate`), must fit in ``ADMISSION_MARGIN`` of
+the time left; otherwise it is refused at once (429 with the seconds the backlog needs
+beyond that as Retry-After) instead of being accepted to time out. The queue is taken in
+turn order, not arrival order (:class:`Turns`): API keys take turns, a key's requests run
+by due time (their deadline, or when they would finish alone at the service rate: so an
+admitted request runs to its end and a small one passes a big one), and a request's
+sentences first in first out; a batch starts with the job whose turn it is.
 
 Failures never wedge the loop: a failing multi-request ``generate`` is retried request by
 request so that only the requests that fail alone are failed; a failing decode step fails
@@ -46,7 +50,14 @@ import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from service.engine.admission import Turns, WorkGroup, cache_tokens, padded_tokens
+from service.engine.admission import (
+    ServiceRate,
+    Turns,
+    WorkGroup,
+    cache_tokens,
+    due_time,
+    padded_tokens,
+)
 from service.engine.errors import (
     DeadlineExceededError,
     DrainingError,
@@ -63,6 +74,11 @@ from service.engine.requests import Job, batched_posts
 from service.runtime import RuntimeInputError, StepEvent
 
 log = logging.getLogger("service.engine")
+
+#: A request is admitted only if the work ahead of it and its own are estimated to finish
+#: within this share of the time to its deadline: the rate is an average, and a request
+#: admitted later but due sooner may still run first.
+ADMISSION_MARGIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -142,9 +158,10 @@ class Scheduler:
         # Admitted client requests (queued or running) and their work units.
         self._groups: dict[int, WorkGroup] = {}
         self._reserved_cost = 0
+        # Work units of the admitted requests' finished jobs (the rest is the backlog).
+        self._finished_cost = 0
         self._turns = Turns()
-        # Exponential moving average of seconds per finished request, for Retry-After.
-        self._ema_job_s = 0.5
+        self.rate = ServiceRate()
         self.mode: BatchMode = config.mode
         if self.mode == "continuous" and not runtime.supports_positioned:
             log.warning(
@@ -157,7 +174,9 @@ class Scheduler:
     # ---- event-loop side -------------------------------------------------------------
     def reserve(self, group: WorkGroup) -> None:
         """Admit a client request as a whole or raise RequestTooCostlyError (it could
-        never fit), QueueFullError or DrainingError (never blocks)."""
+        never fit), QueueFullError (the queue is full, or the request could not finish
+        before its deadline behind the work already admitted) or DrainingError (never
+        blocks). A group without a deadline gets the default timeout's."""
         limit = self.config.max_request_cost
         if group.cost > limit:
             raise RequestTooCostlyError(
@@ -166,31 +185,60 @@ class Scheduler:
                 cost=group.cost,
                 limit=limit,
             )
+        now = time.monotonic()
+        if group.deadline is None:
+            group.deadline = self._default_deadline(now)
         with self._cond:
-            self._refuse_when_full(group.cost)
+            self._refuse_when_full(group.cost, group.deadline, now)
+            group.due = due_time(group, now, self.rate.per_second)
             self._groups[group.key] = group
             self._reserved_cost += group.cost
 
     def check_room(self) -> None:
-        """Raise QueueFullError (or DrainingError) when the queue already holds
-        ``max_queue`` requests: a request that cannot be admitted is refused before any
-        of its text work (splitting, tokenization) is done."""
+        """Raise QueueFullError (or DrainingError) when a request could not be admitted
+        now whatever its size (the queue holds ``max_queue`` requests, or the backlog
+        alone would outlast the default timeout): refused before any of its text work
+        (splitting, tokenization) is done."""
+        now = time.monotonic()
         with self._cond:
-            self._refuse_when_full(0)
+            self._refuse_when_full(0, self._default_deadline(now), now)
 
-    def _refuse_when_full(self, cost: int) -> None:
-        """DrainingError, or QueueFullError when a request of ``cost`` does not fit now
-        (the caller holds the lock)."""
+    def _default_deadline(self, now: float) -> float | None:
+        timeout_ms = self.config.default_timeout_ms
+        return None if timeout_ms is None else now + timeout_ms / 1000.0
+
+    @property
+    def backlog(self) -> int:
+        """Work units admitted and not yet finished."""
+        return self._reserved_cost - self._finished_cost
+
+    def _refuse_when_full(self, cost: int, deadline: float | None, now: float) -> None:
+        """DrainingError, or QueueFullError when a request of ``cost`` due by ``deadline``
+        cannot be admitted now (the caller holds the lock)."""
         if self._stop:
             raise DrainingError("the model is shutting down")
+        rate = self.rate.per_second
         if (
             len(self._groups) >= self.config.max_queue
             or self._reserved_cost + cost > self.config.max_queue_cost
         ):
+            # Until a slot frees: about one admitted request's share of the backlog.
+            share = self.backlog / max(len(self._groups), 1)
             raise QueueFullError(
                 f"queue full ({len(self._groups)} requests, {self._reserved_cost} work "
                 "units admitted)",
-                retry_after_s=self.retry_after_s(),
+                retry_after_s=max(1, math.ceil(share / rate)) if rate else 1,
+            )
+        if rate is None or deadline is None:
+            return
+        needed_s = (self.backlog + cost) / rate
+        budget_s = (deadline - now) * ADMISSION_MARGIN
+        if needed_s > budget_s:
+            raise QueueFullError(
+                f"overloaded: the {self.backlog} work units admitted ahead and this "
+                f"request's {cost} need about {needed_s:.1f} s at the measured "
+                f"{rate:.0f} units/s, more than its deadline allows ({budget_s:.1f} s)",
+                retry_after_s=max(1, math.ceil(needed_s - budget_s)),
             )
 
     def release(self, group: WorkGroup) -> None:
@@ -198,7 +246,9 @@ class Scheduler:
         with self._cond:
             if self._groups.pop(group.key, None) is not None:
                 self._reserved_cost -= group.cost
-            self._turns.forget(group, any(g.tenant == group.tenant for g in self._groups.values()))
+                self._finished_cost -= group.done
+            if not any(g.tenant == group.tenant for g in self._groups.values()):
+                self._turns.forget(group.tenant)
 
     def put(self, job: Job) -> None:
         """Enqueue a job of a reserved request or raise DrainingError (never blocks)."""
@@ -238,11 +288,6 @@ class Scheduler:
     def admitted(self) -> int:
         """Client requests admitted and not yet answered."""
         return len(self._groups)
-
-    def retry_after_s(self) -> int:
-        """Seconds a rejected client should wait: the estimated time to drain the queue."""
-        per_batch = self._ema_job_s * max(1, len(self._pending)) / self.config.max_batch_size
-        return max(1, math.ceil(per_batch))
 
     def fail_all(self, error: EngineError) -> None:
         """Fail every queued and running job with ``error`` (thread-safe)."""
@@ -327,8 +372,13 @@ class Scheduler:
         reasons = (event.finish_reasons or []) if event is not None else []
         result = job.finish(sequences, reasons)
         self.observer.on_tokens(result.input_tokens, result.generated_tokens)
-        elapsed = time.monotonic() - (job.started_at or job.enqueued_at)
-        self._ema_job_s = 0.8 * self._ema_job_s + 0.2 * elapsed
+        cost = job.cost
+        self.rate.finished(cost)
+        with self._cond:
+            group = job.group
+            group.done += cost
+            if group.key in self._groups:
+                self._finished_cost += cost
 
     def _fits(self, chosen: list[Job], job: Job) -> bool:
         """True when ``job`` fits next to ``chosen`` in rows, padded tokens and cache
@@ -379,6 +429,7 @@ class Scheduler:
         if not self._wait_for_work():
             return False
         self._wait_for_more(self.config.max_batch_size)
+        busy_from = time.monotonic()
         with self._cond:
             jobs = self._select()
             for job in jobs:
@@ -395,6 +446,7 @@ class Scheduler:
         with self._cond:
             for job in jobs:
                 self._running.pop(job.key, None)
+        self.rate.busy(time.monotonic() - busy_from)
         return True
 
     def _step_through(self, jobs: list[Job]) -> None:
@@ -489,6 +541,7 @@ class Scheduler:
             if not self._wait_for_work():
                 return False
             self._wait_for_more(self.config.max_batch_size)
+        busy_from = time.monotonic()
         with self._cond:
             if self._stop:
                 return False
@@ -502,6 +555,7 @@ class Scheduler:
                 return True
         if not self._step(batch):
             state.batch = None
+        self.rate.busy(time.monotonic() - busy_from)
         return True
 
     def _join(self, batch: DecodeBatch, joiners: list[Job]) -> None:

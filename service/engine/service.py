@@ -383,7 +383,9 @@ class ModelService:
             resolved = self.runtime.resolve(options, target_lang=target_lang)
         except RuntimeInputError as exc:
             raise invalid_request(exc) from None
-        hold = WorkGroup(cost_of(resolved, [1] * inputs), tenant=call.tenant)
+        hold = WorkGroup(
+            cost_of(resolved, [1] * inputs), tenant=call.tenant, deadline=call.deadline
+        )
         self.engine.reserve(hold)
         try:
             yield
@@ -393,7 +395,9 @@ class ModelService:
     def _group(self, prepared: _Prepared, call: CallContext) -> WorkGroup:
         """The admission unit of one client request: all its inputs, their cost."""
         return WorkGroup(
-            cost_of(prepared.options, (len(ids) for ids in prepared.ids)), tenant=call.tenant
+            cost_of(prepared.options, (len(ids) for ids in prepared.ids)),
+            tenant=call.tenant,
+            deadline=call.deadline,
         )
 
     def _requests(
