@@ -80,6 +80,10 @@ class Runtime(Protocol):
         """Token ids per text; typed RuntimeInputError subclasses for bad input."""
         ...
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text encodes to, also past the model's source positions."""
+        ...
+
     def resolve(
         self, options: GenerationOptions | None = None, target_lang: str | None = None
     ) -> ResolvedOptions:

@@ -175,8 +175,9 @@ class Scheduler:
     def reserve(self, group: WorkGroup) -> None:
         """Admit a client request as a whole or raise RequestTooCostlyError (it could
         never fit), QueueFullError (the queue is full, or the request could not finish
-        before its deadline behind the work already admitted) or DrainingError (never
-        blocks). A group without a deadline gets the default timeout's."""
+        before its deadline behind the work already admitted), DeadlineExceededError (it
+        could not finish before its deadline even alone) or DrainingError (never blocks).
+        A group without a deadline gets the default timeout's."""
         limit = self.config.max_request_cost
         if group.cost > limit:
             raise RequestTooCostlyError(
@@ -231,6 +232,13 @@ class Scheduler:
             )
         if rate is None or deadline is None:
             return
+        if cost / rate > deadline - now:
+            # Not even alone: no retry helps, so no 429 (its deadline would pass).
+            raise DeadlineExceededError(
+                f"deadline too short: the request needs about {cost / rate:.2f} s alone at "
+                f"the measured {rate:.0f} work units/s, its deadline allows "
+                f"{max(deadline - now, 0):.2f} s"
+            )
         needed_s = (self.backlog + cost) / rate
         budget_s = (deadline - now) * ADMISSION_MARGIN
         if needed_s > budget_s:

@@ -28,7 +28,7 @@ from service.runtime import (
     RuntimeInfo,
     RuntimeInputError,
 )
-from service.text import markup, sentences
+from service.text import chunks, markup, sentences
 from service.text.chat import ChatConventions, Message, renderings
 
 _WARMUP_DEADLINE_MS = 600_000  # a cold model on a busy machine may be slow the first time
@@ -48,6 +48,23 @@ async def _off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 def _nth(result: TextResult, k: int) -> str:
     """The k-th alternative of a sentence (its best one when it has fewer)."""
     return result.texts[k] if k < len(result.texts) else result.text
+
+
+def _joined(
+    segmented: Sequence[sentences.Segmented], results: Sequence[TextResult], count: int
+) -> list[TextResult]:
+    """Per text, its parts' results joined between its gaps (each of the ``count``
+    sequences of every part joined with the same sequence of the others)."""
+    out: list[TextResult] = []
+    start = 0
+    for seg in segmented:
+        parts = list(results[start : start + len(seg.sentences)])
+        start += len(seg.sentences)
+        joined = [
+            sentences.join(seg, [_nth(p, k) for p in parts]) for k in range(count if parts else 1)
+        ]
+        out.append(TextResult.combine(joined, parts))
+    return out
 
 
 def _whole(text: str) -> sentences.Segmented:
@@ -180,18 +197,7 @@ class ModelService:
                 text_format.split_sentences,
             )
         results = await self._texts_of(await self._run_all(prepared, call))
-        count = prepared.options.num_return_sequences
-        out: list[TextResult] = []
-        start = 0
-        for seg in segmented:
-            parts = results[start : start + len(seg.sentences)]
-            start += len(seg.sentences)
-            joined = [
-                sentences.join(seg, [_nth(p, k) for p in parts])
-                for k in range(count if parts else 1)
-            ]
-            out.append(TextResult.combine(joined, parts))
-        return out
+        return _joined(segmented, results, prepared.options.num_return_sequences)
 
     async def _translate_markup(
         self,
@@ -238,11 +244,13 @@ class ModelService:
                 self._prepare_sentences, texts, source_lang, target_lang, options
             )
         pieces = await self._admitted_stream(prepared, call)
-        return self._translation_deltas(segmented, pieces)
+        return self._joined_deltas(segmented, pieces)
 
-    async def _translation_deltas(
+    async def _joined_deltas(
         self, segmented: list[sentences.Segmented], pieces: AsyncGenerator[_Piece, None]
     ) -> AsyncGenerator[TextDelta, None]:
+        """The deltas of texts cut into parts (sentences, chunks): each part's pieces as
+        they come, the gaps between parts, and on a text's last part its joined result."""
         owner = [i for i, seg in enumerate(segmented) for _ in seg.sentences]
         position = [k for seg in segmented for k in range(len(seg.sentences))]
         done: list[list[TextResult]] = [[] for _ in segmented]
@@ -286,10 +294,13 @@ class ModelService:
     async def summarize(
         self, texts: Sequence[str], options: GenerationOptions, call: CallContext
     ) -> list[TextResult]:
-        """Summarize every text (InputTooLongError naming the limit, never truncated)."""
+        """Summarize every text. A text longer than the model's window is summarized in
+        chunks (``service.text.chunks``: whole turns where they fit) and its summary is
+        the chunk summaries in order, joined by spaces; nothing is truncated."""
         with self._place(len(texts), options, call):
-            prepared = await _off_loop(self._prepare, texts, options)
-        return await self._texts_of(await self._run_all(prepared, call))
+            segmented, prepared = await _off_loop(self._prepare_summaries, texts, options)
+        results = await self._texts_of(await self._run_all(prepared, call))
+        return _joined(segmented, results, prepared.options.num_return_sequences)
 
     async def stream_summarize(
         self, texts: Sequence[str], options: GenerationOptions, call: CallContext
@@ -297,8 +308,29 @@ class ModelService:
         """Prepare (errors raise here), then the deltas of every summary, texts one after
         another."""
         with self._place(len(texts), options, call):
-            prepared = await _off_loop(self._prepare, texts, options)
-        return self._stream_texts(prepared, await self._admitted_stream(prepared, call))
+            segmented, prepared = await _off_loop(self._prepare_summaries, texts, options)
+        pieces = await self._admitted_stream(prepared, call)
+        return self._joined_deltas(segmented, pieces)
+
+    def _prepare_summaries(
+        self, texts: Sequence[str], options: GenerationOptions
+    ) -> tuple[list[sentences.Segmented], _Prepared]:
+        """Each text as one input, or as its chunks when it is longer than the model's
+        window; joined with a space between chunk summaries."""
+        try:
+            prepared = self._prepare(texts, options)  # one tokenization when all fit
+            return [sentences.Segmented([t], ["", ""]) for t in texts], prepared
+        except InputTooLongError as exc:
+            limit = exc.limit_tokens
+        lengths = self.runtime.token_counts(texts)
+        segmented = []
+        for text, length in zip(texts, lengths, strict=True):
+            parts = (
+                [text] if length <= limit else chunks.split(text, self.runtime.token_counts, limit)
+            )
+            segmented.append(sentences.Segmented(parts, ["", *[" "] * (len(parts) - 1), ""]))
+        flat = [part for seg in segmented for part in seg.sentences]
+        return segmented, self._prepare(flat, options)
 
     # ---- chat ------------------------------------------------------------------------
     async def chat(

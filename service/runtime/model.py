@@ -104,6 +104,11 @@ class Seq2SeqRuntime:
         self.tokenizer.check_pair(source_lang, target_lang)
         return self.tokenizer.encode(texts, source_lang=source_lang)
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text encodes to (prefix and special tokens included), also past the
+        model's source positions (``manifest.model.max_source_positions``)."""
+        return self.tokenizer.counts(texts)
+
     def resolve(
         self, options: GenerationOptions | None = None, target_lang: str | None = None
     ) -> ResolvedOptions:

@@ -141,9 +141,14 @@ class PackageTokenizer:
                     )
         return ids
 
-    def count(self, text: str) -> int:
-        """Number of tokens ``text`` encodes to (with prefix and special tokens)."""
-        return len(self.hf(self.prefix + text)["input_ids"])
+    def counts(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens each text encodes to (with prefix and special tokens), however
+        long it is."""
+        if not texts:
+            return []
+        with self._lock:
+            ids: list[list[int]] = self.hf([self.prefix + t for t in texts])["input_ids"]
+        return [len(row) for row in ids]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of generated ids, special tokens skipped, spacing exactly as the tokenizer

@@ -246,6 +246,10 @@ class FakeRuntime:
             out.append(ids)
         return out
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """One token per character plus EOS, however long."""
+        return [len(t) + 1 for t in texts]
+
     def resolve(
         self, options: GenerationOptions | None = None, target_lang: str | None = None
     ) -> ResolvedOptions:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import client_for, fake_runtimes, wait_until
+from api_helpers import client_for, fake_runtimes, sse_events, wait_until
 
-from tests.support.fake_runtime import FakeRuntime
+from tests.support.fake_runtime import FakeRuntime, expected
 
 T = {"source_lang": "en", "target_lang": "de"}
 
@@ -89,9 +89,35 @@ async def test_limits_are_413(tmp_path: Path) -> None:
     assert 's2s_rejections_total{model="",reason="too_large"} 4.0' in metrics
 
 
-async def test_summarize_over_max_source_length_is_413_naming_the_limit(tmp_path: Path) -> None:
+async def test_summarize_over_the_window_summarizes_in_chunks(tmp_path: Path) -> None:
+    # Issue 35: a dialogue longer than the model's window (64 tokens here) was a 413; now
+    # its turns are summarized in chunks that fit and the chunk summaries are joined.
+    runtimes = fake_runtimes()
+    dialogue = "\n".join(f"Anna: turn {i} of a long chat about the trip." for i in range(12))
+    async with client_for(tmp_path, runtimes) as client:
+        plain = await client.post("/summarize", json={"text": dialogue})
+        streamed = await client.post("/summarize", json={"text": dialogue, "stream": True})
+    assert plain.status_code == 200, plain.text
+    (summary,) = plain.json()["summaries"]
+    runtime = runtimes["fake-sum"]
+    parts = [runtime.decode(expected(ids, runtime.resolve())[0]) for ids in _chunk_ids(dialogue)]
+    assert len(parts) > 1 and summary == " ".join(parts)
+    events = sse_events(streamed.text)
+    assert "".join(e["delta"] for e in events if isinstance(e, dict) and "delta" in e) == summary
+
+
+def _chunk_ids(dialogue: str) -> list[list[int]]:
+    """The fake's ids of each chunk the service cuts ``dialogue`` into."""
+    from service.text import chunks
+
+    runtime = FakeRuntime("fake-sum", "summarization")
+    parts = chunks.split(dialogue, runtime.token_counts, 64)
+    return runtime.encode_texts(parts)
+
+
+async def test_a_chat_message_over_the_window_is_413_naming_the_limit(tmp_path: Path) -> None:
     async with client_for(tmp_path) as client:
-        r = await client.post("/summarize", json={"text": "word " * 40})
+        r = await client.post("/chat", json={"messages": [{"role": "user", "content": "w" * 90}]})
     assert r.status_code == 413
     error = _err(r)
     assert error["limit_tokens"] == 64 and "at most 64" in error["message"]

@@ -88,7 +88,9 @@ async def test_an_unexpected_exception_is_a_500_with_the_request_id(
 
 async def test_a_stream_whose_input_is_refused_is_a_plain_http_error(tmp_path: Path) -> None:
     async with client_for(tmp_path) as client:
-        r = await client.post("/summarize", json={"text": "word " * 40, "stream": True})
+        r = await client.post(
+            "/chat", json={"messages": [{"role": "user", "content": "w" * 90}], "stream": True}
+        )
         pair = await client.post(
             "/translate",
             json={"text": "x", "source_lang": "en", "target_lang": "fr", "stream": True},

@@ -105,3 +105,19 @@ async def test_a_refusal_for_the_deadline_comes_before_any_work() -> None:
         await asyncio.gather(*backlog)
     finally:
         await model.stop(5)
+
+
+async def test_a_deadline_too_short_even_alone_fails_at_once_not_with_a_429() -> None:
+    runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.004)
+    model = _service(runtime, mode="dynamic", max_batch_size=4, max_wait_ms=0)
+    await model.start()
+    try:
+        rate = await _measure_rate(model)
+        texts = [f"sentence {i}" for i in range(60)]  # ~1,000 units: seconds of work
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(DeadlineExceededError) as info:
+            await model.summarize(texts, OPTIONS, CallContext.starting_now(timeout_ms=1))
+        assert asyncio.get_running_loop().time() - started < 0.5  # refused, not run
+        assert "deadline too short" in str(info.value) and rate > 0
+    finally:
+        await model.stop(5)

@@ -76,11 +76,24 @@ async def test_stream_translate_adds_up_and_ends_each_text_with_its_result(
 
 
 async def test_too_long_input_names_the_limit_before_any_stream(service: ModelService) -> None:
+    long = [Message("user", "x" * 100)]
     with pytest.raises(InputTooLargeError) as info:
-        await service.summarize(["x" * 100], GenerationOptions(), CallContext())
+        await service.chat(long, GenerationOptions(), CallContext())
     assert info.value.limit_tokens == 64
     with pytest.raises(InputTooLargeError):
-        await service.stream_summarize(["x" * 100], GenerationOptions(), CallContext())
+        await service.stream_chat(long, GenerationOptions(), CallContext())
+
+
+async def test_a_summary_of_a_text_over_the_window_joins_its_chunks_summaries(
+    service: ModelService,
+) -> None:
+    rt = service.runtime
+    assert isinstance(rt, FakeRuntime)
+    result = await service.summarize(["x" * 100, "short"], GenerationOptions(), CallContext())
+    first = [_reply(rt, "x" * 56), _reply(rt, "x" * 44)]  # chunks of the fake's budget
+    assert [r.text for r in result] == [" ".join(first), _reply(rt, "short")]
+    deltas = await service.stream_summarize(["x" * 100], GenerationOptions(), CallContext())
+    assert "".join([d.text async for d in deltas]) == " ".join(first)
 
 
 async def test_invalid_options_are_typed(service: ModelService) -> None:
