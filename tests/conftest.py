@@ -8,24 +8,19 @@ first run builds them and later runs reuse them.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.artefacts import build_share
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-FAMILIES = ("marian", "bart", "t5", "pegasus", "blenderbot", "m2m100")
-# The task each family's test package is exported for.
-FAMILY_TASKS = {
-    "marian": "translation",
-    "bart": "summarization",
-    "t5": "translation",
-    "pegasus": "summarization",
-    "blenderbot": "chat",
-    "m2m100": "translation",
-}
+# Fixtures that build the cached tiny artefacts (directly or through another fixture).
+_ARTEFACT_FIXTURES = {"tiny_checkpoint", "tiny_package"}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -65,32 +60,35 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Callable[[str], Path]:
     """Return a function building (or reusing) the tiny trained checkpoint of a family."""
-    from training.checkpoints import ensure_checkpoint
+    from tests.support.artefacts import tiny_checkpoint
 
-    def get(family: str) -> Path:
-        return ensure_checkpoint(family, "tiny")
-
-    return get
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_package() -> Callable[..., Path]:
-    """Return a function exporting (or reusing) the package of a family's tiny checkpoint.
+    """Return a function exporting (or reusing) the package of a family's tiny checkpoint
+    (``tests.support.artefacts.tiny_package``: the default of a family the positioned
+    decoder supports is its positioned package)."""
+    from tests.support.artefacts import tiny_package
 
-    The default (fp32 + int8) of a family the positioned decoder supports is the package
-    exported with the positioned pair (``tests.support.positioned``): a superset of the
-    plain one (the pair is only loaded when asked for), so the suite exports each such
-    family once instead of twice."""
-    from export.cache import ensure_package
-    from tests.support.positioned import TASKS, positioned_package
-    from training.checkpoints import ensure_checkpoint
+    return tiny_package
 
-    def get(family: str, precisions: tuple[str, ...] = ("fp32", "int8")) -> Path:
-        if family in TASKS and tuple(precisions) == ("fp32", "int8"):
-            return positioned_package(family)
-        checkpoint = ensure_checkpoint(family, "tiny")
-        return ensure_package(
-            checkpoint, task=FAMILY_TASKS[family], name=f"tiny-{family}", precisions=precisions
-        )
 
-    return get
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[object]:
+    """In a pytest-xdist worker (``make test``), first build this worker's share of the
+    cached tiny artefacts (``tests.support.artefacts``), so that on a fresh clone the
+    workers build them side by side instead of waiting on each other's locks. Only when
+    some collected test uses them; outside any test, so no test's timeout counts it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if (
+        worker.startswith("gw")
+        and workers > 1
+        and not session.config.option.collectonly
+        and any(_ARTEFACT_FIXTURES & set(getattr(i, "fixturenames", ())) for i in session.items)
+    ):
+        for unit, exc in build_share(int(worker[2:]), workers):
+            print(f"[{worker}] building {unit} failed: {exc!r}", file=sys.stderr)
+    return (yield)

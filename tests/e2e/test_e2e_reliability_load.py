@@ -21,7 +21,9 @@ import httpx
 import pytest
 from tests_e2e_support import SENTENCES, Outcome, Server, metric_sum, percentile, timed_post
 
-pytestmark = pytest.mark.slow
+# timing: latencies and rates measured here are the bounds, so make test runs the file
+# alone, after the parallel run (a second worker beside it would skew them).
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 #: A refusal does no model work and, with the queue full, no text work either (the queue
 #: is checked before splitting and tokenization); what is left is 48 clients and the

@@ -168,6 +168,7 @@ async def test_falls_back_to_dynamic_with_a_warning(caplog: pytest.LogCaptureFix
     assert runtime.batches == 0 and runtime.generate_sizes
 
 
+@pytest.mark.timing  # compares two latencies measured here
 async def test_a_small_request_is_not_queued_behind_a_monster() -> None:
     """Fair turns apply at every admission (as in the other modes)."""
     runtime = FakeRuntime("fake-sum", "summarization", step_delay_s=0.005)

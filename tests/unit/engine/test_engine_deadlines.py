@@ -20,6 +20,10 @@ from service.engine import (
 )
 from tests.support.fake_runtime import FakeRuntime
 
+# timing: each test measures the engine's service rate, then relies on it holding for the
+# rest of the test, so make test runs them alone, after the parallel run.
+pytestmark = pytest.mark.timing
+
 PARAGRAPH = [f"sentence {i}" for i in range(6)]
 OPTIONS = GenerationOptions(max_new_tokens=8)
 

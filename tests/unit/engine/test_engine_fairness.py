@@ -41,6 +41,7 @@ MONSTER = GenerationOptions(num_beams=4, max_new_tokens=8)
 SMALL = GenerationOptions(max_new_tokens=8)
 
 
+@pytest.mark.timing  # compares two latencies measured here
 @pytest.mark.parametrize("mode", ["dynamic", "continuous"])
 async def test_a_small_request_is_not_queued_behind_a_monster(mode: str) -> None:
     # Finding 2: each sentence was its own FIFO job, so one request with many sentences

@@ -16,12 +16,11 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from export.cache import ensure_package
 from service.api import create_app
 from service.runtime import GenerationOptions, UnknownLanguageError, load_runtime
 from service.runtime.manifest import Manifest
 from service.settings import Settings
-from training.checkpoint_multilingual import ensure_multi_target_marian
+from tests.support.artefacts import multi_target_package
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +30,7 @@ TEXT = "A man rides a bike."
 
 @pytest.fixture(scope="module")
 def package() -> Path:
-    return ensure_package(
-        ensure_multi_target_marian(), "translation", "tiny-multi-target", ("fp32", "int8")
-    )
+    return multi_target_package()
 
 
 def test_export_writes_languages_tokens_and_pairs(package: Path) -> None:
