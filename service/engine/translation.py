@@ -321,18 +321,19 @@ class Translator:
             return (_Hop(source, PIVOT, first), _Hop(PIVOT, target, second))
 
     def _check_room(self, sources: Sequence[str], target: str, model: str | None) -> None:
-        """Refuse at once (QueueFullError, counted once) when every model that could
-        translate the request is full: detection, like tokenization, is text work a
-        refused request should not wait for."""
-        services: dict[str, ModelService] = {}
+        """Refuse at once (QueueFullError, counted once) when no route that could
+        translate the request has room in every hop: detection, tokenization and a
+        pivot's first hop are work a refused request should not wait for."""
+        routes = []
         for source in sources:
             try:
-                service = self.registry.for_pair(source, target, model)
+                routes.append(self.route(source, target, model))
             except EngineError:
-                continue  # loading or failed: the plan reports it
-            services.setdefault(service.name, service)
-        if services and not any(s.engine.has_room() for s in services.values()):
-            next(iter(services.values())).engine.check_room()
+                continue  # loading, failed or no route: the plan reports it
+        if not routes or any(all(h.service.engine.has_room() for h in r) for r in routes):
+            return
+        for hop in routes[0]:
+            hop.service.engine.check_room()
 
     async def detect(
         self, texts: Sequence[str], candidates: Collection[str] | None = None
@@ -366,7 +367,10 @@ class Translator:
         target = match_language(target, served) or target
         if source is not None and source.lower() != AUTO:
             source = match_language(source, served) or source
-            group = _Group(source, self.route(source, target, model), list(range(len(items))))
+            hops = self.route(source, target, model)
+            if len(hops) > 1:  # the first hop's place is held by its call; not the second's
+                self._check_room([source], target, model)
+            group = _Group(source, hops, list(range(len(items))))
             return TranslationPlan(items, target, text_format, [group], [None] * len(items))
         candidates = self.sources_into(target, model)
         if not candidates:

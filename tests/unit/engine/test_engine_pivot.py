@@ -13,8 +13,11 @@ from service.engine import (
     GenerationOptions,
     LoadConfig,
     ModelRegistry,
+    QueueFullError,
     UnsupportedLanguagePairError,
 )
+from service.engine.admission import WorkGroup
+from service.engine.scheduler import EngineConfig
 from service.engine.translation import PIVOT, Translator
 from tests.support.fake_runtime import FakeRuntime
 
@@ -190,3 +193,31 @@ async def test_the_general_package_serves_a_shared_pair_by_default() -> None:
         registry = translator.registry
         assert registry.for_pair("en", "de", None).name == "multi"
         assert registry.for_pair("en", "de", "a-captions").name == "a-captions"
+
+
+async def test_a_pivot_whose_second_hop_is_full_is_refused_before_the_first_runs() -> None:
+    de_en, en_fr = _one("de", "en"), _one("en", "fr")
+    registry = ModelRegistry(
+        None,  # type: ignore[arg-type]  # runtimes given: no folder is read
+        [],
+        LoadConfig(warmup=False, engine=EngineConfig(max_queue=1)),
+        lambda name: EngineObserver(),
+        runtimes={r.manifest.name: r for r in (de_en, en_fr)},
+    )
+    await registry.start()
+    await registry.wait_loaded()
+    translator = Translator(registry)
+    second = registry.for_pair("en", "fr", None)
+    held = WorkGroup(cost=1)
+    second.engine.reserve(held)  # the second hop's queue is full
+    try:
+        for source in ("de", "auto"):
+            with pytest.raises(QueueFullError):
+                await translator.plan([GERMAN], source, "fr")
+        assert de_en.encoded == []  # the first hop never tokenized, let alone ran
+        second.engine.release(held)
+        plan = await translator.plan([GERMAN], "de", "fr")
+        (result,) = await plan.run(GenerationOptions(), _call())
+        assert result.text
+    finally:
+        await registry.stop(1)
