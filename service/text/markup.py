@@ -27,11 +27,14 @@ then cut at the inline elements: each element's own translation is looked up in 
 (ignoring case and a trailing full stop; among several matches the one nearest the
 element's relative position in the source), in order and nested within its parent.
 If every element is found, the tags wrap those spans of the in-context translation.
-If one is not found (the model words it differently in context), that container falls
-back to the translations of its pieces (3 and 2), which keeps each piece under its own
-tag but loses the context across tags. Inline code (``code``, ``kbd``, ``samp``, ``var``
-and inline ``ignore_tags``) is sent inside the sentence but emitted from the source; an
-inline ``img``, ``wbr`` or comment makes its container use the pieces.
+One that is not found (the model words it differently in context, even fuzzily) takes
+the whole words at its relative position in the sentence: the sentence stays whole and
+well translated, the tags may sit a word off. Only when no word is left for an element
+does its container fall back to the translations of its pieces (3 and 2), which keeps
+each piece under its own tag but loses the context across tags. Inline code (``code``,
+``kbd``, ``samp``, ``var`` and inline ``ignore_tags``) is sent inside the sentence but
+emitted from the source; an inline ``img``, ``wbr`` or comment makes its container use
+the pieces.
 
 Either way the tag sequence is the input's: only text between tags is replaced. The
 trade-off is cost (an inline-tagged sentence is translated about twice over) and, in
@@ -446,10 +449,12 @@ class Plan:
             self._render(root, self._units.get(root.text, translations), translations, out)
         return "".join(out)
 
-    def in_context(self, translations: Sequence[str]) -> list[bool]:
+    def in_context(self, translations: Sequence[str], matched_only: bool = False) -> list[bool]:
         """For each translatable segment holding inline elements: whether every element
         took its tags inside the segment's in-context translation (True) or some
-        container fell back to translating its pieces apart (False)."""
+        container fell back to translating its pieces apart (False). ``matched_only``:
+        count only elements whose own translation was found in it (not those placed by
+        their position in the sentence)."""
         placed: list[bool] = []
         for part in self._parts:
             if isinstance(part, _Raw) or not _translatable(part.root):
@@ -457,18 +462,24 @@ class Plan:
             root = part.root
             if any(isinstance(it, _Element) for it in root.items):
                 target = self._units.get(root.text, translations)
-                placed.append(self._placed(root, target, translations))
+                placed.append(self._placed(root, target, translations, not matched_only))
         return placed
 
-    def _placed(self, element: _Element, target: str, translations: Sequence[str]) -> bool:
+    def _placed(
+        self, element: _Element, target: str, translations: Sequence[str], by_position: bool
+    ) -> bool:
         children = [it for it in element.items if isinstance(it, _Element)]
         if not children or element.ignored:
             return True
-        spans = None if element.has_void else _align(element, children, target, self, translations)
+        spans = (
+            None
+            if element.has_void
+            else _align(element, children, target, self, translations, by_position)
+        )
         if spans is None:
             return False
         return all(
-            self._placed(child, target[start:stop], translations)
+            self._placed(child, target[start:stop], translations, by_position)
             for child, (start, stop) in zip(children, spans, strict=True)
         )
 
@@ -518,8 +529,11 @@ def _align(
     target: str,
     plan: Plan,
     translations: Sequence[str],
+    by_position: bool = True,
 ) -> list[tuple[int, int]] | None:
-    """Where each child's own translation sits in ``target``, or None if one is missing."""
+    """Where each child's own translation sits in ``target``; a child whose translation
+    is not found there takes the words at its relative position in the sentence
+    (``by_position``; else, or when no word is left for it, None)."""
     source = element.text
     spans: list[tuple[int, int]] = []
     cursor, offset = 0, 0
@@ -527,18 +541,25 @@ def _align(
         if not isinstance(it, _Element):
             offset += len(it.text) if isinstance(it, _Text) else 0
             continue
+        # Empty when the element alone translated to nothing: placed by position, if it
+        # has words to place.
         needle = plan._child_target(it, translations)
-        if not needle:
+        if not needle and not _has_letters(it.text):
             return None
         lead = len(it.text) - len(it.text.lstrip())
         expected = (offset + lead) / max(1, len(source)) * len(target)
         # Overlapping matches: with repeated words the right one can start inside another.
         pattern = re.compile(f"(?=({re.escape(needle)}))", re.IGNORECASE)
-        hits = [m.span(1) for m in pattern.finditer(target, cursor)]
+        hits = [m.span(1) for m in pattern.finditer(target, cursor)] if needle else []
         if hits:
             start, stop = min(hits, key=lambda span: abs(span[0] - expected))
         else:
-            near = _nearest_words(needle, target, cursor, expected)
+            near = _nearest_words(needle, target, cursor, expected) if needle else None
+            if near is None and by_position:
+                body = it.text.strip()
+                first = (offset + lead) / max(1, len(source))
+                last = (offset + lead + len(body)) / max(1, len(source))
+                near = _words_at(target, cursor, first, last)
             if near is None:
                 return None
             start, stop = near
@@ -587,6 +608,21 @@ def _nearest_words(
     if best is None or best[0] < _MIN_SIMILARITY:
         return None
     return best[2], best[3]
+
+
+def _words_at(target: str, cursor: int, first: float, last: float) -> tuple[int, int] | None:
+    """The whole words of ``target`` after ``cursor`` whose middles lie between the shares
+    ``first`` and ``last`` of its length (the nearest word when none does): where an
+    element sits in the source, carried over to the translation. None without words."""
+    words = [m.span() for m in _WORD.finditer(target, cursor)]
+    if not words:
+        return None
+    low, high = first * len(target), last * len(target)
+    inside = [w for w in words if low <= (w[0] + w[1]) / 2 <= high]
+    if not inside:
+        middle = (low + high) / 2
+        inside = [min(words, key=lambda w: abs((w[0] + w[1]) / 2 - middle))]
+    return inside[0][0], inside[-1][1]
 
 
 def _translatable(element: _Element) -> bool:

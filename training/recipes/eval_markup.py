@@ -73,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
                 "output": out,
                 "untagged": whole,
                 "in_context": all(plan.in_context(translations)),
+                "matched": all(plan.in_context(translations, matched_only=True)),
             }
         )
     placed = sum(bool(r["in_context"]) for r in rows)
+    matched = sum(bool(r["matched"]) for r in rows)
     bleu = sacrebleu.corpus_bleu(
         [strip_tags(str(r["output"])) for r in rows], [[str(r["untagged"]) for r in rows]]
     ).score
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         "sentences": len(rows),
         "in_context": placed,
         "in_context_share": placed / len(rows),
+        "matched": matched,
+        "matched_share": matched / len(rows),
         "bleu_stripped_vs_untagged": bleu,
     }
     print(json.dumps(summary, indent=1))
@@ -93,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         lines = [
             f"{args.source}->{args.target}: {placed} of {len(rows)} sentences "
-            f"({100 * placed / len(rows):.1f} %) placed in context; BLEU of the tagged "
+            f"({100 * placed / len(rows):.1f} %) placed in context, {matched} "
+            f"({100 * matched / len(rows):.1f} %) with every element's own translation found "
+            "there (the rest by position); BLEU of the tagged "
             f"output, tags stripped, against the untagged translation: {bleu:.1f}",
             "",
             "| source | output | in context |",

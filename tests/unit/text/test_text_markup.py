@@ -154,10 +154,21 @@ def test_sentence_translation_wraps_the_inline_spans() -> None:
     assert out == "<p>Jetzt <a href='/x'>diesen <b>tollen</b> Link</a> klicken</p>"
 
 
-def test_falls_back_to_pieces_when_a_span_is_not_in_the_sentence() -> None:
+def test_a_span_not_found_in_the_sentence_takes_the_words_at_its_position() -> None:
+    # The model words "hello" differently in context ("Servus") than alone ("hallo"): the
+    # sentence stays whole (issue 34) and the tags go around the words where "hello" sat.
     table = {"Say hello there": "Sag Servus", "hello": "hallo", "Say": "Sag", "there": "dort"}
     out = translate_html("<p>Say <b>hello</b> there</p>", lambda ts: [table[t] for t in ts])
-    assert out == "<p>Sag <b>hallo</b> dort</p>"
+    assert out == "<p>Sag <b>Servus</b></p>"
+
+
+def test_falls_back_to_pieces_when_no_word_is_left_for_a_span() -> None:
+    table = {"one two": "Eins", "one": "A", "two": "B"}
+    document = "<p><b>one</b> <i>two</i></p>"
+    plan = extract(document)
+    translations = [table[t] for t in plan.texts]
+    assert plan.rebuild(translations) == "<p><b>A</b> <i>B</i></p>"
+    assert plan.in_context(translations) == [False]
 
 
 def test_broken_html_does_not_crash_and_keeps_its_tags() -> None:
@@ -270,11 +281,13 @@ def test_an_inflected_span_takes_its_tags_in_context() -> None:
     assert plan.in_context(translations) == [True]
 
 
-def test_in_context_reports_a_container_that_fell_back() -> None:
+def test_in_context_tells_matched_spans_from_spans_placed_by_position() -> None:
     table = {"Say hello there": "Sag Servus", "hello": "hallo", "Say": "Sag", "there": "dort"}
     plan = extract("<p>Say <b>hello</b> there</p><p>No tags here.</p>")
     table["No tags here."] = "Keine Tags hier."
-    assert plan.in_context([table[t] for t in plan.texts]) == [False]
+    translations = [table[t] for t in plan.texts]
+    assert plan.in_context(translations) == [True]
+    assert plan.in_context(translations, matched_only=True) == [False]
 
 
 def test_inline_nesting_past_the_limit_is_a_typed_error_not_a_recursion_error() -> None:
@@ -295,3 +308,18 @@ def test_inline_nesting_at_the_limit_translates() -> None:
     # Block elements do not nest in the tree: any number of them is fine.
     blocks = "<div>" * 2000 + "Text." + "</div>" * 2000
     assert translate_html(blocks, Recorder()) == blocks.replace("Text.", "TEXT.")
+
+
+def test_a_span_the_model_drops_alone_is_still_placed_in_the_sentence() -> None:
+    # Alone, "at home" came back empty; the sentence still has the words for it.
+    table = {
+        "I forgot my umbrella at home.": "Ich habe meinen Schirm zu Hause vergessen.",
+        "I forgot my umbrella": "Ich habe meinen Schirm vergessen",
+        "at home": "",
+    }
+    plan = extract('<p>I forgot my umbrella <span class="n">at home</span>.</p>')
+    translations = [table[t] for t in plan.texts]
+    out = plan.rebuild(translations)
+    assert out.startswith("<p>Ich habe meinen Schirm") and out.count('<span class="n">') == 1
+    assert "".join(re.split(r"<[^>]+>", out)) == "Ich habe meinen Schirm zu Hause vergessen."
+    assert plan.in_context(translations) == [True]
