@@ -1,7 +1,8 @@
 """CI: ``make serve`` on the committed packages answers translation, summarization and chat.
 
 Starts ``make serve`` on a free loopback port, waits for ``/ready``, asks each task once,
-checks the answers (a chat reply must not just echo the message, and the openai SDK must
+checks the answers (a summary must be shorter than its dialogue and no copy of it, a chat
+reply must not just echo the message, and the openai SDK must
 get the same reply through ``/v1/chat/completions``), then stops the server with SIGTERM
 and expects a clean exit. Exit status 0 when all of that holds.
 """
@@ -21,6 +22,22 @@ import urllib.request
 READY_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 60
 CHAT_MESSAGE = "Hello, how are you?"
+# The summarizer issue's example: the answer must be shorter than it and no copy of it.
+DIALOGUE = (
+    "Anna: are we still meeting at 5?\n"
+    "Ben: yes, at the cafe near the station.\n"
+    "Anna: great, see you there."
+)
+
+
+def _is_copy(summary: str, text: str) -> bool:
+    """Whether ``summary``'s words are a run of ``text``'s words (case and punctuation
+    ignored)."""
+
+    def words(t: str) -> str:
+        return " " + " ".join(w.strip(".,!?:;").lower() for w in t.split()) + " "
+
+    return words(summary) in words(text)
 
 
 def free_port() -> int:
@@ -87,11 +104,15 @@ def check(base: str) -> list[str]:
     print("/translate de->fr:", status, body)
     if status != 200 or not isinstance(body, dict) or body.get("pivot") != "en":
         problems.append(f"/translate de->fr (through English) answered {status} {body}")
-    text = "The council met on Tuesday. It agreed to build a new school near the station."
-    status, body = call(base, "/summarize", {"text": text})
+    status, body = call(base, "/summarize", {"text": DIALOGUE})
     print("/summarize:", status, body)
-    if status != 200 or not isinstance(body, dict) or not body.get("summaries", [""])[0]:
+    summary = body.get("summaries", [""])[0] if isinstance(body, dict) else ""
+    if status != 200 or not summary.strip():
         problems.append(f"/summarize answered {status} {body}")
+    elif len(summary) >= len(DIALOGUE) or _is_copy(summary, DIALOGUE):
+        problems.append(
+            f"/summarize gave no summary (as long as its input, or a copy): {summary!r}"
+        )
     status, body = call(base, "/chat", {"messages": [{"role": "user", "content": CHAT_MESSAGE}]})
     print("/chat:", status, body)
     reply = body.get("message", {}).get("content", "") if isinstance(body, dict) else ""
