@@ -163,7 +163,8 @@ def test_error_paths(server: Any) -> None:
         empty = c.post("/translate", json={"text": "", **T})
         pair = c.post("/translate", json={"text": "x", "source_lang": "en", "target_lang": "ja"})
         model = c.post("/summarize", json={"text": "x", "model": "nope"})
-        long = c.post("/summarize", json={"text": "word " * 1500})
+        long = c.post("/translate", json={"text": "word " * 1500, **T})  # one sentence
+        chunked = c.post("/summarize", json={"text": "word " * 1500})
         cap = c.post("/summarize", json={"text": "x", "options": {"max_new_tokens": 100_000}})
         ctype = c.post("/summarize", content=b"text=x", headers={"content-type": "text/plain"})
         body = c.post("/summarize", json={"text": "x" * 2_000_000})
@@ -174,6 +175,8 @@ def test_error_paths(server: Any) -> None:
     assert model.status_code == 404 and _err(model)["type"] == "model_not_found"
     assert long.status_code == 413 and "at most" in _err(long)["message"]
     assert _err(long)["limit_tokens"] > 0
+    # A text over the summarizer's window is summarized in chunks, not refused.
+    assert chunked.status_code == 200 and chunked.json()["summaries"][0], chunked.text
     assert cap.status_code == 413 and ctype.status_code == 415 and body.status_code == 413
     assert route.status_code == 404
     assert timeout.status_code == 504 and _err(timeout)["type"] == "timeout"

@@ -401,7 +401,10 @@ async def test_overload_keeps_goodput_and_loses_no_accepted_request(
     assert set(statuses) <= {200, 429}, statuses
     for path, o in accepted:
         assert _answered(path, o.body), (path, o.body)
-        assert o.seconds < timeout_s + 1.0, o.seconds  # answered before its deadline
+        # The server enforces the deadline (a 504 past it, counted as lost above); the
+        # client's clock adds its own send and read delays (this process is the load
+        # generator, running flat out): generous.
+        assert o.seconds < 2 * timeout_s, o.seconds
     assert refused, statuses  # it really was past capacity
     for o in refused:
         assert o.headers is not None and int(o.headers["retry-after"]) >= 1, o.headers
