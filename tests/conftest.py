@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 # Fixtures that build the cached tiny artefacts (directly or through another fixture).
-_ARTEFACT_FIXTURES = {"tiny_checkpoint", "tiny_package"}
+_ARTEFACT_FIXTURES = {"tiny_checkpoint", "tiny_package", "copy_summarizer"}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -73,6 +73,18 @@ def tiny_package() -> Callable[..., Path]:
     from tests.support.artefacts import tiny_package
 
     return tiny_package
+
+
+@pytest.fixture(scope="session")
+def copy_summarizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """training.defaults' summarization fallback (``copy-summarizer``: a tiny BART trained
+    to copy, int8 only, no positioned graphs), shipped into a temporary models folder as
+    ``make defaults`` ships it (``tests.support.artefacts.copy_summarizer``); tests that
+    need a package like the committed ones use it. Shared by the session: copy it before
+    changing it."""
+    from tests.support.artefacts import copy_summarizer
+
+    return copy_summarizer(tmp_path_factory.mktemp("defaults"))
 
 
 @pytest.hookimpl(wrapper=True)

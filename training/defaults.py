@@ -1,13 +1,15 @@
 """Build fallback model packages for tasks that no package in a models folder serves.
 
 ``python -m training.defaults --models-dir DIR``: the repository commits a package for every
-task (``multi30k-en-de``, ``copy-summarizer``, ``dailydialog-chat``), so ``make serve``
-builds nothing. This is for an empty folder (a fresh deployment volume, or a user who
-removed a package): a task that some package in DIR already serves is skipped; otherwise a
-package is exported from the locally trained tiny checkpoint (``training.checkpoints``,
-generated training text, no data folder needed), cached under ``.cache/``, and shipped
-into DIR with an honest description. These tiny models copy their input: they prove the
-plumbing, not quality (the committed ``copy-summarizer`` is one of them).
+task (``tatoeba-en-de-fr``, ``multi30k-en-de``, ``dialogue-summarizer``,
+``dailydialog-chat``), so ``make serve`` builds nothing. This is for an empty folder (a fresh
+deployment volume, or a user who removed a package): a task that some package in DIR already
+serves is skipped; otherwise a package is exported from the locally trained tiny checkpoint
+(``training.checkpoints``, generated training text, no data folder needed), cached under
+``.cache/``, and shipped into DIR with an honest description. These tiny models copy their
+input: they prove the plumbing, not quality, and none of them is committed: they are built
+only for a models folder with no package for their task (the tests build
+``copy-summarizer`` this way, ``tests.support.artefacts.copy_summarizer``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ DEFAULTS = (
         _PLUMBING.format(what="chat model", family="BlenderBot", route="/chat"),
     ),
 )
-# The committed copy-summarizer ships int8 only, like the other packages.
+# Shipped int8 only, like the committed packages.
 PRECISIONS = ("fp32", "int8")
 SHIPPED = ("int8",)
 

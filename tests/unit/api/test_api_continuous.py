@@ -1,7 +1,8 @@
 """``S2S_BATCH_MODE=continuous`` through the whole service: the registry loads a package
 exported with ``--positioned`` with its positioned graphs and serves it in continuous
-mode; a package without them (a committed one) is served in dynamic mode with a
-warning; concurrent requests get their single-request outputs."""
+mode; a package without them (``copy_summarizer``, shipped like the committed ones) is
+served in dynamic mode with a warning; concurrent requests get their single-request
+outputs."""
 
 from __future__ import annotations
 
@@ -22,18 +23,18 @@ from service.runtime import GenerationOptions, load_runtime
 from service.settings import Settings
 from tests.support.positioned import SENTENCES, positioned_package
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 def _positioned_package() -> Path:
     return positioned_package("marian")
 
 
-async def test_continuous_mode_end_to_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_continuous_mode_end_to_end(
+    copy_summarizer: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     package = _positioned_package()
     models = tmp_path / "models"
     shutil.copytree(package, models / "tiny-marian")
-    shutil.copytree(REPO / "models" / "copy-summarizer", models / "copy-summarizer")
+    shutil.copytree(copy_summarizer, models / "copy-summarizer")
     settings = Settings.model_validate(
         {
             "models_dir": models,

@@ -26,7 +26,6 @@ from service.runtime.positioned import PositionedDecodeBatch
 from tests.support.positioned import SENTENCES, positioned_package
 
 TEXTS = SENTENCES
-REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
@@ -257,17 +256,18 @@ def test_other_families_relative_positions_and_forced_bos(family: str) -> None:
         assert done[i] == _alone(rt, ids[i], options), i
 
 
-def test_not_loaded_without_the_flag_or_the_graphs() -> None:
-    """Without ``positioned=True``, or for a package without the graphs (the committed
-    ones), the runtime has no positioned batch; with it, ``verify`` checks the graphs too."""
+def test_not_loaded_without_the_flag_or_the_graphs(copy_summarizer: Path) -> None:
+    """Without ``positioned=True``, or for a package without the graphs (shipped like the
+    committed ones: ``copy_summarizer``), the runtime has no positioned batch; with it,
+    ``verify`` checks the graphs too."""
     package = positioned_package("marian")
     rt = load_runtime(package, device="cpu", precision="fp32")
     assert not rt.supports_positioned
     with pytest.raises(PackageError, match="no positioned decoder"):
         rt.new_positioned_batch()
     assert load_runtime(package, precision="int8", positioned=True, verify=True).supports_positioned
-    committed = load_runtime(REPO / "models" / "copy-summarizer", device="cpu", positioned=True)
-    assert not committed.supports_positioned
+    shipped = load_runtime(copy_summarizer, device="cpu", positioned=True)
+    assert not shipped.supports_positioned
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""training.defaults builds only the default packages whose task nothing serves yet."""
+"""training.defaults builds only the default packages whose task nothing serves yet, and
+the summarization default it builds is a shipped, honest copy model."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.runtime import GenerationOptions, Manifest, load_runtime
 from training import defaults
 
 
@@ -43,3 +45,26 @@ def test_ensure_defaults_skips_served_tasks(
     assert built == ["copy-summarizer", "copy-chat"]
     defaults.ensure_defaults(tmp_path)  # everything served now: nothing to build
     assert built == ["copy-summarizer", "copy-chat"]
+
+
+def test_the_summarization_default_is_a_shipped_copy_model(copy_summarizer: Path) -> None:
+    """What tests/unit/models checked while ``copy-summarizer`` was committed, now on the
+    package ``build_default`` ships (the ``copy_summarizer`` fixture): int8 only, no
+    exporter's path, a description that says it copies, verified checksums, and it copies
+    its input."""
+    manifest = Manifest.load(copy_summarizer)
+    assert (manifest.name, manifest.task, manifest.family) == (
+        "copy-summarizer",
+        "summarization",
+        "bart",
+    )
+    assert list(manifest.variants) == list(defaults.SHIPPED)
+    assert manifest.source.ref == "python -m training.checkpoints --family bart --size tiny"
+    assert "/work/" not in manifest.description
+    assert "Plumbing model" in manifest.description and "copy its input" in manifest.description
+    assert "Licence" in manifest.description
+    runtime = load_runtime(copy_summarizer, device="cpu", intra_op_threads=1, verify=True)
+    text = "A man rides a bike down the street."
+    [[summary]] = runtime.generate_texts([text], GenerationOptions(num_beams=1))
+    words = set(text.lower().split())
+    assert len(words & set(summary.lower().split())) >= len(words) // 2
