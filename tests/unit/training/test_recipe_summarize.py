@@ -260,3 +260,38 @@ def test_real_corpora_read_and_baselines_match_the_samsum_paper(data_dir: Path) 
     assert lead["ROUGE-1"] == pytest.approx(31.4, abs=1.0)
     assert longest["ROUGE-1"] == pytest.approx(32.46, abs=1.0)
     assert longest["ROUGE-2"] == pytest.approx(10.27, abs=1.0)
+
+
+def test_a_warm_start_takes_the_checkpoints_tokenizer_and_weights(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from dataclasses import replace
+
+    from transformers import MarianMTModel, MarianTokenizer
+
+    from training.recipes.train_summarize import (
+        Trainer,
+        build_or_load_tokenizer,
+        run,
+        trainer_config,
+        warm_start,
+    )
+
+    train, dev = _toy_dialogues(60), _toy_dialogues(70)[60:]
+    base = _config(tmp_path, "base", max_steps=2)
+    run(base, train, dev)  # a trained checkpoint of the same shape, its window 64
+    warm = replace(_config(tmp_path, "warm", max_steps=0), init_from=base.out, max_source_len=96)
+    tokenizer = build_or_load_tokenizer(warm, train)
+    assert tokenizer.get_vocab() == MarianTokenizer.from_pretrained(str(base.out)).get_vocab()
+    trainer = Trainer(trainer_config(warm), tokenizer)
+    warm_start(trainer.model, base.out)
+    source = MarianMTModel.from_pretrained(str(base.out)).state_dict()
+    for name, tensor in trainer.model.state_dict().items():
+        if "embed_positions" in name:
+            # The longer window's sinusoids: the same values over the shorter one's rows.
+            assert tensor.shape[0] == 96 and torch.equal(tensor[:64], source[name])
+        else:
+            assert torch.equal(tensor, source[name]), name
+    other = replace(_config(tmp_path, "other", max_steps=0), d_model=32)
+    with pytest.raises(ValueError, match="does not match"):
+        warm_start(Trainer(trainer_config(other), tokenizer).model, base.out)
