@@ -1,8 +1,8 @@
 """Build fallback model packages for tasks that no package in a models folder serves.
 
 ``python -m training.defaults --models-dir DIR``: the repository commits a package for every
-task (``tatoeba-en-de-fr``, ``multi30k-en-de``, ``dialogue-summarizer``,
-``dailydialog-chat``), so ``make serve`` builds nothing. This is for an empty folder (a fresh
+task (``tatoeba-en-de-fr``, ``dialogue-summarizer``, ``dailydialog-chat``), so ``make
+serve`` builds nothing. This is for an empty folder (a fresh
 deployment volume, or a user who removed a package): a task that some package in DIR already
 serves is skipped; otherwise a package is exported from the locally trained tiny checkpoint
 (``training.checkpoints``, generated training text, no data folder needed), cached under

@@ -19,11 +19,15 @@ from service.runtime import GenerationOptions, Manifest, Seq2SeqRuntime, load_ru
 from service.text.chat import ChatConventions, Message, render
 
 MODELS = Path(__file__).resolve().parents[3] / "models"
-# The default package of each task (translation: the general one; the Multi30k caption
-# model is served beside it, reached by naming it).
-PACKAGES = {"translation": "tatoeba-en-de-fr", "summarization": "copy-summarizer"}
+# The package of each task.
+PACKAGES = {"translation": "tatoeba-en-de-fr", "summarization": "dialogue-summarizer"}
 PACKAGES["chat"] = "dailydialog-chat"
-CAPTIONS = "multi30k-en-de"
+# The summarizer issue's example.
+DIALOGUE = (
+    "Anna: are we still meeting at 5?\n"
+    "Ben: yes, at the cafe near the station.\n"
+    "Anna: great, see you there."
+)
 GREEDY = GenerationOptions(num_beams=1)
 PROMPTS = [
     "Hello, how are you?",
@@ -53,14 +57,10 @@ def test_every_task_has_a_committed_package_that_says_what_it_is() -> None:
         manifest = Manifest.load(manifest_path.parent)
         tasks.setdefault(manifest.task, set()).add(manifest.name)
         assert "/work/" not in manifest.description and "/work/" not in manifest.source.ref
-    assert tasks == {
-        "translation": {PACKAGES["translation"], CAPTIONS},
-        "summarization": {PACKAGES["summarization"]},
-        "chat": {PACKAGES["chat"]},
-    }
-    description = Manifest.load(MODELS / "copy-summarizer").description
-    assert "Plumbing model" in description and "copy its input" in description
-    assert "Licence" in Manifest.load(MODELS / CAPTIONS).description
+    assert tasks == {task: {name} for task, name in PACKAGES.items()}
+    summarizer = Manifest.load(MODELS / PACKAGES["summarization"]).description
+    assert "SAMSum" in summarizer and "DialogSum" in summarizer
+    assert "CC BY-NC-ND 4.0" in summarizer and "non-commercial" in summarizer
     translator = Manifest.load(MODELS / PACKAGES["translation"])
     assert "Tatoeba" in translator.description and "CC BY 2.0 FR" in translator.description
     assert translator.languages.pairs == ["de->en", "en->de", "en->fr", "fr->en"]
@@ -86,18 +86,16 @@ def test_default_translator_translates_everyday_sentences_both_ways(
     assert all(w in out for w in words), out
 
 
-def test_caption_package_translates() -> None:
-    runtime = _runtime("translation", CAPTIONS)
-    [[german]] = runtime.generate_texts(["A man is riding a bicycle."], GREEDY, "en", "de")
-    assert "Mann" in german and "Fahrrad" in german
-
-
-def test_summarization_package_copies_its_input() -> None:
+def test_summarizer_summarizes_a_short_dialogue_in_its_own_words() -> None:
     runtime = _runtime("summarization")
-    text = "A man rides a bike down the street."
-    [[summary]] = runtime.generate_texts([text], GREEDY)
-    words = set(text.lower().split())
-    assert len(words & set(summary.lower().split())) >= len(words) // 2
+    # The package's own decoding defaults, as the service serves it.
+    [[summary]] = runtime.generate_texts([DIALOGUE])
+    assert "Anna" in summary and "Ben" in summary, summary
+    assert len(summary) < len(DIALOGUE) / 2, summary
+    # Its own sentence, not a turn of the dialogue repeated (what the copy model did).
+    for turn in DIALOGUE.split("\n"):
+        similarity = SequenceMatcher(None, turn.lower(), summary.lower()).ratio()
+        assert similarity < 0.8, (turn, summary)
 
 
 def test_chat_package_answers_each_message_in_its_own_words() -> None:
@@ -115,12 +113,12 @@ def test_chat_package_answers_each_message_in_its_own_words() -> None:
 
 
 def test_translation_quality_on_multi30k_test(data_dir: Path) -> None:
-    runtime = _runtime("translation", CAPTIONS)
+    runtime = _runtime("translation")
     path = data_dir / "multi30k"
     with gzip.open(path / "test_2016_flickr.en.gz", "rt", encoding="utf-8") as handle:
         sources = [line.strip() for line in handle][:100]
     with gzip.open(path / "test_2016_flickr.de.gz", "rt", encoding="utf-8") as handle:
         references = [line.strip() for line in handle][:100]
     hypotheses = [r[0] for r in runtime.generate_texts(sources, GREEDY, "en", "de")]
-    # docs/quality.md: int8 greedy BLEU 37.2 on all 1,000 sentences.
-    assert sacrebleu.corpus_bleu(hypotheses, [references]).score > 30
+    # docs/quality.md: int8 BLEU 25.0 (beam 4) on all 1,000 sentences.
+    assert sacrebleu.corpus_bleu(hypotheses, [references]).score > 18
