@@ -4,7 +4,7 @@ server on 127.0.0.1 serving the committed packages in models/.
 One server (API keys on, continuous batching so that a chat reply streams token by
 token, a small character limit) and one browser page for the whole module; the tests run
 in file order and go on from the page's state (the key entered first stays in the tab).
-Nothing here reads translation or summary quality: the committed models are stand-ins.
+Nothing here judges translation or summary quality (tests/unit/models does).
 
 ``S2S_SCREENSHOTS=<folder>`` writes a PNG of each state there (``make screenshots``).
 """
