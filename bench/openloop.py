@@ -41,10 +41,11 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -219,6 +220,24 @@ def _error_type(response: httpx.Response) -> str:
         return f"http_{response.status_code}"
 
 
+T = TypeVar("T")
+
+
+async def started_at(
+    arrivals: Sequence[float], start: Callable[[int], Coroutine[Any, Any, T]]
+) -> list[asyncio.Task[T]]:
+    """Start ``start(i)`` at ``arrivals[i]`` seconds from now (an open loop: whether or
+    not earlier ones finished); returns the tasks once the last is started."""
+    began = time.perf_counter()
+    tasks: list[asyncio.Task[T]] = []
+    for i, at in enumerate(arrivals):
+        delay = began + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(start(i)))
+    return tasks
+
+
 async def run_open_loop(
     client: httpx.AsyncClient,
     base: str,
@@ -231,12 +250,9 @@ async def run_open_loop(
     seconds from the first send to the last answer."""
     check_loopback(base)
     start = time.perf_counter()
-    tasks = []
-    for i, at in enumerate(arrivals):
-        delay = start + at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send_streaming(client, base, requests[i % len(requests)])))
+    tasks = await started_at(
+        arrivals, lambda i: send_streaming(client, base, requests[i % len(requests)])
+    )
     done, pending = await asyncio.wait(tasks, timeout=drain_s) if tasks else (set(), set())
     for task in pending:
         task.cancel()

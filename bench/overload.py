@@ -39,7 +39,7 @@ import httpx
 
 from bench.inputs import summarization_texts, translation_texts
 from bench.load import check_loopback, free_port, percentile, serve
-from bench.openloop import poisson_arrivals
+from bench.openloop import poisson_arrivals, started_at
 
 REPO = Path(__file__).resolve().parent.parent
 REFUSED = frozenset({429, 503})
@@ -215,12 +215,7 @@ async def open_loop(
     limits = httpx.Limits(max_connections=4096, max_keepalive_connections=512)
     async with httpx.AsyncClient(limits=limits, timeout=None) as client:
         start = time.perf_counter()
-        tasks = []
-        for i, at in enumerate(arrivals):
-            delay = start + at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(client, base, calls[i], timeout_s)))
+        tasks = await started_at(arrivals, lambda i: send(client, base, calls[i], timeout_s))
         sending_s = time.perf_counter() - start
         return list(await asyncio.gather(*tasks)), sending_s
 
