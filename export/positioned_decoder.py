@@ -81,13 +81,10 @@ families); ORT's dynamic int8 (one activation scale per tensor, i.e. per batch) 
 this decoder. The pipeline's ORT fusions (:func:`fuse_decoder`: SkipLayerNormalization,
 BiasGelu, ...) keep it token-exact (tested). No fp16/CUDA variant yet.
 
-Cost (indicative, 2-core machine under load, 1 ORT thread, 2026-12-01): on a random-init
-Marian of base geometry (d_model 512, 6 decoder layers, 8 heads, vocab 2000) one step
-costs the same as optimum's with-past decoder within noise (fused, batch 8, past 30:
-13.2 vs 13.3 ms median; batch 32: 32.1 vs 34.4 ms), and the two graphs together are the
-size of the merged decoder (97.4 + 12.6 MB vs 110.3 MB: cross K/V weights live only in
-``cross_kv.onnx``). Eight rows at eight different past lengths (2..30): one positioned
-call 14.2 ms against eight cohort calls of the merged decoder 70.6 ms.
+Cost: one step costs about what optimum's with-past decoder costs at the same batch, and
+the two graphs together are the size of the merged decoder (the cross K/V weights live
+only in ``cross_kv.onnx``); rows at different past lengths share one call instead of one
+call per length (docs/benchmarks.md).
 """
 
 from __future__ import annotations
