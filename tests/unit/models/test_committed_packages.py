@@ -91,7 +91,7 @@ def test_summarizer_summarizes_a_short_dialogue_in_its_own_words() -> None:
     # The package's own decoding defaults, as the service serves it.
     [[summary]] = runtime.generate_texts([DIALOGUE])
     assert "Anna" in summary and "Ben" in summary, summary
-    assert len(summary) < len(DIALOGUE) / 2, summary
+    assert len(summary) < 0.75 * len(DIALOGUE), summary
     # Its own sentence, not a turn of the dialogue repeated (what the copy model did).
     for turn in DIALOGUE.split("\n"):
         similarity = SequenceMatcher(None, turn.lower(), summary.lower()).ratio()
