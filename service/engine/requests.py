@@ -74,9 +74,12 @@ class GenerationRequest:
     group: WorkGroup | None = None
 
     @staticmethod
-    def deadline_in(timeout_ms: float | None) -> float | None:
-        """The absolute monotonic deadline ``timeout_ms`` from now (None stays None)."""
-        return None if timeout_ms is None else time.monotonic() + timeout_ms / 1000.0
+    def deadline_in(timeout_ms: float | None, now: float | None = None) -> float | None:
+        """The absolute monotonic deadline ``timeout_ms`` after ``now`` (default: the
+        current ``time.monotonic()``); None stays None."""
+        if timeout_ms is None:
+            return None
+        return (time.monotonic() if now is None else now) + timeout_ms / 1000.0
 
 
 @dataclass

@@ -70,7 +70,7 @@ from service.engine.errors import (
 )
 from service.engine.observer import BatchMode, EngineObserver
 from service.engine.ports import DecodeBatch, Runtime
-from service.engine.requests import Job, batched_posts
+from service.engine.requests import GenerationRequest, Job, batched_posts
 from service.runtime import RuntimeInputError, StepEvent
 
 log = logging.getLogger("service.engine")
@@ -188,7 +188,7 @@ class Scheduler:
             )
         now = time.monotonic()
         if group.deadline is None:
-            group.deadline = self._default_deadline(now)
+            group.deadline = GenerationRequest.deadline_in(self.config.default_timeout_ms, now)
         with self._cond:
             self._refuse_when_full(group.cost, group.deadline, now)
             group.due = due_time(group, now, self.rate.per_second)
@@ -202,11 +202,8 @@ class Scheduler:
         (splitting, tokenization) is done."""
         now = time.monotonic()
         with self._cond:
-            self._refuse_when_full(0, self._default_deadline(now), now)
-
-    def _default_deadline(self, now: float) -> float | None:
-        timeout_ms = self.config.default_timeout_ms
-        return None if timeout_ms is None else now + timeout_ms / 1000.0
+            deadline = GenerationRequest.deadline_in(self.config.default_timeout_ms, now)
+            self._refuse_when_full(0, deadline, now)
 
     @property
     def backlog(self) -> int:

@@ -31,8 +31,11 @@ def split(text: str, token_counts: TokenCounts, limit_tokens: int) -> list[str]:
     (``token_counts``: tokens per text, the model's special tokens included)."""
     overhead = token_counts([""])[0]
     budget = max(1, int(limit_tokens * _SEAM_MARGIN) - overhead)
+    lines = [(m.start(), m.end()) for m in _LINE.finditer(text)]
+    line_costs = [c - overhead for c in token_counts([text[a:b] for a, b in lines])]
     while True:
-        chunks = _pack(text, _units(text, token_counts, overhead, budget), budget)
+        units = _units(text, lines, line_costs, token_counts, overhead, budget)
+        chunks = _pack(text, units, budget)
         longest = max(token_counts(chunks), default=0)
         if longest <= limit_tokens or budget == 1:
             return chunks
@@ -59,14 +62,17 @@ def _pack(text: str, units: list[tuple[tuple[int, int], int]], budget: int) -> l
 
 
 def _units(
-    text: str, token_counts: TokenCounts, overhead: int, budget: int
+    text: str,
+    lines: list[tuple[int, int]],
+    line_costs: list[int],
+    token_counts: TokenCounts,
+    overhead: int,
+    budget: int,
 ) -> list[tuple[tuple[int, int], int]]:
-    """The (start, end) spans to pack and their token costs: lines, or the sentences or
-    word runs of a line over the budget."""
-    lines = [(m.start(), m.end()) for m in _LINE.finditer(text)]
-    costs = [c - overhead for c in token_counts([text[a:b] for a, b in lines])]
+    """The (start, end) spans to pack and their token costs: the lines (``line_costs``
+    tokens each), or the sentences or word runs of a line over the budget."""
     units: list[tuple[tuple[int, int], int]] = []
-    for (start, end), cost in zip(lines, costs, strict=True):
+    for (start, end), cost in zip(lines, line_costs, strict=True):
         if cost <= budget:
             units.append(((start, end), max(cost, 1)))
         else:

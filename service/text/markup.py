@@ -549,8 +549,10 @@ def _align(
         lead = len(it.text) - len(it.text.lstrip())
         expected = (offset + lead) / max(1, len(source)) * len(target)
         # Overlapping matches: with repeated words the right one can start inside another.
-        pattern = re.compile(f"(?=({re.escape(needle)}))", re.IGNORECASE)
-        hits = [m.span(1) for m in pattern.finditer(target, cursor)] if needle else []
+        hits = []
+        if needle:
+            pattern = re.compile(f"(?=({re.escape(needle)}))", re.IGNORECASE)
+            hits = [m.span(1) for m in pattern.finditer(target, cursor)]
         if hits:
             start, stop = min(hits, key=lambda span: abs(span[0] - expected))
         else:
