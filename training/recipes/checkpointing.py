@@ -72,11 +72,13 @@ def save_state(
 
 
 def load_state(path: Path, trainer: Trainer) -> tuple[Position, list[dict[str, float]]]:
-    """Restore weights, optimizer, RNG and step from ``save_state``'s file."""
+    """Restore weights, optimizer, RNG and step from ``save_state``'s file (a file written
+    before the RNG was saved resumes with the RNG as seeded)."""
     state = torch.load(path, weights_only=False)
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
+    if "rng" in state:
+        torch.set_rng_state(state["rng"])
     position = Position(**state["position"])
     trainer.step = position.step
     return position, list(state["history"])
