@@ -126,8 +126,8 @@ def measure(
         sides: dict[str, Callable[[int], float]] = {"http": http, "offline": offline}
         sides.update({name: on_ct2(name) for name in ct2})
         for size in batch_sizes:  # warm-up: first calls pay for lazy initialisation
-            for side in sides.values():
-                side(size)
+            for run_side in sides.values():
+                run_side(size)
         for round_index in range(rounds):
             for size in batch_sizes:
                 for side in round_order(list(sides), round_index):

@@ -10,8 +10,8 @@ from typing import Any, cast
 import torch
 from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
-from service.runtime.memory import keep_freed_memory
 from training.checkpoint_recipes import Example, Training
+from training.memory import keep_freed_memory
 
 Pair = tuple[list[int], list[int]]
 

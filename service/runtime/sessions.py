@@ -206,28 +206,18 @@ class CpuBackend:
 
     device = "cpu"
 
-    def __init__(
-        self,
-        encoder: ort.InferenceSession,
-        decoder: ort.InferenceSession,
-        group_by_length: bool = True,
-    ) -> None:
+    def __init__(self, encoder: ort.InferenceSession, decoder: ort.InferenceSession) -> None:
         self.encoder = encoder
         self.decoder = decoder
         self.sig = _DecoderSignature(decoder, encoder)
         self.shares_cross_kv = session_shares_cross_kv(decoder)
-        # Encode rows of similar length together instead of the whole padded batch at once
-        # (``encoder_groups``); False runs one encoder call per cohort.
-        self.group_by_length = group_by_length
         self._false = np.array([False])
         self._true = np.array([True])
 
     def encode(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> CohortCache:
-        """Run the encoder for a cohort (per length group); the cache has no K/V yet."""
-        if self.group_by_length:
-            hidden = encode_grouped(self._encode_once, input_ids, attention_mask)
-        else:
-            hidden = self._encode_once(input_ids, attention_mask)
+        """Run the encoder for a cohort, rows of similar length together (``encoder_groups``)
+        instead of the whole padded batch at once; the cache has no K/V yet."""
+        hidden = encode_grouped(self._encode_once, input_ids, attention_mask)
         return CohortCache(attention_mask.astype(self.sig.mask_dtype, copy=False), hidden)
 
     def _encode_once(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

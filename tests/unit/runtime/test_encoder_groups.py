@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from rt_helpers import TEXTS
 
 from service.runtime import GenerationOptions, Seq2SeqRuntime, load_runtime
 from service.runtime.encoder_groups import encode_grouped, length_groups
+from service.runtime.sessions import CohortCache, CpuBackend
 
 
 def _cost(groups: list[list[int]], lengths: list[int], call_cost: int) -> int:
@@ -70,6 +72,14 @@ def test_encode_grouped_reassembles_rows_and_zeroes_padding() -> None:
     np.testing.assert_array_equal(grouped, once)
 
 
+def encode_in_one_call(
+    backend: CpuBackend, input_ids: np.ndarray, attention_mask: np.ndarray
+) -> CohortCache:
+    """What ``CpuBackend.encode`` did before length groups: one call on the padded batch."""
+    mask = attention_mask.astype(backend.sig.mask_dtype, copy=False)
+    return CohortCache(mask, backend._encode_once(input_ids, attention_mask))
+
+
 @pytest.fixture(scope="module")
 def marian_runtimes(
     tiny_package: Callable[..., Path],
@@ -79,7 +89,7 @@ def marian_runtimes(
     for precision in ("fp32", "int8"):
         grouped = load_runtime(package, device="cpu", precision=precision)
         onecall = load_runtime(package, device="cpu", precision=precision)
-        onecall.backend.group_by_length = False  # type: ignore[attr-defined]
+        onecall.backend.encode = functools.partial(encode_in_one_call, onecall.backend)  # type: ignore[method-assign]
         out[precision] = (grouped, onecall)
     return out
 

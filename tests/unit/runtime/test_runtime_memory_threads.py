@@ -1,22 +1,14 @@
-"""glibc malloc thresholds (service.runtime.memory, used by the checkpoint trainer) and the
-thread count the service's pool gets from the cores the process may use."""
+"""The thread count the service's pool gets from the cores the process may use."""
 
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 import pytest
 
 from service.runtime import sessions
-from service.runtime.memory import keep_freed_memory
 from service.runtime.sessions import cgroup_cpu_limit, default_intra_op_threads
-
-
-@pytest.mark.skipif(platform.system() != "Linux", reason="mallopt is glibc's (Linux)")
-def test_keep_freed_memory_is_accepted_by_glibc() -> None:
-    assert keep_freed_memory(mmap_threshold_mb=64, trim_threshold_mb=256) is True
 
 
 def test_cgroup_v2_quota_and_no_quota(tmp_path: Path) -> None:
