@@ -3,8 +3,9 @@
 
 ``python -m bench.http_batch --json .cache/bench/http-batch.json`` (in ``make bench-engine``).
 
-A server runs the package in its default configuration (``dynamic`` mode, one shared
-thread pool of ``--threads`` threads). This process loads the same layout offline
+A server runs the package with the service's defaults (``dynamic`` mode, at most 16 decoder
+rows a batch, so a request of 64 texts runs as four batches; one shared thread pool of
+``--threads`` threads). This process loads the same layout offline
 (``share_thread_pool`` then ``load_runtime``) and CTranslate2 int8 on the same checkpoint
 at 1 and ``--threads`` intra-op threads. Each round times, in alternating order, one
 ``POST /translate`` carrying the first N WMT14 single sentences, the offline

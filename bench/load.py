@@ -188,24 +188,34 @@ def server_command(target: str, args: argparse.Namespace, port: int) -> list[str
     )
 
 
+def service_default(name: str) -> int:
+    """The service's default for an integer setting (what ``make serve`` runs with)."""
+    from service.settings import Settings
+
+    value = Settings.model_fields[name].default
+    assert isinstance(value, int), name
+    return value
+
+
 def service_command(
     port: int,
     models_dir: Path,
     names: Sequence[str],
     batch_mode: str,
     precision: str = "int8",
-    max_batch_size: int = 64,
+    max_batch_size: int | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """Our service on loopback ``port``, CPU, serving ``names`` from ``models_dir`` with
-    ``batch_mode`` batching (``extra``: more flags); JSON logs. Every service benchmark
-    starts its servers with this."""
+    ``batch_mode`` batching and ``max_batch_size`` rows (None: the service's default;
+    ``extra``: more flags); JSON logs. Every service benchmark starts its servers with this."""
+    batch = () if max_batch_size is None else ("--max-batch-size", str(max_batch_size))
     return [
         sys.executable, "-m", "service",
         "--host", "127.0.0.1", "--port", str(port),
         "--models-dir", str(models_dir), "--models", ",".join(names),
         "--device", "cpu", "--precision", precision,
-        "--batch-mode", batch_mode, "--max-batch-size", str(max_batch_size),
+        "--batch-mode", batch_mode, *batch,
         *extra,
         "--log-format", "json",
     ]  # fmt: skip

@@ -57,6 +57,7 @@ from bench.load import (
     percentile,
     serve,
     service_command,
+    service_default,
 )
 from bench.rounds import round_order
 
@@ -614,8 +615,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--precision", default="int8")
     add("--threads", type=int, default=2, help="ORT threads of the server")
-    add("--max-batch-size", type=int, default=64)
-    add("--max-queue", type=int, default=1024)
+    add("--max-batch-size", type=int, default=service_default("max_batch_size"))
+    add("--max-queue", type=int, default=service_default("max_queue"))
     add("--request-timeout-s", type=float, default=300.0)
     add("--ready-timeout-s", type=float, default=300.0)
     add("--texts", type=int, default=512)

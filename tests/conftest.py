@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from tests.support.artefacts import build_share
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# Parallel workers share the cores: OpenMP threads (PyTorch) that spin-wait at every
+# barrier while the other worker holds the core run many times slower than sleeping ones.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Fixtures that build the cached tiny artefacts (directly or through another fixture).
 _ARTEFACT_FIXTURES = {"tiny_checkpoint", "tiny_package", "copy_summarizer"}
@@ -39,10 +43,19 @@ def _sessions_keep_their_own_thread_pools() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that takes the real-data folder ``data`` (``make test-data`` runs them)."""
+    """Mark every test that takes the real-data folder ``data`` (``make test-data`` runs them),
+    and put the files with the most ``slow`` tests first: pytest-xdist's ``loadfile`` hands
+    files out in collection order, so a long file started last would leave the other
+    workers idle at the end."""
     for item in items:
         if "data_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.data)
+
+    def file_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow_per_file = Counter(file_of(i) for i in items if i.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow_per_file[file_of(item)])
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timing]
 #: server's event loop sharing 2 busy cores: measured 0.40 s median, 3.5 s worst with a
 #: training job beside it. Generous.
 REJECT_BOUND_S = 10.0
+# Seconds of arrivals: a few hundred requests, enough for a p99 and for a goodput.
+OPEN_LOOP_S = 15.0
+OVERLOAD_S = 12.0
 
 
 def _client(srv: Server, **kw: Any) -> httpx.AsyncClient:
@@ -304,7 +307,7 @@ async def test_open_loop_mixed_load_at_three_quarters_of_capacity(
         # offered once more at 75 % of the new capacity.
         for attempt in (1, 2):
             rate = 0.75 * capacity
-            outcomes = await _open_loop(client, mixed, rate, 30, rng)
+            outcomes = await _open_loop(client, mixed, rate, OPEN_LOOP_S, rng)
             failures = [o for o in outcomes if o.status != 200]
             p99 = percentile((o.seconds for o in outcomes), 99)
             print(
@@ -373,7 +376,7 @@ async def test_overload_keeps_goodput_and_loses_no_accepted_request(
         paths: list[str] = []
         tasks = []
         started = time.monotonic()
-        end = started + 20
+        end = started + OVERLOAD_S
         while time.monotonic() < end:
             path, body = _dialect_body(rng)
             paths.append(path)
@@ -388,7 +391,7 @@ async def test_overload_keeps_goodput_and_loses_no_accepted_request(
     refusal_p99 = percentile((o.seconds for o in refused), 99) if refused else 0.0
     print(
         f"\noverload: capacity {capacity:.1f} req/s, offered {offered:.1f} req/s "
-        f"(sent {len(outcomes) / elapsed:.1f}) for 20 s: {dict(statuses)}; goodput "
+        f"(sent {len(outcomes) / elapsed:.1f}) for {OVERLOAD_S:.0f} s: {dict(statuses)}; goodput "
         f"{goodput:.1f} req/s; 429 p99 {refusal_p99 * 1000:.0f} ms"
     )
     lost = [

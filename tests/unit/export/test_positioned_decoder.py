@@ -20,6 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+# Each family's positioned export and its transformers references take seconds.
+pytestmark = pytest.mark.slow
+
 FAMILIES = ("marian", "bart", "t5", "pegasus", "blenderbot", "m2m100")
 
 SOURCES = [

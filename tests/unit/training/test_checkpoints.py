@@ -218,6 +218,12 @@ def test_full_size_is_grown_from_a_trained_narrow_model(
     # The full-size build path at a small scale: a 2x narrower Marian (the tiny dimensions)
     # learns the copy task, is widened to d_model 128 and must still copy (fixed sinusoids:
     # the widening is only close, so the wide model is probed on its own).
+    # One thread and the tiny tokenizer corpus: the test is about growing, and a second
+    # training thread only contends with the other test worker.
+    monkeypatch.setenv("S2S_TRAIN_THREADS", "1")
+    monkeypatch.setitem(
+        checkpoints.TOKENIZER_SENTENCES, "full", checkpoints.TOKENIZER_SENTENCES["tiny"]
+    )
     recipe = RECIPES["marian"]
     small_full = dataclasses.replace(
         recipe,

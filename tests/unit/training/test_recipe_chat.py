@@ -72,6 +72,7 @@ def test_long_context_drops_oldest_turns_first() -> None:
     assert pair.context.endswith("short question?") and "x" not in pair.context
 
 
+@pytest.mark.slow
 def test_tiny_chat_run_records_its_rendering(tmp_path: Path) -> None:
     data = tmp_path / "dailydialog"
     data.mkdir()

@@ -110,6 +110,7 @@ def test_parse_args_maps_flags() -> None:
     assert config.d_model == 64 and config.average_last == [2, 4] and config.bf16
 
 
+@pytest.mark.slow
 def test_tiny_run_produces_loadable_checkpoint(toy_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "ckpt"
     config = TrainConfig(
@@ -128,6 +129,7 @@ def test_tiny_run_produces_loadable_checkpoint(toy_corpus: Path, tmp_path: Path)
         average_last=[2],
         lr=3e-3,
         eval_batch_size=8,
+        threads=1,
     )
     summary = run(config)
     assert summary["steps"] and len(summary["epochs"]) == 3  # type: ignore[arg-type]
