@@ -57,10 +57,13 @@ COLUMNS: tuple[tuple[str, Callable[[Row], float | None], int], ...] = (
 
 
 def tables(document: dict[str, Any]) -> str:
-    """One table per load level: a row per target, each cell median [min-max] of rounds."""
+    """One table per load level with a row per target (one table with a row per level when
+    there is one target), each cell median [min-max] of rounds."""
     rows = document["rows"]
     targets = list(dict.fromkeys(r["target"] for r in rows))
     shares = sorted({r["load_share"] for r in rows})
+    if len(targets) == 1:
+        return _levels_table(rows, targets[0], shares)
     header = "| target | " + " | ".join(name for name, _, _ in COLUMNS) + " |"
     rule = "|---" * (len(COLUMNS) + 1) + "|"
     parts = []
@@ -84,6 +87,24 @@ def tables(document: dict[str, Any]) -> str:
                 values = [_spread([get(c) for c in cells], digits) for _, get, digits in COLUMNS]
                 parts[-1] += f"\n| {target} | " + " | ".join(values) + " |"
     return "\n\n".join(parts) + "\n"
+
+
+def _levels_table(rows: Sequence[Row], target: str, shares: Sequence[float]) -> str:
+    """``target``'s rows, one per load level."""
+    names = " | ".join(name for name, _, _ in COLUMNS)
+    lines = [
+        f"`{target}`, median [min-max] over rounds:\n",
+        f"| load | arrivals/s | requests | {names} |",
+        "|---" * (len(COLUMNS) + 3) + "|",
+    ]
+    for share in shares:
+        cells = _cells(rows, target, share)
+        offered = [c["offered"] for c in cells]
+        load = "alone" if math.isclose(share, ALONE_SHARE) else f"{share:.0%}"
+        rate = "-" if load == "alone" else f"{cells[0]['rate_per_s']:.2f}"
+        values = [_spread([get(c) for c in cells], digits) for _, get, digits in COLUMNS]
+        lines.append(f"| {load} | {rate} | {_spread(offered)} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _ratios(
@@ -221,12 +242,12 @@ def section(
 ) -> str:
     """The whole docs/benchmarks.md ``name`` section (its plot is ``name``.png)."""
     image = plot(document, plots_dir, name)
-    goals = targets(document)
+    goals = [line for line in targets(document) if not line.endswith("not measured")]
+    listed = "".join(f"- {line}\n" for line in goals)
     return (
         header(document)
         + "\n"
         + tables(document)
-        + "\nTargets (issue 19):\n\n"
-        + "\n".join(f"- {line}" for line in goals)
-        + f"\n\n![{name}]({image.relative_to(doc_dir).as_posix()})\n"
+        + (f"\nTargets (issue 19):\n\n{listed}" if goals else "")
+        + f"\n![{name}]({image.relative_to(doc_dir).as_posix()})\n"
     )

@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,37 @@ def _round_targets(document: dict[str, Any], label: str) -> list[str]:
             f"best CTranslate2 int8 (target ≥ {target}×: {verdict}; {lead_verdict(row)})"
         )
     return lines
+
+
+def thread_scaling(document: dict[str, Any]) -> str:
+    """Per backend and cell measured at 1 and 2 threads in interleaved rounds: tokens/s at 2
+    threads over tokens/s at 1, taken within each round (median [min-max]); "" when the
+    document has no such pair."""
+    rows = [r for r in measured(document["rows"]) if r.get("tokens_per_s_rounds")]
+    by_key = {(r["backend"], r["precision"], int(r["threads"]), cell_key(r)): r for r in rows}
+    lines = []
+    for (backend, precision, threads, cell), row in by_key.items():
+        single = by_key.get((backend, precision, 1, cell))
+        if threads != 2 or single is None:
+            continue
+        ratios = [
+            two / one
+            for two, one in zip(
+                row["tokens_per_s_rounds"], single["tokens_per_s_rounds"], strict=True
+            )
+        ]
+        lines.append(
+            f"| {backend} {precision} | {cell[1]} {cell[2]} | {cell[3]} | "
+            f"{statistics.median(ratios):.2f}× [{min(ratios):.2f}–{max(ratios):.2f}] |"
+        )
+    if not lines:
+        return ""
+    return (
+        "Scaling with threads: tokens/s at 2 threads over tokens/s at 1, within each round "
+        "(median [min–max]):\n\n| backend | search | batch | 2 threads / 1 |\n|---|---|---|---|\n"
+        + "\n".join(lines)
+        + "\n\n"
+    )
 
 
 def _target_list(lines: list[str]) -> str:
@@ -445,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             + run_header(document)
             + "\n"
             + engine_tables(document)
+            + thread_scaling(document)
             + _target_list(engine_targets(document))
             + images
             + "\n"

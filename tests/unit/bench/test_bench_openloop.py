@@ -292,3 +292,18 @@ def test_summarize_body_streams_greedy_without_forced_length() -> None:
         "stream": True,
         "options": {"num_beams": 1},
     }
+
+
+def test_one_target_gets_one_table_with_a_row_per_level_and_no_unmeasured_targets(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        _row("dynamic", share, round_index, 100.0 * (1 + share), 50.0, 3.0)
+        for share in (0.25, 1.1)
+        for round_index in (0, 1)
+    ]
+    table = tables(_document(rows))
+    assert table.count("| load |") == 1
+    assert "| 25% |" in table and "| 110% |" in table
+    text = section(_document(rows), tmp_path, tmp_path / "plots")
+    assert "Targets" not in text and "not measured" not in text

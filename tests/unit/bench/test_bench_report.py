@@ -14,6 +14,7 @@ from bench.report import (
     main,
     replace_section,
     service_targets,
+    thread_scaling,
 )
 
 
@@ -179,3 +180,16 @@ def test_main_writes_the_ceiling_section(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "<!-- BEGIN ceiling -->" in text
     assert "| 32 | 2.30 | 105 | 700 | 1300 | 350 (50%) | – |" in text
+
+
+def test_thread_scaling_pairs_each_round_of_one_and_two_threads() -> None:
+    rows = [
+        {**_row(f"ours int8 t{n}", "ours", "int8", 8, 0.0), "threads": n, "tokens_per_s_rounds": r}
+        for n, r in ((1, [100.0, 200.0, 100.0]), (2, [150.0, 220.0, 190.0]))
+    ]
+    rows.append({**_row("ct2 int8 t2", "ct2", "int8", 8, 0.0), "threads": 2})  # no t1 pair
+    table = thread_scaling({"rows": rows})
+    # Within each round: 1.5, 1.1, 1.9 (not the ratio of the medians, 190 / 100).
+    assert "| ours int8 | greedy fixed | 8 | 1.50× [1.10–1.90] |" in table
+    assert "ct2" not in table
+    assert thread_scaling({"rows": rows[:1]}) == ""
