@@ -49,12 +49,14 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The suite runs on TEST_WORKERS processes (pytest-xdist: one per core, at most 8; whole
-# test files to a worker; 0 runs it in this process), then the tests marked `timing` run
-# alone: they compare latencies or rates measured within the test, which the other worker
-# would skew. Exit status 5 (the phase selects no test, e.g. PYTEST_ARGS names only files of
-# the other phase) is not a failure. A -m in PYTEST_ARGS replaces the phase's own -m.
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 8 ? 8 : n )))
+# The suite runs on TEST_WORKERS processes (pytest-xdist: two per core, at most 8, because
+# much of a test's time is waiting on a server, a socket or another worker's build lock,
+# and a second worker fills that; whole test files to a worker; 0 runs it in this
+# process), then the tests marked `timing` run alone: they compare latencies or rates
+# measured within the test, which the other workers would skew. Exit status 5 (the phase
+# selects no test, e.g. PYTEST_ARGS names only files of the other phase) is not a
+# failure. A -m in PYTEST_ARGS replaces the phase's own -m.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( 2 * n > 8 ? 8 : 2 * n )))
 PYTEST := HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -ra
 
 test: venv system-deps lint typecheck
