@@ -140,7 +140,8 @@ bench-engine: venv
 	  --json .cache/bench/ceiling-rounds.json
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.http_batch --rounds 5 --json .cache/bench/http-batch.json
 	$(BIN)/python -m bench.report --engine .cache/bench/engine-rounds.json --section engine-rounds \
-	  --ceiling .cache/bench/ceiling-rounds.json --http-batch .cache/bench/http-batch.json
+	  --ceiling .cache/bench/ceiling-rounds.json --ceiling-section ceiling-rounds \
+	  --http-batch .cache/bench/http-batch.json
 
 # Open-loop latency of the committed defaults as `make serve` runs them: Poisson arrivals
 # at 25-110 % of the measured capacity on a WMT14 sentence / paragraph / SAMSum mix.
@@ -148,7 +149,7 @@ bench-openloop: venv
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.openloop --package models/$(TRANSLATE_NAME) \
 	  --summarize-package models/$(SUMMARIZE_NAME) --targets dynamic \
 	  --json .cache/bench/openloop.json
-	$(BIN)/python -m bench.report --openloop .cache/bench/openloop.json
+	$(BIN)/python -m bench.report --openloop .cache/bench/openloop.json --openloop-section openloop-defaults
 
 # Overload (issue 39): the committed defaults with default settings at 3x their measured
 # capacity for 60 s over every API: accepted requests lost, goodput, 429 latency.
