@@ -220,9 +220,6 @@ ship-translate: venv
 	$(BIN)/python -m training.recipes.ship --package $(TRANSLATE_DIR)/package/$(TRANSLATE_NAME) \
 	  --out models/$(TRANSLATE_NAME) --keep int8 --source-ref "make train-translate" \
 	  --description-file training/recipes/$(TRANSLATE_NAME).txt
-	# int8 token embeddings and the tied output projection stored once (export.shrink checks
-	# the rewritten package against the original before it replaces it).
-	HF_HUB_OFFLINE=1 $(BIN)/python -m export.shrink models/$(TRANSLATE_NAME)
 
 # Scores the checkpoint and both exported variants per direction (docs/quality.md).
 eval-translate: venv
