@@ -333,6 +333,11 @@ def resolve_model(
     return checkpoint, Path(package)
 
 
+def ct2_model_dir(checkpoint: Path) -> Path:
+    """Where ``checkpoint``'s CTranslate2 conversion is cached (``backends.ct2_convert``)."""
+    return CACHE / "ct2" / checkpoint.name
+
+
 def prepare(args: argparse.Namespace) -> Plan:
     """Build (or reuse) checkpoint, package and CTranslate2 conversion; tokenize inputs."""
     from bench.inputs import texts_for_task
@@ -352,7 +357,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     model = probe.manifest.model
     ids = {"pad": model.pad_token_id, "eos": model.eos_token_id}
     ids["decoder_start"] = model.decoder_start_token_id
-    ct2_dir = CACHE / "ct2" / checkpoint.name
+    ct2_dir = ct2_model_dir(checkpoint)
     if any(s.startswith("ct2") for s in args.backends.split(",")):
         backends.ct2_convert(checkpoint, ct2_dir)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

@@ -175,7 +175,8 @@ def markdown(document: dict[str, Any]) -> str:
     lines = [
         f"`{document['command']}` ({document['started']}, {document['rounds']} rounds)\n",
         f"| threads | batch | HTTP tok/s | offline tok/s | {ct2_heads} | "
-        f"HTTP / offline (target >= {TARGET_RATIO}) | HTTP / best CTranslate2 |",
+        f"HTTP / offline (target >= {TARGET_RATIO}) | "
+        f"HTTP / best CTranslate2 (goal >= {CT2_GOAL}) |",
         "|---|---|---|---|" + "---|" * len(names) + "---|---|",
     ]
     lines += [markdown_row(row) for row in rows]
@@ -194,12 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     from bench.backends import ct2_convert
-    from bench.engine import CACHE, resolve_model
+    from bench.engine import ct2_model_dir, resolve_model
 
     checkpoint, package = resolve_model(
         "marian", args.size, "translation", args.checkpoint, args.package
     )
-    ct2_dir = ct2_convert(checkpoint, CACHE / "ct2" / checkpoint.name)
+    ct2_dir = ct2_convert(checkpoint, ct2_model_dir(checkpoint))
     started = time.time()
     sizes = [int(s) for s in args.batch_sizes.split(",")]
     rows = measure(package, checkpoint, ct2_dir, args.threads, sizes, args.rounds)
